@@ -1,0 +1,63 @@
+# Two commands: `make run` and `make test`. Everything else is optional.
+SHELL := /bin/bash
+PYTHON ?= $(shell ls -d $$(pyenv root 2>/dev/null)/versions/3.12.*/bin/python3.12 2>/dev/null | tail -1 || true)
+ifeq ($(strip $(PYTHON)),)
+PYTHON := $(shell command -v python3.12 || true)
+endif
+VENV := .venv
+PY := $(VENV)/bin/python
+MANAGE := $(PY) manage.py
+COV := --cov=tenants --cov=compliance --cov=accounts --cov=api --cov=ops --cov-report=term:skip-covered
+
+.PHONY: install run test test-slow bench lint stop services migrate demo clean help
+
+help:
+	@echo "make run        start everything (embedded PostgreSQL/Redis if DATABASE_URL/REDIS_URL unset)"
+	@echo "make test       full test suite against real PostgreSQL and Redis (what CI runs)"
+	@echo "make test-slow  long load, soak and fault runs"
+	@echo "make bench      benchmarks, printing figures"
+	@echo "make lint       ruff"
+	@echo "make stop       stop the embedded PostgreSQL and Redis"
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	@if [ -z "$(PYTHON)" ]; then echo "Python 3.12 not found: install it (pyenv install 3.12) or pass PYTHON=/path/to/python3.12"; exit 1; fi
+	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt -r requirements-dev.txt
+	@touch $@
+
+install: $(VENV)/.installed
+
+services: install
+	$(PY) -m config.embedded start
+
+migrate: install
+	$(MANAGE) migrate_schemas --shared -v 0
+	$(MANAGE) migrate_schemas --tenant -v 0
+	$(MANAGE) ensure_tenant_template
+
+demo: migrate
+	$(MANAGE) demo_setup
+
+run: demo
+	@$(MANAGE) demo_setup --print
+	$(VENV)/bin/honcho -f Procfile start
+
+test: install
+	$(PY) -m pytest -m "not slow" $(COV) $(PYTEST_ARGS)
+
+test-slow: install
+	$(PY) -m pytest -m slow $(PYTEST_ARGS)
+
+bench: install
+	$(PY) -m benchmarks $(BENCH_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+stop:
+	@[ -x $(PY) ] && $(PY) -m config.embedded stop || echo "nothing to stop (no .venv)"
+
+clean: stop
+	rm -rf .data

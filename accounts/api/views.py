@@ -1,0 +1,55 @@
+from django.contrib.auth import authenticate
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.throttling import AnonRateThrottle
+from rest_framework.views import APIView
+from rest_framework_simplejwt.tokens import RefreshToken
+
+from api.errors import ApplicationError
+from api.schema import ERRORS
+from tenants.models import Membership
+
+
+class LoginThrottle(AnonRateThrottle):
+    rate = "20/min"
+
+
+class TokenObtainApi(APIView):
+    """Exchange e-mail + password for a JWT pair whose ``tenant_id`` claim scopes every call."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+    throttle_classes = [LoginThrottle]
+
+    class InputSerializer(serializers.Serializer):
+        email = serializers.EmailField()
+        password = serializers.CharField(trim_whitespace=False)
+        tenant = serializers.SlugField(help_text="Tenant slug the token is for.")
+
+    class OutputSerializer(serializers.Serializer):
+        access = serializers.CharField()
+        refresh = serializers.CharField()
+        tenant = serializers.CharField()
+        role = serializers.CharField()
+
+    @extend_schema(operation_id="auth_token_create", request=InputSerializer,
+                   responses={200: OutputSerializer, **ERRORS})
+    def post(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        user = authenticate(request, email=v["email"].lower(), password=v["password"])
+        membership = (Membership.objects.select_related("tenant")
+                      .filter(user=user, tenant__slug=v["tenant"], tenant__status="active").first()
+                      if user else None)
+        if membership is None:
+            # one answer for every failure: never reveal which tenants or e-mails exist
+            raise ApplicationError("invalid_credentials", "E-mail, password or tenant is wrong.", status=401)
+        refresh = RefreshToken.for_user(user)
+        refresh["tenant_id"] = membership.tenant_id
+        access = refresh.access_token
+        access["tenant_id"] = membership.tenant_id
+        return Response(self.OutputSerializer({"access": str(access), "refresh": str(refresh),
+                                               "tenant": membership.tenant.slug, "role": membership.role}).data)

@@ -1,0 +1,101 @@
+"""One error type and one envelope: ``{"error": {"code", "message", "details"}}``.
+
+Services raise :class:`ApplicationError` with a stable snake_case ``code``; DRF's own exceptions
+(validation, auth, throttling, 404) are mapped to the same envelope by :func:`exception_handler`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404, JsonResponse
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+
+logger = logging.getLogger(__name__)
+
+
+class ApplicationError(Exception):
+    """A failure the user can act on. ``status`` is the HTTP status it maps to."""
+
+    def __init__(self, code: str, message: str, details: dict | None = None, status: int = 400):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = details or {}
+        self.status = status
+
+
+class NotFound(ApplicationError):
+    def __init__(self, what: str = "resource", details: dict | None = None):
+        super().__init__("not_found", f"The {what} does not exist.", details, status=404)
+
+
+_DRF_CODES = {
+    exceptions.ValidationError: "invalid_input",
+    exceptions.ParseError: "malformed_request",
+    exceptions.AuthenticationFailed: "authentication_failed",
+    exceptions.NotAuthenticated: "not_authenticated",
+    exceptions.PermissionDenied: "permission_denied",
+    exceptions.NotFound: "not_found",
+    exceptions.MethodNotAllowed: "method_not_allowed",
+    exceptions.NotAcceptable: "not_acceptable",
+    exceptions.UnsupportedMediaType: "unsupported_media_type",
+    exceptions.Throttled: "rate_limited",
+}
+
+_MESSAGES = {
+    "invalid_input": "The request has invalid fields; see details.",
+    "not_authenticated": "Authentication required: send 'Authorization: Api-Key <key>' or a Bearer token.",
+    "not_found": "Not found.",
+}
+
+
+def envelope(code: str, message: str, details: dict | None = None) -> dict:
+    return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
+def error_response(code: str, message: str, status_code: int, details: dict | None = None) -> JsonResponse:
+    """The envelope as a plain Django response, for middleware (outside DRF)."""
+    return JsonResponse(envelope(code, message, details), status=status_code)
+
+
+def exception_handler(exc, context):
+    if isinstance(exc, ApplicationError):
+        return Response(envelope(exc.code, exc.message, exc.details), status=exc.status)
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
+    elif isinstance(exc, DjangoValidationError):
+        exc = exceptions.ValidationError(detail=exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
+
+    from rest_framework.views import exception_handler as drf_exception_handler  # avoid import cycle
+
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None  # unexpected: Django's 500 handler (JSON in config.urls) takes it
+    code = next((c for cls, c in _DRF_CODES.items() if isinstance(exc, cls)), "error")
+    if isinstance(exc, exceptions.ValidationError):
+        details = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+        message = _MESSAGES["invalid_input"]
+    else:
+        details = {}
+        message = str(exc.detail) if getattr(exc, "detail", None) else _MESSAGES.get(code, code)
+        if code == "not_authenticated":
+            message = _MESSAGES["not_authenticated"]
+        if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
+            details = {"retry_after_seconds": int(exc.wait)}
+    response.data = envelope(code, message, details)
+    return response
+
+
+def server_error(request, *args, **kwargs):
+    return error_response("server_error", "Internal error; it was logged. Retry, or report the request id.",
+                          status.HTTP_500_INTERNAL_SERVER_ERROR)
+
+
+def not_found(request, exception=None, *args, **kwargs):
+    return error_response("not_found", "Not found.", status.HTTP_404_NOT_FOUND)

@@ -1,0 +1,39 @@
+"""OpenAPI pieces shared by every endpoint: the error envelope and its documented responses."""
+
+from drf_spectacular.utils import OpenApiResponse, inline_serializer
+from rest_framework import serializers
+
+ErrorSerializer = inline_serializer(
+    name="Error",
+    fields={
+        "error": inline_serializer(
+            name="ErrorBody",
+            fields={
+                "code": serializers.CharField(help_text="Stable snake_case code, e.g. invalid_input."),
+                "message": serializers.CharField(help_text="What happened and what to do."),
+                "details": serializers.DictField(),
+            },
+        )
+    },
+)
+
+ERRORS = {
+    400: OpenApiResponse(ErrorSerializer, description="invalid_input and other validation codes"),
+    401: OpenApiResponse(ErrorSerializer, description="not_authenticated, invalid_api_key, invalid_token"),
+    403: OpenApiResponse(ErrorSerializer, description="insufficient_role, insufficient_scope"),
+    404: OpenApiResponse(ErrorSerializer, description="not_found (also for other tenants' objects)"),
+    429: OpenApiResponse(ErrorSerializer, description="plan_limit_exceeded, rate_limited"),
+}
+
+
+class AutoSchema(__import__("drf_spectacular.openapi", fromlist=["AutoSchema"]).AutoSchema):
+    """Names serializers nested in a view after the view (``ApiKeyListCreateApi.InputSerializer`` ->
+    ``ApiKeyListCreateInput``) so the one-view-per-operation style never collides in components."""
+
+    def _get_serializer_name(self, serializer, direction, bypass_extensions=False):
+        name = super()._get_serializer_name(serializer, direction, bypass_extensions)
+        qualname = type(serializer).__qualname__
+        if "." in qualname and not getattr(getattr(serializer, "Meta", None), "ref_name", None):
+            owner = qualname.split(".")[0].removesuffix("Api")
+            return owner + name
+        return name

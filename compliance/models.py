@@ -1,0 +1,40 @@
+from django.db import models
+
+
+class AuditRecord(models.Model):
+    """Append-only, per tenant. A database trigger (migration 0002) rejects UPDATE and DELETE;
+    the hash chain over records arrives with the compliance issue."""
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    actor = models.CharField(max_length=120)  # "user:<id>:<email>", "apikey:<prefix>", "system"
+    action = models.CharField(max_length=80, db_index=True)  # "<entity>.<verb>", e.g. "api_key.revoked"
+    object_type = models.CharField(max_length=80, blank=True)
+    object_id = models.CharField(max_length=64, blank=True)
+    details = models.JSONField(default=dict)
+
+    class Meta:
+        ordering = ("-id",)
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise RuntimeError("audit records are append-only")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise RuntimeError("audit records are append-only")
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.actor} {self.action}"
+
+
+class DataKey(models.Model):
+    """A tenant's data-encryption key, stored only wrapped (AES-256-GCM) by the master key."""
+
+    key_id = models.CharField(max_length=32, unique=True)
+    master_key_id = models.CharField(max_length=32)
+    wrapped = models.BinaryField()
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.key_id} ({'active' if self.active else 'retired'})"

@@ -1,0 +1,12 @@
+"""Celery wiring. tenant-schemas-celery carries the caller's schema in each task's headers and
+switches the worker's connection to it before the task runs."""
+
+import os
+
+from tenant_schemas_celery.app import CeleryApp
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+app = CeleryApp("ati", task_cls="tenants.tasks:TenantFairTask")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()

@@ -1,0 +1,45 @@
+"""Secrets come from the environment. For the embedded default (a developer's clone) they are
+generated once into .data/secrets.json (mode 600), never committed and never logged."""
+
+import base64
+import json
+import os
+import secrets
+
+from .base import DATA_DIR, DEBUG
+from .env import env_bool, env_str
+
+
+def _local_secrets() -> dict:
+    path = DATA_DIR / "secrets.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    values = {
+        "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+        "FIELD_ENCRYPTION_KEY": base64.b64encode(os.urandom(32)).decode(),
+    }
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(values, fh)
+    except FileExistsError:  # another process won the race
+        return json.loads(path.read_text())
+    return values
+
+
+_secrets = None if (env_str("DJANGO_SECRET_KEY") and env_str("FIELD_ENCRYPTION_KEY")) else _local_secrets()
+SECRET_KEY = env_str("DJANGO_SECRET_KEY") or _secrets["DJANGO_SECRET_KEY"]
+# Master key (base64, 32 bytes) wrapping every tenant's data key (AES-256-GCM envelope encryption).
+FIELD_ENCRYPTION_KEY = env_str("FIELD_ENCRYPTION_KEY") or _secrets["FIELD_ENCRYPTION_KEY"]
+FIELD_ENCRYPTION_KEY_ID = env_str("FIELD_ENCRYPTION_KEY_ID", "k1")
+
+SECURE_COOKIES = env_bool("SECURE_COOKIES", not DEBUG and env_bool("HTTPS", False))
+SESSION_COOKIE_SECURE = SECURE_COOKIES
+CSRF_COOKIE_SECURE = SECURE_COOKIES
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_PROXY") else None

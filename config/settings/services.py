@@ -1,0 +1,69 @@
+"""PostgreSQL and Redis: from DATABASE_URL / REDIS_URL, else embedded servers under .data/."""
+
+import sys
+from urllib.parse import parse_qs, unquote, urlparse
+
+from .env import env_int, env_str
+
+_db_url = env_str("DATABASE_URL") or __import__("config.embedded", fromlist=["x"]).database_url()
+REDIS_URL = env_str("REDIS_URL") or __import__("config.embedded", fromlist=["x"]).redis_url()
+
+
+def _parse_db(url: str) -> dict:
+    parts = urlparse(url)
+    query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+    return {
+        "ENGINE": "django_tenants.postgresql_backend",
+        "NAME": unquote(parts.path.lstrip("/")) or "postgres",
+        "USER": unquote(parts.username or "postgres"),
+        "PASSWORD": unquote(parts.password or ""),
+        "HOST": query.pop("host", None) or parts.hostname or "",
+        "PORT": str(parts.port or ""),
+        # Persistent connections under WSGI (gunicorn); the tenant middleware sets search_path
+        # on every request, so a reused connection never carries the previous tenant.
+        "CONN_MAX_AGE": env_int("DB_CONN_MAX_AGE", 60),
+        "CONN_HEALTH_CHECKS": True,
+        "OPTIONS": query,
+    }
+
+
+DATABASES = {"default": _parse_db(_db_url)}
+DATABASE_ROUTERS = ("django_tenants.routers.TenantSyncRouter",)
+
+
+def redis_db_url(db: int) -> str:
+    """REDIS_URL pointed at logical database ``db`` (works for redis:// and unix:// URLs)."""
+    parts = urlparse(REDIS_URL)
+    if parts.scheme == "unix":
+        query = parse_qs(parts.query)
+        query["db"] = [str(db)]
+        q = "&".join(f"{k}={v[0]}" for k, v in query.items())
+        return f"unix://{parts.path}?{q}"
+    return parts._replace(path=f"/{db}").geturl()
+
+
+# Tests use their own Redis databases so a running `make run` on the same server is never touched.
+TESTING = "pytest" in sys.modules or sys.argv[1:2] == ["test"]
+_redis_base = 10 if TESTING else 0
+REDIS_DB_CACHE = env_int("REDIS_DB_CACHE", _redis_base + 1)
+REDIS_DB_BROKER = env_int("REDIS_DB_BROKER", _redis_base + 2)
+REDIS_DB_CHANNELS = env_int("REDIS_DB_CHANNELS", _redis_base + 3)
+REDIS_DB_USAGE = env_int("REDIS_DB_USAGE", _redis_base + 4)
+
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": redis_db_url(REDIS_DB_CACHE),
+        # one key space per schema: tenant A can never read tenant B's cache entries
+        "KEY_FUNCTION": "django_tenants.cache.make_key",
+        "REVERSE_KEY_FUNCTION": "django_tenants.cache.reverse_key",
+        "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "ati"),
+    }
+}
+
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "CONFIG": {"hosts": [redis_db_url(REDIS_DB_CHANNELS)], "prefix": env_str("CHANNELS_PREFIX", "ati")},
+    }
+}

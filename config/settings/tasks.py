@@ -1,0 +1,37 @@
+"""Celery (Redis broker) and the per-tenant fairness bound."""
+
+from .env import env_int
+from .services import REDIS_DB_BROKER, TESTING, redis_db_url
+
+def _celery_url(db: int) -> str:
+    url = redis_db_url(db)
+    if url.startswith("unix://"):  # kombu's socket transport names the database `virtual_host`
+        return url.replace("unix://", "redis+socket://", 1).replace("?db=", "?virtual_host=")
+    return url
+
+
+CELERY_BROKER_URL = _celery_url(REDIS_DB_BROKER)
+CELERY_RESULT_BACKEND = CELERY_BROKER_URL
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_RESULT_EXPIRES = 24 * 3600
+CELERY_TASK_TRACK_STARTED = True
+# Longest task (AutoML training) is bounded by CELERY_TASK_TIME_LIMIT; unacked tasks are
+# redelivered only after the visibility timeout, which must exceed it.
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 3600)
+CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 60
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": CELERY_TASK_TIME_LIMIT * 2,
+    # a key prefix as well as a database: control broadcasts (pidbox) of a test run never reach a
+    # developer's running worker on the same Redis
+    "global_keyprefix": "test:" if TESTING else "",
+}
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = CELERY_BROKER_TRANSPORT_OPTIONS
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# One tenant may hold at most this many worker slots at once; excess tasks are re-queued
+# with a short delay so other tenants' tasks run (see tenants.tasks.TenantFairTask).
+TENANT_TASK_CONCURRENCY = env_int("TENANT_TASK_CONCURRENCY", 2)

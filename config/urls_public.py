@@ -1,0 +1,21 @@
+"""URLs served without a tenant: health, docs, auth, admin. A tenant URL here is a 404."""
+
+from django.contrib import admin
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from accounts.api.views import TokenObtainApi
+from ops import views as ops
+
+handler404 = "api.errors.not_found"
+handler500 = "api.errors.server_error"
+
+urlpatterns = [
+    path("health", ops.health, name="health"),
+    path("health/ready", ops.ready, name="health-ready"),
+    path("version", ops.version, name="version"),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("api/v1/auth/token/", TokenObtainApi.as_view(), name="auth-token"),
+    path("admin/", admin.site.urls),
+]

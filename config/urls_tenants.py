@@ -1,0 +1,13 @@
+"""URLs served once a tenant is resolved: the public ones plus every tenant API under /api/v1/."""
+
+from django.urls import include, path
+
+from config.urls_public import urlpatterns as public_urlpatterns
+
+handler404 = "api.errors.not_found"
+handler500 = "api.errors.server_error"
+
+urlpatterns = [
+    path("api/v1/", include("tenants.api.urls")),
+    *public_urlpatterns,
+]

@@ -1,0 +1,67 @@
+import json
+import os
+import secrets
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+
+from tenants import resolution
+from tenants.models import Membership, Role, Tenant
+from tenants.services import ALL_SCOPES, _api_key_insert, tenant_provision
+
+DEMO_SLUG = "demo"
+DEMO_EMAIL = "demo@example.com"
+
+
+class Command(BaseCommand):
+    help = ("Create (idempotently) the `demo` tenant owned by demo@example.com and write the credentials "
+            "to .data/demo.json (api_key, email, password, base_url, ws_url). With --print, only print them.")
+
+    def add_arguments(self, parser):
+        parser.add_argument("--print", action="store_true", help="Print URLs and credentials and exit.")
+
+    def handle(self, *args, **opts):
+        path = settings.DATA_DIR / "demo.json"
+        base_url = f"http://127.0.0.1:{os.environ.get('HTTP_PORT', '8000')}"
+        ws_url = f"ws://127.0.0.1:{os.environ.get('WS_PORT', '8001')}"
+        if opts["print"]:
+            return self._print(json.loads(path.read_text()))
+        current = json.loads(path.read_text()) if path.exists() else {}
+        User = get_user_model()
+        tenant = Tenant.objects.filter(slug=DEMO_SLUG).first()
+        password = current.get("password") or secrets.token_urlsafe(12)
+        if tenant is None:
+            tenant, key = tenant_provision(slug=DEMO_SLUG, plan="pro", name="Demo Trading", owner_email=DEMO_EMAIL,
+                                           owner_password=password)
+        else:
+            key = current.get("api_key")
+            if not key or (info := resolution.api_key_resolve(key)) is None or info.tenant_id != tenant.pk:
+                owner = User.objects.filter(email=DEMO_EMAIL).first()
+                _, key = _api_key_insert(tenant=tenant, name="demo key", scopes=ALL_SCOPES, created_by=owner)
+        owner, _ = User.objects.get_or_create(email=DEMO_EMAIL)
+        if not owner.check_password(password):
+            owner.set_password(password)
+            owner.save(update_fields=["password"])
+        Membership.objects.get_or_create(user=owner, tenant=tenant, defaults={"role": Role.OWNER})
+        data = {"tenant": DEMO_SLUG, "api_key": key, "email": DEMO_EMAIL, "password": password,
+                "base_url": base_url, "ws_url": ws_url}
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh, indent=2)
+        self.stdout.write(f"demo tenant ready; credentials in {path}")
+
+    def _print(self, d):
+        w = self.stdout.write
+        w("")
+        w("  AI Trading Intelligence is starting (Ctrl-C stops everything)")
+        w(f"  API          {d['base_url']}/api/v1/   (Authorization: Api-Key <api_key>)")
+        w(f"  Swagger UI   {d['base_url']}/api/docs/")
+        w(f"  Health       {d['base_url']}/health/ready")
+        w(f"  Admin        {d['base_url']}/admin/")
+        w(f"  WebSocket    {d['ws_url']}/ws/echo/?api_key=<api_key>")
+        w(f"  Demo login   {d['email']} / {d['password']}   (tenant: {d['tenant']})")
+        w(f"  API key      {d['api_key']}")
+        w(f"  Try:  curl -H 'Authorization: Api-Key {d['api_key']}' {d['base_url']}/api/v1/tenant/")
+        w("  (all of this is also in .data/demo.json)")
+        w("")

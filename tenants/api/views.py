@@ -1,0 +1,90 @@
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from api.pagination import CreatedCursorPagination
+from api.schema import ERRORS
+from tenants import limits, selectors, services
+from tenants.models import ApiKey, Scope
+from tenants.permissions import MANAGE, READ
+
+METRICS = ("decisions_per_day", "api_requests")
+
+
+class TenantDetailApi(APIView):
+    """The tenant the request resolved to, its plan, limits and today's usage."""
+
+    access = {"GET": READ}
+
+    class OutputSerializer(serializers.Serializer):
+        slug = serializers.CharField()
+        name = serializers.CharField()
+        schema_name = serializers.CharField()
+        plan = serializers.CharField(source="plan.code")
+        limits = serializers.DictField(source="plan.limits")
+        usage_today = serializers.DictField()
+        created_at = serializers.DateTimeField()
+
+    @extend_schema(operation_id="tenant_retrieve", responses={200: OutputSerializer, **ERRORS})
+    def get(self, request):
+        tenant = request.tenant
+        tenant.usage_today = {m: limits.usage_get(tenant, m).used for m in METRICS}
+        return Response(self.OutputSerializer(tenant).data)
+
+
+class ApiKeyOutputSerializer(serializers.ModelSerializer):
+    created_by = serializers.EmailField(source="created_by.email", default=None, read_only=True)
+    is_active = serializers.BooleanField(read_only=True)
+
+    class Meta:
+        model = ApiKey
+        fields = ("id", "name", "prefix", "scopes", "created_by", "created_at", "last_used_at",
+                  "revoked_at", "is_active")
+
+
+class ApiKeyListCreateApi(APIView):
+    """List the tenant's API keys (never their secrets) or create one (the key is shown once)."""
+
+    access = {"GET": MANAGE, "POST": MANAGE}
+
+    class InputSerializer(serializers.Serializer):
+        name = serializers.CharField(max_length=80)
+        scopes = serializers.ListField(child=serializers.ChoiceField(choices=Scope.choices), min_length=1)
+
+    class CreatedSerializer(ApiKeyOutputSerializer):
+        key = serializers.CharField(read_only=True, help_text="The full key. Shown only in this response.")
+
+        class Meta(ApiKeyOutputSerializer.Meta):
+            fields = ApiKeyOutputSerializer.Meta.fields + ("key",)
+
+    @extend_schema(operation_id="api_keys_list", responses={200: ApiKeyOutputSerializer(many=True), **ERRORS})
+    def get(self, request):
+        paginator = CreatedCursorPagination()
+        page = paginator.paginate_queryset(selectors.api_key_list(tenant=request.tenant), request, view=self)
+        return paginator.get_paginated_response(ApiKeyOutputSerializer(page, many=True).data)
+
+    @extend_schema(operation_id="api_keys_create", request=InputSerializer,
+                   responses={201: CreatedSerializer, **ERRORS})
+    def post(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        key, raw = services.api_key_create(tenant=request.tenant, created_by=request.user, **data.validated_data)
+        key.key = raw
+        return Response(self.CreatedSerializer(key).data, status=201)
+
+
+class ApiKeyDetailApi(APIView):
+    access = {"GET": MANAGE, "DELETE": MANAGE}
+
+    @extend_schema(operation_id="api_keys_retrieve", responses={200: ApiKeyOutputSerializer, **ERRORS})
+    def get(self, request, key_id: int):
+        return Response(ApiKeyOutputSerializer(selectors.api_key_get(tenant=request.tenant, key_id=key_id)).data)
+
+    @extend_schema(operation_id="api_keys_revoke", responses={200: ApiKeyOutputSerializer, **ERRORS},
+                   description="Revoke a key. It stops working in every process within about a second.")
+    def delete(self, request, key_id: int):
+        key = services.api_key_revoke(tenant=request.tenant, key_id=key_id, actor=request.user)
+        return Response(ApiKeyOutputSerializer(key).data)
+
+

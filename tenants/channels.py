@@ -1,0 +1,87 @@
+"""Tenant context for WebSockets (django-tenants covers only HTTP).
+
+:class:`TenantWebSocketMiddleware` resolves the tenant from the API key (``?api_key=`` or the
+``Sec-WebSocket-Protocol`` value ``api-key.<key>``) or a JWT (``?token=``) and puts ``tenant``,
+``schema_name`` and ``api_key`` in the scope; unauthenticated handshakes are refused (HTTP 403).
+Consumers touch the database only through :func:`tenant_db`, which runs the call inside
+``tenant_context`` in the worker thread — threads from ``sync_to_async`` otherwise run on
+whatever schema their connection last had. Group names start with the schema.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from django.db import close_old_connections, connection
+from django_tenants.utils import tenant_context
+from rest_framework_simplejwt.exceptions import TokenError
+from rest_framework_simplejwt.tokens import AccessToken
+
+from . import resolution
+from .models import Membership
+
+SUBPROTOCOL_PREFIX = "api-key."
+
+
+def _credentials(scope) -> tuple[str | None, str | None, str | None]:
+    """(api_key, jwt, subprotocol_to_echo)"""
+    query = parse_qs(scope.get("query_string", b"").decode())
+    for proto in scope.get("subprotocols") or []:
+        if proto.startswith(SUBPROTOCOL_PREFIX):
+            return proto[len(SUBPROTOCOL_PREFIX):], None, proto
+    return (query.get("api_key") or [None])[0], (query.get("token") or [None])[0], None
+
+
+def _resolve(api_key: str | None, jwt: str | None):
+    close_old_connections()
+    connection.set_schema_to_public()
+    if api_key:
+        key = resolution.api_key_resolve(api_key)
+        tenant = resolution.tenant_by_id(key.tenant_id) if key else None
+        return (tenant, key, None) if tenant else None
+    if jwt:
+        try:
+            token = AccessToken(jwt)
+        except TokenError:
+            return None
+        tenant_id, user_id = token.get("tenant_id"), token.get("user_id")
+        if not tenant_id or not Membership.objects.filter(user_id=user_id, tenant_id=tenant_id).exists():
+            return None
+        tenant = resolution.tenant_by_id(int(tenant_id))
+        return (tenant, None, user_id) if tenant else None
+    return None
+
+
+class TenantWebSocketMiddleware:
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "websocket":
+            return await self.app(scope, receive, send)
+        api_key, jwt, subprotocol = _credentials(scope)
+        resolved = await database_sync_to_async(_resolve)(api_key, jwt)
+        if resolved is None:
+            message = await receive()
+            if message["type"] == "websocket.connect":
+                await send({"type": "websocket.close", "code": 4401})
+            return None
+        tenant, key, user_id = resolved
+        scope = dict(scope, tenant=tenant, schema_name=tenant.schema_name, api_key=key, user_id=user_id,
+                     accepted_subprotocol=subprotocol)
+        return await self.app(scope, receive, send)
+
+
+def _call_in_tenant(tenant, fn, args, kwargs):
+    with tenant_context(tenant):
+        return fn(*args, **kwargs)
+
+
+async def tenant_db(scope, fn, *args, **kwargs):
+    """Run ``fn`` against the scope's tenant schema in Channels' DB thread pool."""
+    return await database_sync_to_async(_call_in_tenant)(scope["tenant"], fn, args, kwargs)
+
+
+def group_name(scope, *parts: str) -> str:
+    return ".".join([scope["schema_name"], *parts])

@@ -1,0 +1,83 @@
+"""Resolve the tenant of every HTTP request, then point the DB connection at its schema.
+
+Order: (1) ``Authorization: Api-Key <key>``, (2) ``Authorization: Bearer <JWT>`` with a ``tenant``
+claim, (3) the host (``acme.localhost``), (4) the session's active tenant on the main host.
+The schema is set explicitly on every request (public when no tenant), so a reused connection
+never carries another request's tenant. Without a tenant only the public URLconf is routed:
+a tenant URL is a 404, never served from the public schema.
+"""
+
+from django.conf import settings
+from django.db import connection
+from rest_framework_simplejwt.exceptions import TokenError
+from rest_framework_simplejwt.tokens import AccessToken
+
+from api.errors import error_response
+
+from . import resolution
+
+SESSION_TENANT_KEY = "active_tenant_id"
+
+
+class TenantResolutionMiddleware:
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        connection.set_schema_to_public()
+        request.tenant = None
+        request.api_key = None
+        request.jwt_token = None
+        try:
+            tenant_or_response = self._resolve(request)
+            if not hasattr(tenant_or_response, "schema_name"):
+                if tenant_or_response is not None:
+                    return tenant_or_response  # an error response
+                request.urlconf = settings.PUBLIC_SCHEMA_URLCONF
+            else:
+                request.tenant = tenant_or_response
+                connection.set_tenant(tenant_or_response)
+                request.urlconf = settings.ROOT_URLCONF
+            return self.get_response(request)
+        finally:
+            connection.set_schema_to_public()
+
+    def _resolve(self, request):
+        host_tenant = resolution.tenant_by_host(request.get_host())
+        auth = request.headers.get("Authorization", "")
+        scheme, _, credential = auth.partition(" ")
+        scheme = scheme.lower()
+        if scheme == "api-key":
+            key = resolution.api_key_resolve(credential.strip())
+            if key is None:
+                return error_response("invalid_api_key", "Unknown or revoked API key. Create one in the "
+                                      "dashboard (API keys) or ask an admin of your tenant.", 401)
+            tenant = resolution.tenant_by_id(key.tenant_id)
+            if tenant is None:
+                return error_response("tenant_inactive", "This key's tenant is suspended or deleted.", 401)
+            if host_tenant is not None and host_tenant.pk != tenant.pk:
+                return error_response("not_found", "Not found.", 404)
+            request.api_key = key
+            return tenant
+        if scheme == "bearer":
+            try:
+                token = AccessToken(credential.strip())
+            except TokenError:
+                return error_response("invalid_token", "The bearer token is malformed or expired; "
+                                      "obtain a new one from /api/v1/auth/token/.", 401)
+            request.jwt_token = token
+            tenant_id = token.get("tenant_id")
+            if tenant_id is None:
+                return host_tenant
+            tenant = resolution.tenant_by_id(int(tenant_id))
+            if tenant is None or (host_tenant is not None and host_tenant.pk != tenant.pk):
+                return error_response("not_found", "Not found.", 404)
+            return tenant
+        if host_tenant is not None:
+            return host_tenant
+        session = getattr(request, "session", None)
+        if session is not None and session.session_key is not None:
+            tenant_id = session.get(SESSION_TENANT_KEY)
+            if tenant_id:
+                return resolution.tenant_by_id(int(tenant_id))
+        return None

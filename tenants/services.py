@@ -1,0 +1,124 @@
+"""Writes for tenants, memberships and API keys."""
+
+from __future__ import annotations
+
+import re
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.db import connection, transaction
+from django.utils import timezone
+from django_tenants.clone import CloneSchema
+from django_tenants.utils import schema_context, schema_exists
+
+from api.errors import ApplicationError, NotFound
+from compliance.services import audit_record
+
+from . import limits, resolution
+from .keys import key_generate
+from .models import ApiKey, Domain, Membership, Plan, Role, Scope, Tenant
+
+SLUG_RE = re.compile(r"^[a-z][a-z0-9-]{1,38}[a-z0-9]$")
+RESERVED_SLUGS = {"www", "api", "admin", "public", "static", "media", "app", "template", "tenant", "ws", "health"}
+ALL_SCOPES = [Scope.READ.value, Scope.TRADE.value, Scope.ADMIN.value]
+
+
+def _schema_for(slug: str) -> str:
+    return "t_" + slug.replace("-", "_")
+
+
+def tenant_template_ensure() -> Tenant:
+    """The migrated schema new tenants are cloned from; a Tenant row so migrate_schemas keeps it current."""
+    template = Tenant.objects.filter(schema_name=settings.TENANT_TEMPLATE_SCHEMA).first()
+    if template is not None and schema_exists(template.schema_name):
+        return template
+    with transaction.atomic():
+        if template is None:
+            template = Tenant.objects.create(
+                schema_name=settings.TENANT_TEMPLATE_SCHEMA, slug="tenant-template", name="(template)",
+                plan=Plan.objects.get(code="free"), status=Tenant.Status.TEMPLATE)
+        template.create_schema(check_if_exists=True, verbosity=0)
+    return template
+
+
+def tenant_provision(*, slug: str, plan: str = "free", name: str = "", owner_email: str | None = None,
+                     owner_password: str | None = None) -> tuple[Tenant, str]:
+    """Create a tenant, its schema (cloned from the template), domain, owner and an all-scopes key.
+
+    Everything is validated first and written in one transaction: a failure leaves no tenant,
+    domain, user or schema behind. Returns (tenant, raw_api_key) — the key is shown only once.
+    """
+    slug = (slug or "").strip().lower()
+    if not SLUG_RE.match(slug) or slug in RESERVED_SLUGS:
+        raise ApplicationError("invalid_slug", "Use 3-40 lowercase letters, digits or hyphens, starting with "
+                               "a letter (reserved words are not allowed).", {"slug": slug})
+    plan_obj = Plan.objects.filter(code=plan).first()
+    if plan_obj is None:
+        raise ApplicationError("unknown_plan", f"Unknown plan '{plan}'.",
+                               {"choices": list(Plan.objects.values_list("code", flat=True))})
+    schema = _schema_for(slug)
+    if Tenant.objects.filter(slug=slug).exists() or schema_exists(schema):
+        raise ApplicationError("slug_taken", f"The tenant '{slug}' already exists; pick another name.",
+                               {"slug": slug}, status=409)
+    User = get_user_model()
+    template = tenant_template_ensure()
+
+    with transaction.atomic():
+        tenant = Tenant.objects.create(schema_name=schema, slug=slug, name=name or slug, plan=plan_obj)
+        Domain.objects.create(domain=f"{slug}.{settings.TENANT_BASE_DOMAIN}", tenant=tenant, is_primary=True)
+        owner = None
+        if owner_email:
+            owner = User.objects.filter(email__iexact=owner_email).first()
+            if owner is None:
+                owner = User.objects.create_user(email=owner_email, password=owner_password)
+                if owner_password is None:
+                    owner.set_unusable_password()
+                    owner.save(update_fields=["password"])
+            Membership.objects.create(user=owner, tenant=tenant, role=Role.OWNER)
+        CloneSchema().clone_schema(template.schema_name, schema, "DATA")
+        with schema_context(schema):
+            audit_record(owner, "tenant.provisioned", tenant, {"plan": plan_obj.code, "slug": slug})
+        key, raw = _api_key_insert(tenant=tenant, name="provisioning key", scopes=ALL_SCOPES, created_by=owner)
+    connection.set_schema_to_public()
+    return tenant, raw
+
+
+def _api_key_insert(*, tenant: Tenant, name: str, scopes: list[str], created_by) -> tuple[ApiKey, str]:
+    raw, prefix, hashed = key_generate()
+    key = ApiKey.objects.create(tenant=tenant, name=name, prefix=prefix, hashed_key=hashed,
+                                scopes=sorted(set(scopes)), created_by=created_by)
+    with schema_context(tenant.schema_name):
+        audit_record(created_by, "api_key.created", key, {"name": name, "scopes": key.scopes, "prefix": prefix})
+    return key, raw
+
+
+def api_key_create(*, tenant: Tenant, name: str, scopes: list[str], created_by) -> tuple[ApiKey, str]:
+    """Create a key; the raw key is returned once and never stored."""
+    name = (name or "").strip()
+    if not name:
+        raise ApplicationError("invalid_input", "Give the key a name.", {"name": ["This field is required."]})
+    bad = sorted(set(scopes) - set(ALL_SCOPES))
+    if not scopes or bad:
+        raise ApplicationError("invalid_scopes", f"Scopes must be a non-empty subset of {ALL_SCOPES}.",
+                               {"invalid": bad})
+    limits.count_check(tenant, "api_keys", ApiKey.objects.filter(tenant=tenant, revoked_at__isnull=True).count())
+    user = created_by if getattr(created_by, "pk", None) else None
+    with transaction.atomic():
+        key, raw = _api_key_insert(tenant=tenant, name=name, scopes=scopes, created_by=user)
+        if user is None and created_by is not None:
+            audit_record(created_by, "api_key.created_by_key", key, {})
+    return key, raw
+
+
+def api_key_revoke(*, tenant: Tenant, key_id: int, actor) -> ApiKey:
+    key = ApiKey.objects.filter(tenant=tenant, pk=key_id).first()
+    if key is None:
+        raise NotFound("API key")
+    if key.revoked_at is None:
+        with transaction.atomic():
+            key.revoked_at = timezone.now()
+            key.save(update_fields=["revoked_at"])
+            audit_record(actor, "api_key.revoked", key, {"prefix": key.prefix})
+        transaction.on_commit(resolution.invalidate)
+    return key

@@ -24,6 +24,7 @@ def _parse_db(url: str) -> dict:
         "CONN_MAX_AGE": env_int("DB_CONN_MAX_AGE", 60),
         "CONN_HEALTH_CHECKS": True,
         "OPTIONS": query,
+        "TEST": {"NAME": env_str("TEST_DB_NAME") or None},
     }
 
 

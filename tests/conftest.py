@@ -105,3 +105,27 @@ def usage_redis():
 
 def error_code(response) -> str:
     return response.json()["error"]["code"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_stray_connections(django_db_setup, django_db_blocker):
+    """Worker and Channels threads keep their own connections; end them so the test DB can be dropped."""
+    yield
+    with django_db_blocker.unblock():
+        with connection.cursor() as cur:
+            cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+
+
+@pytest.fixture(scope="module")
+def worker_thread(django_db_setup, django_db_blocker):
+    """A real Celery worker (threads pool) on the real Redis broker, started before any test
+    transaction: Celery's Django fixup closes DB connections when a worker starts."""
+    from celery.contrib.testing.worker import start_worker
+
+    from config.celery import app
+
+    with django_db_blocker.unblock():
+        app.control.purge()
+        with start_worker(app, pool="threads", concurrency=2, perform_ping_check=False, shutdown_timeout=10) as w:
+            yield w

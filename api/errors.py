@@ -93,8 +93,11 @@ def exception_handler(exc, context):
 
 
 def server_error(request, *args, **kwargs):
-    return error_response("server_error", "Internal error; it was logged. Retry, or report the request id.",
-                          status.HTTP_500_INTERNAL_SERVER_ERROR)
+    return error_response(
+        "server_error",
+        "Internal error; it was logged. Retry, or report the request id.",
+        status.HTTP_500_INTERNAL_SERVER_ERROR,
+    )
 
 
 def not_found(request, exception=None, *args, **kwargs):

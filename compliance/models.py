@@ -15,6 +15,9 @@ class AuditRecord(models.Model):
     class Meta:
         ordering = ("-id",)
 
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.actor} {self.action}"
+
     def save(self, *args, **kwargs):
         if self.pk is not None:
             raise RuntimeError("audit records are append-only")
@@ -22,9 +25,6 @@ class AuditRecord(models.Model):
 
     def delete(self, *args, **kwargs):
         raise RuntimeError("audit records are append-only")
-
-    def __str__(self) -> str:
-        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.actor} {self.action}"
 
 
 class DataKey(models.Model):

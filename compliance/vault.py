@@ -57,8 +57,7 @@ def _active_key(schema: str) -> tuple[str, bytes]:
             dek = AESGCM.generate_key(bit_length=256)
             nonce = os.urandom(12)
             wrapped = nonce + _master().encrypt(nonce, dek, _wrap_aad(schema, key_id))
-            dk = DataKey.objects.create(key_id=key_id, master_key_id=settings.FIELD_ENCRYPTION_KEY_ID,
-                                        wrapped=wrapped)
+            dk = DataKey.objects.create(key_id=key_id, master_key_id=settings.FIELD_ENCRYPTION_KEY_ID, wrapped=wrapped)
     return dk.key_id, _unwrap(schema, dk)
 
 
@@ -72,8 +71,13 @@ def encrypt(plaintext: bytes, context: bytes = b"") -> bytes:
     key_id, dek = _active_key(schema)
     nonce = os.urandom(12)
     kid = key_id.encode()
-    return _VERSION + bytes([len(kid)]) + kid + nonce + AESGCM(dek).encrypt(nonce, plaintext,
-                                                                           _aad(schema, key_id, context))
+    return (
+        _VERSION
+        + bytes([len(kid)])
+        + kid
+        + nonce
+        + AESGCM(dek).encrypt(nonce, plaintext, _aad(schema, key_id, context))
+    )
 
 
 def decrypt(blob: bytes, context: bytes = b"") -> bytes:
@@ -81,15 +85,15 @@ def decrypt(blob: bytes, context: bytes = b"") -> bytes:
     if blob[:2] != _VERSION:
         raise ApplicationError("undecryptable", "Unknown ciphertext format.", status=500)
     n = blob[2]
-    key_id = blob[3:3 + n].decode()
-    nonce, ct = blob[3 + n:15 + n], blob[15 + n:]
+    key_id = blob[3 : 3 + n].decode()
+    nonce, ct = blob[3 + n : 15 + n], blob[15 + n :]
     schema = connection.schema_name
     dk = DataKey.objects.filter(key_id=key_id).first()
     if dk is None:
-        raise ApplicationError("undecryptable", "The data key for this ciphertext is not in this tenant.",
-                               status=500)
+        raise ApplicationError("undecryptable", "The data key for this ciphertext is not in this tenant.", status=500)
     try:
         return AESGCM(_unwrap(schema, dk)).decrypt(nonce, ct, _aad(schema, key_id, context))
     except InvalidTag as exc:
-        raise ApplicationError("undecryptable", "Ciphertext was tampered with or belongs elsewhere.",
-                               status=500) from exc
+        raise ApplicationError(
+            "undecryptable", "Ciphertext was tampered with or belongs elsewhere.", status=500
+        ) from exc

@@ -17,7 +17,9 @@ websocket_urlpatterns = [
     path("ws/echo/", EchoConsumer.as_asgi()),
 ]
 
-application = ProtocolTypeRouter({
-    "http": django_asgi,
-    "websocket": TenantWebSocketMiddleware(URLRouter(websocket_urlpatterns)),
-})
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi,
+        "websocket": TenantWebSocketMiddleware(URLRouter(websocket_urlpatterns)),
+    }
+)

@@ -16,8 +16,9 @@ class EchoConsumer(AsyncJsonWebsocketConsumer):
         await self.channel_layer.group_discard(self.group, self.channel_name)
 
     async def receive_json(self, content, **kwargs):
-        await self.channel_layer.group_send(self.group, {"type": "echo.message", "payload": content,
-                                                         "tenant": self.scope["tenant"].slug})
+        await self.channel_layer.group_send(
+            self.group, {"type": "echo.message", "payload": content, "tenant": self.scope["tenant"].slug}
+        )
 
     async def echo_message(self, event):
         await self.send_json({"tenant": event["tenant"], "payload": event["payload"]})

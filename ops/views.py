@@ -40,8 +40,9 @@ def _celery():
 
     replies = app.control.ping(timeout=1.0, limit=1)
     if not replies:
-        raise RuntimeError("no Celery worker answered within 1 s; start one with `make run` or "
-                           "`celery -A config worker`")
+        raise RuntimeError(
+            "no Celery worker answered within 1 s; start one with `make run` or `celery -A config worker`"
+        )
     return f"{len(replies)} worker(s)"
 
 

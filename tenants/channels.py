@@ -29,7 +29,7 @@ def _credentials(scope) -> tuple[str | None, str | None, str | None]:
     query = parse_qs(scope.get("query_string", b"").decode())
     for proto in scope.get("subprotocols") or []:
         if proto.startswith(SUBPROTOCOL_PREFIX):
-            return proto[len(SUBPROTOCOL_PREFIX):], None, proto
+            return proto[len(SUBPROTOCOL_PREFIX) :], None, proto
     return (query.get("api_key") or [None])[0], (query.get("token") or [None])[0], None
 
 
@@ -68,8 +68,14 @@ class TenantWebSocketMiddleware:
                 await send({"type": "websocket.close", "code": 4401})
             return None
         tenant, key, user_id = resolved
-        scope = dict(scope, tenant=tenant, schema_name=tenant.schema_name, api_key=key, user_id=user_id,
-                     accepted_subprotocol=subprotocol)
+        scope = dict(
+            scope,
+            tenant=tenant,
+            schema_name=tenant.schema_name,
+            api_key=key,
+            user_id=user_id,
+            accepted_subprotocol=subprotocol,
+        )
         return await self.app(scope, receive, send)
 
 

@@ -50,8 +50,12 @@ class TenantResolutionMiddleware:
         if scheme == "api-key":
             key = resolution.api_key_resolve(credential.strip())
             if key is None:
-                return error_response("invalid_api_key", "Unknown or revoked API key. Create one in the "
-                                      "dashboard (API keys) or ask an admin of your tenant.", 401)
+                return error_response(
+                    "invalid_api_key",
+                    "Unknown or revoked API key. Create one in the "
+                    "dashboard (API keys) or ask an admin of your tenant.",
+                    401,
+                )
             tenant = resolution.tenant_by_id(key.tenant_id)
             if tenant is None:
                 return error_response("tenant_inactive", "This key's tenant is suspended or deleted.", 401)
@@ -63,8 +67,11 @@ class TenantResolutionMiddleware:
             try:
                 token = AccessToken(credential.strip())
             except TokenError:
-                return error_response("invalid_token", "The bearer token is malformed or expired; "
-                                      "obtain a new one from /api/v1/auth/token/.", 401)
+                return error_response(
+                    "invalid_token",
+                    "The bearer token is malformed or expired; obtain a new one from /api/v1/auth/token/.",
+                    401,
+                )
             request.jwt_token = token
             tenant_id = token.get("tenant_id")
             if tenant_id is None:

@@ -86,9 +86,9 @@ class ApiKey(models.Model):
     class Meta:
         indexes = [models.Index(fields=["tenant", "-created_at"])]
 
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
-
-    def __str__(self) -> str:
-        return f"{self.name} ({self.prefix}…)"

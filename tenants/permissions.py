@@ -47,7 +47,8 @@ def membership_role(request) -> str | None:
     if "_membership_role" not in cache:
         cache["_membership_role"] = (
             Membership.objects.filter(user_id=request.user.pk, tenant_id=request.tenant.pk)
-            .values_list("role", flat=True).first()
+            .values_list("role", flat=True)
+            .first()
         )
     return cache["_membership_role"]
 
@@ -62,17 +63,23 @@ class TenantAccess(BasePermission):
         need = required_access(view, request.method)
         if isinstance(user, ApiKeyPrincipal):
             if need.scope not in user.key.scopes:
-                raise ApplicationError("insufficient_scope",
-                                       f"This API key lacks the '{need.scope}' scope; create a key with it.",
-                                       {"required_scope": str(need.scope)}, status=403)
+                raise ApplicationError(
+                    "insufficient_scope",
+                    f"This API key lacks the '{need.scope}' scope; create a key with it.",
+                    {"required_scope": str(need.scope)},
+                    status=403,
+                )
             return True
         role = membership_role(request)
         if role is None:
             raise NotFound()
         if ROLE_RANK[role] < ROLE_RANK[need.role]:
-            raise ApplicationError("insufficient_role",
-                                   f"Your role '{role}' cannot do this; it needs '{need.role}' or higher.",
-                                   {"required_role": str(need.role), "role": role}, status=403)
+            raise ApplicationError(
+                "insufficient_role",
+                f"Your role '{role}' cannot do this; it needs '{need.role}' or higher.",
+                {"required_role": str(need.role), "role": role},
+                status=403,
+            )
         return True
 
 

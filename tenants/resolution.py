@@ -109,12 +109,21 @@ def api_key_resolve(raw: str) -> KeyInfo | None:
         return None
 
     def load():
-        row = ApiKey.objects.filter(prefix=prefix).values_list(
-            "id", "hashed_key", "tenant_id", "scopes", "revoked_at").first()
+        row = (
+            ApiKey.objects.filter(prefix=prefix)
+            .values_list("id", "hashed_key", "tenant_id", "scopes", "revoked_at")
+            .first()
+        )
         if row is None:
             return None
-        return KeyInfo(id=row[0], prefix=prefix, hashed_key=row[1], tenant_id=row[2],
-                       scopes=tuple(row[3]), revoked=row[4] is not None)
+        return KeyInfo(
+            id=row[0],
+            prefix=prefix,
+            hashed_key=row[1],
+            tenant_id=row[2],
+            scopes=tuple(row[3]),
+            revoked=row[4] is not None,
+        )
 
     info = _cached(("key", prefix), load)
     if info is None or info.revoked or not key_matches(raw, info.hashed_key):

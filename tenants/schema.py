@@ -8,8 +8,12 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
     name = "ApiKeyAuth"
 
     def get_security_definition(self, auto_schema):
-        return {"type": "apiKey", "in": "header", "name": "Authorization",
-                "description": "`Api-Key <key>` — create keys in the dashboard or with provision_tenant."}
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": "`Api-Key <key>` — create keys in the dashboard or with provision_tenant.",
+        }
 
 
 class JwtScheme(OpenApiAuthenticationExtension):
@@ -17,5 +21,9 @@ class JwtScheme(OpenApiAuthenticationExtension):
     name = "BearerAuth"
 
     def get_security_definition(self, auto_schema):
-        return {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
-                "description": "From POST /api/v1/auth/token/; carries the tenant."}
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "JWT",
+            "description": "From POST /api/v1/auth/token/; carries the tenant.",
+        }

@@ -6,7 +6,6 @@ import re
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.management import call_command
 from django.db import connection, transaction
 from django.utils import timezone
 from django_tenants.clone import CloneSchema
@@ -36,14 +35,19 @@ def tenant_template_ensure() -> Tenant:
     with transaction.atomic():
         if template is None:
             template = Tenant.objects.create(
-                schema_name=settings.TENANT_TEMPLATE_SCHEMA, slug="tenant-template", name="(template)",
-                plan=Plan.objects.get(code="free"), status=Tenant.Status.TEMPLATE)
+                schema_name=settings.TENANT_TEMPLATE_SCHEMA,
+                slug="tenant-template",
+                name="(template)",
+                plan=Plan.objects.get(code="free"),
+                status=Tenant.Status.TEMPLATE,
+            )
         template.create_schema(check_if_exists=True, verbosity=0)
     return template
 
 
-def tenant_provision(*, slug: str, plan: str = "free", name: str = "", owner_email: str | None = None,
-                     owner_password: str | None = None) -> tuple[Tenant, str]:
+def tenant_provision(
+    *, slug: str, plan: str = "free", name: str = "", owner_email: str | None = None, owner_password: str | None = None
+) -> tuple[Tenant, str]:
     """Create a tenant, its schema (cloned from the template), domain, owner and an all-scopes key.
 
     Everything is validated first and written in one transaction: a failure leaves no tenant,
@@ -51,16 +55,21 @@ def tenant_provision(*, slug: str, plan: str = "free", name: str = "", owner_ema
     """
     slug = (slug or "").strip().lower()
     if not SLUG_RE.match(slug) or slug in RESERVED_SLUGS:
-        raise ApplicationError("invalid_slug", "Use 3-40 lowercase letters, digits or hyphens, starting with "
-                               "a letter (reserved words are not allowed).", {"slug": slug})
+        raise ApplicationError(
+            "invalid_slug",
+            "Use 3-40 lowercase letters, digits or hyphens, starting with a letter (reserved words are not allowed).",
+            {"slug": slug},
+        )
     plan_obj = Plan.objects.filter(code=plan).first()
     if plan_obj is None:
-        raise ApplicationError("unknown_plan", f"Unknown plan '{plan}'.",
-                               {"choices": list(Plan.objects.values_list("code", flat=True))})
+        raise ApplicationError(
+            "unknown_plan", f"Unknown plan '{plan}'.", {"choices": list(Plan.objects.values_list("code", flat=True))}
+        )
     schema = _schema_for(slug)
     if Tenant.objects.filter(slug=slug).exists() or schema_exists(schema):
-        raise ApplicationError("slug_taken", f"The tenant '{slug}' already exists; pick another name.",
-                               {"slug": slug}, status=409)
+        raise ApplicationError(
+            "slug_taken", f"The tenant '{slug}' already exists; pick another name.", {"slug": slug}, status=409
+        )
     User = get_user_model()
     template = tenant_template_ensure()
 
@@ -86,8 +95,9 @@ def tenant_provision(*, slug: str, plan: str = "free", name: str = "", owner_ema
 
 def _api_key_insert(*, tenant: Tenant, name: str, scopes: list[str], created_by) -> tuple[ApiKey, str]:
     raw, prefix, hashed = key_generate()
-    key = ApiKey.objects.create(tenant=tenant, name=name, prefix=prefix, hashed_key=hashed,
-                                scopes=sorted(set(scopes)), created_by=created_by)
+    key = ApiKey.objects.create(
+        tenant=tenant, name=name, prefix=prefix, hashed_key=hashed, scopes=sorted(set(scopes)), created_by=created_by
+    )
     with schema_context(tenant.schema_name):
         audit_record(created_by, "api_key.created", key, {"name": name, "scopes": key.scopes, "prefix": prefix})
     return key, raw
@@ -100,8 +110,9 @@ def api_key_create(*, tenant: Tenant, name: str, scopes: list[str], created_by) 
         raise ApplicationError("invalid_input", "Give the key a name.", {"name": ["This field is required."]})
     bad = sorted(set(scopes) - set(ALL_SCOPES))
     if not scopes or bad:
-        raise ApplicationError("invalid_scopes", f"Scopes must be a non-empty subset of {ALL_SCOPES}.",
-                               {"invalid": bad})
+        raise ApplicationError(
+            "invalid_scopes", f"Scopes must be a non-empty subset of {ALL_SCOPES}.", {"invalid": bad}
+        )
     limits.count_check(tenant, "api_keys", ApiKey.objects.filter(tenant=tenant, revoked_at__isnull=True).count())
     user = created_by if getattr(created_by, "pk", None) else None
     with transaction.atomic():

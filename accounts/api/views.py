@@ -34,16 +34,21 @@ class TokenObtainApi(APIView):
         tenant = serializers.CharField()
         role = serializers.CharField()
 
-    @extend_schema(operation_id="auth_token_create", request=InputSerializer,
-                   responses={200: OutputSerializer, **ERRORS})
+    @extend_schema(
+        operation_id="auth_token_create", request=InputSerializer, responses={200: OutputSerializer, **ERRORS}
+    )
     def post(self, request):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
         user = authenticate(request, email=v["email"].lower(), password=v["password"])
-        membership = (Membership.objects.select_related("tenant")
-                      .filter(user=user, tenant__slug=v["tenant"], tenant__status="active").first()
-                      if user else None)
+        membership = (
+            Membership.objects.select_related("tenant")
+            .filter(user=user, tenant__slug=v["tenant"], tenant__status="active")
+            .first()
+            if user
+            else None
+        )
         if membership is None:
             # one answer for every failure: never reveal which tenants or e-mails exist
             raise ApplicationError("invalid_credentials", "E-mail, password or tenant is wrong.", status=401)
@@ -51,5 +56,13 @@ class TokenObtainApi(APIView):
         refresh["tenant_id"] = membership.tenant_id
         access = refresh.access_token
         access["tenant_id"] = membership.tenant_id
-        return Response(self.OutputSerializer({"access": str(access), "refresh": str(refresh),
-                                               "tenant": membership.tenant.slug, "role": membership.role}).data)
+        return Response(
+            self.OutputSerializer(
+                {
+                    "access": str(access),
+                    "refresh": str(refresh),
+                    "tenant": membership.tenant.slug,
+                    "role": membership.role,
+                }
+            ).data
+        )

@@ -24,7 +24,7 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "AI Trading Intelligence API",
     "DESCRIPTION": (
         "Multi-tenant trading intelligence. Authenticate with `Authorization: Api-Key <key>` "
-        "or `Authorization: Bearer <JWT>`. Every error is `{\"error\": {\"code\", \"message\", \"details\"}}`."
+        'or `Authorization: Bearer <JWT>`. Every error is `{"error": {"code", "message", "details"}}`.'
     ),
     "VERSION": VERSION,
     "SERVE_INCLUDE_SCHEMA": False,

@@ -3,6 +3,7 @@
 from .env import env_int
 from .services import REDIS_DB_BROKER, TESTING, redis_db_url
 
+
 def _celery_url(db: int) -> str:
     url = redis_db_url(db)
     if url.startswith("unix://"):  # kombu's socket transport names the database `virtual_host`

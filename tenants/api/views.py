@@ -39,8 +39,17 @@ class ApiKeyOutputSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = ApiKey
-        fields = ("id", "name", "prefix", "scopes", "created_by", "created_at", "last_used_at",
-                  "revoked_at", "is_active")
+        fields = (
+            "id",
+            "name",
+            "prefix",
+            "scopes",
+            "created_by",
+            "created_at",
+            "last_used_at",
+            "revoked_at",
+            "is_active",
+        )
 
 
 class ApiKeyListCreateApi(APIView):
@@ -64,8 +73,9 @@ class ApiKeyListCreateApi(APIView):
         page = paginator.paginate_queryset(selectors.api_key_list(tenant=request.tenant), request, view=self)
         return paginator.get_paginated_response(ApiKeyOutputSerializer(page, many=True).data)
 
-    @extend_schema(operation_id="api_keys_create", request=InputSerializer,
-                   responses={201: CreatedSerializer, **ERRORS})
+    @extend_schema(
+        operation_id="api_keys_create", request=InputSerializer, responses={201: CreatedSerializer, **ERRORS}
+    )
     def post(self, request):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -81,10 +91,11 @@ class ApiKeyDetailApi(APIView):
     def get(self, request, key_id: int):
         return Response(ApiKeyOutputSerializer(selectors.api_key_get(tenant=request.tenant, key_id=key_id)).data)
 
-    @extend_schema(operation_id="api_keys_revoke", responses={200: ApiKeyOutputSerializer, **ERRORS},
-                   description="Revoke a key. It stops working in every process within about a second.")
+    @extend_schema(
+        operation_id="api_keys_revoke",
+        responses={200: ApiKeyOutputSerializer, **ERRORS},
+        description="Revoke a key. It stops working in every process within about a second.",
+    )
     def delete(self, request, key_id: int):
         key = services.api_key_revoke(tenant=request.tenant, key_id=key_id, actor=request.user)
         return Response(ApiKeyOutputSerializer(key).data)
-
-

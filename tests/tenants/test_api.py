@@ -1,12 +1,12 @@
 """Tenant endpoint and API keys: happy path, bad input, wrong role/scope (403), other tenant (404)."""
 
 import pytest
-from django.test.utils import CaptureQueriesContext
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django_tenants.utils import schema_context
 from rest_framework.test import APIClient
 
 from compliance.models import AuditRecord
-from django_tenants.utils import schema_context
 from tenants.models import ApiKey
 from tests.conftest import error_code
 
@@ -90,12 +90,15 @@ class TestApiKeys:
         with schema_context("t_alpha"):
             assert AuditRecord.objects.filter(action="api_key.created", object_id=str(stored.pk)).exists()
 
-    @pytest.mark.parametrize("payload,field", [
-        ({"name": "", "scopes": ["read"]}, "name"),
-        ({"name": "x", "scopes": []}, "scopes"),
-        ({"name": "x", "scopes": ["root"]}, "scopes"),
-        ({"scopes": ["read"]}, "name"),
-    ])
+    @pytest.mark.parametrize(
+        "payload,field",
+        [
+            ({"name": "", "scopes": ["read"]}, "name"),
+            ({"name": "x", "scopes": []}, "scopes"),
+            ({"name": "x", "scopes": ["root"]}, "scopes"),
+            ({"scopes": ["read"]}, "name"),
+        ],
+    )
     def test_bad_input_is_400_and_writes_nothing(self, alpha, payload, field):
         before = ApiKey.objects.count()
         r = alpha.client(role="owner").post("/api/v1/api-keys/", payload, format="json")
@@ -167,8 +170,11 @@ class TestJwtToken:
     def test_login_returns_tenant_scoped_token(self, alpha):
         from tests.conftest import PASSWORD
 
-        r = APIClient().post("/api/v1/auth/token/", {"email": "analyst@alpha.test", "password": PASSWORD,
-                                                      "tenant": "alpha"}, format="json")
+        r = APIClient().post(
+            "/api/v1/auth/token/",
+            {"email": "analyst@alpha.test", "password": PASSWORD, "tenant": "alpha"},
+            format="json",
+        )
         assert r.status_code == 200 and r.json()["role"] == "analyst"
         c = APIClient()
         c.credentials(HTTP_AUTHORIZATION=f"Bearer {r.json()['access']}")
@@ -177,8 +183,10 @@ class TestJwtToken:
     def test_wrong_password_or_foreign_tenant_is_401(self, alpha, beta):
         from tests.conftest import PASSWORD
 
-        for body in ({"email": "analyst@alpha.test", "password": "wrong-pass", "tenant": "alpha"},
-                     {"email": "analyst@alpha.test", "password": PASSWORD, "tenant": "beta"}):
+        for body in (
+            {"email": "analyst@alpha.test", "password": "wrong-pass", "tenant": "alpha"},
+            {"email": "analyst@alpha.test", "password": PASSWORD, "tenant": "beta"},
+        ):
             r = APIClient().post("/api/v1/auth/token/", body, format="json")
             assert r.status_code == 401 and error_code(r) == "invalid_credentials"
 

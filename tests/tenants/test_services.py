@@ -32,12 +32,21 @@ class TestProvision:
         assert info.tenant_id == tenant.pk and set(info.scopes) == {"read", "trade", "admin"}
         with schema_context("t_gamma_one"):
             assert list(AuditRecord.objects.values_list("action", flat=True).order_by("id")) == [
-                "tenant.provisioned", "api_key.created"]
+                "tenant.provisioned",
+                "api_key.created",
+            ]
 
-    @pytest.mark.parametrize("slug,code", [
-        ("A", "invalid_slug"), ("ab", "invalid_slug"), ("1abc", "invalid_slug"), ("has_underscore", "invalid_slug"),
-        ("admin", "invalid_slug"), ("alpha", "slug_taken"),
-    ])
+    @pytest.mark.parametrize(
+        "slug,code",
+        [
+            ("A", "invalid_slug"),
+            ("ab", "invalid_slug"),
+            ("1abc", "invalid_slug"),
+            ("has_underscore", "invalid_slug"),
+            ("admin", "invalid_slug"),
+            ("alpha", "slug_taken"),
+        ],
+    )
     def test_bad_slug_writes_nothing(self, tenants_ab, slug, code):
         before = (Tenant.objects.count(), Domain.objects.count(), User.objects.count())
         with pytest.raises(ApplicationError) as exc:

@@ -15,8 +15,10 @@ DEMO_EMAIL = "demo@example.com"
 
 
 class Command(BaseCommand):
-    help = ("Create (idempotently) the `demo` tenant owned by demo@example.com and write the credentials "
-            "to .data/demo.json (api_key, email, password, base_url, ws_url). With --print, only print them.")
+    help = (
+        "Create (idempotently) the `demo` tenant owned by demo@example.com and write the credentials "
+        "to .data/demo.json (api_key, email, password, base_url, ws_url). With --print, only print them."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--print", action="store_true", help="Print URLs and credentials and exit.")
@@ -32,8 +34,9 @@ class Command(BaseCommand):
         tenant = Tenant.objects.filter(slug=DEMO_SLUG).first()
         password = current.get("password") or secrets.token_urlsafe(12)
         if tenant is None:
-            tenant, key = tenant_provision(slug=DEMO_SLUG, plan="pro", name="Demo Trading", owner_email=DEMO_EMAIL,
-                                           owner_password=password)
+            tenant, key = tenant_provision(
+                slug=DEMO_SLUG, plan="pro", name="Demo Trading", owner_email=DEMO_EMAIL, owner_password=password
+            )
         else:
             key = current.get("api_key")
             if not key or (info := resolution.api_key_resolve(key)) is None or info.tenant_id != tenant.pk:
@@ -44,8 +47,14 @@ class Command(BaseCommand):
             owner.set_password(password)
             owner.save(update_fields=["password"])
         Membership.objects.get_or_create(user=owner, tenant=tenant, defaults={"role": Role.OWNER})
-        data = {"tenant": DEMO_SLUG, "api_key": key, "email": DEMO_EMAIL, "password": password,
-                "base_url": base_url, "ws_url": ws_url}
+        data = {
+            "tenant": DEMO_SLUG,
+            "api_key": key,
+            "email": DEMO_EMAIL,
+            "password": password,
+            "base_url": base_url,
+            "ws_url": ws_url,
+        }
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
             json.dump(data, fh, indent=2)

@@ -4,8 +4,10 @@ from tenants.services import tenant_template_ensure
 
 
 class Command(BaseCommand):
-    help = ("Create the migrated template schema that provision_tenant clones (idempotent). "
-            "`make run` and the test setup call it after migrating.")
+    help = (
+        "Create the migrated template schema that provision_tenant clones (idempotent). "
+        "`make run` and the test setup call it after migrating."
+    )
 
     def handle(self, *args, **opts):
         template = tenant_template_ensure()

@@ -19,24 +19,35 @@ class Command(BaseCommand):
         parser.add_argument("--plan", choices=["free", "pro", "enterprise"], default="free")
         parser.add_argument("--name", default="", help="Display name (defaults to the slug).")
         parser.add_argument("--owner-email", default=None, help="Owner's e-mail; the user is created if new.")
-        parser.add_argument("--owner-password", default=None,
-                            help="Password for a newly created owner (else they use password reset).")
-        parser.add_argument("--json", action="store_true",
-                            help='Print {"slug", "schema_name", "api_key"} as one JSON line, last on stdout.')
+        parser.add_argument(
+            "--owner-password", default=None, help="Password for a newly created owner (else they use password reset)."
+        )
+        parser.add_argument(
+            "--json",
+            action="store_true",
+            help='Print {"slug", "schema_name", "api_key"} as one JSON line, last on stdout.',
+        )
 
     def handle(self, *args, **opts):
         start = time.perf_counter()
         try:
-            tenant, raw_key = tenant_provision(slug=opts["slug"], plan=opts["plan"], name=opts["name"],
-                                               owner_email=opts["owner_email"],
-                                               owner_password=opts["owner_password"])
+            tenant, raw_key = tenant_provision(
+                slug=opts["slug"],
+                plan=opts["plan"],
+                name=opts["name"],
+                owner_email=opts["owner_email"],
+                owner_password=opts["owner_password"],
+            )
         except ApplicationError as exc:
             raise CommandError(f"{exc.code}: {exc.message}") from exc
         elapsed = time.perf_counter() - start
         if opts["json"]:
-            self.stdout.write(json.dumps({"slug": tenant.slug, "schema_name": tenant.schema_name,
-                                         "api_key": raw_key}))
+            self.stdout.write(json.dumps({"slug": tenant.slug, "schema_name": tenant.schema_name, "api_key": raw_key}))
         else:
-            self.stdout.write(self.style.SUCCESS(f"Tenant '{tenant.slug}' ready in {elapsed:.2f}s "
-                                                 f"(schema {tenant.schema_name}, plan {tenant.plan.code})."))
+            self.stdout.write(
+                self.style.SUCCESS(
+                    f"Tenant '{tenant.slug}' ready in {elapsed:.2f}s "
+                    f"(schema {tenant.schema_name}, plan {tenant.plan.code})."
+                )
+            )
             self.stdout.write(f"API key (shown once, all scopes): {raw_key}")

@@ -1,0 +1,120 @@
+"""`make bench`: figures, never pass/fail. Runs against the dev database (embedded or DATABASE_URL).
+
+- provision: wall time of tenant_provision (template clone), p50/max over 5 tenants;
+- http: GET /api/v1/tenant/ with an API key through gunicorn (2 workers), 1 and 4 keep-alive
+  connections, for a few seconds each; p50/p99 latency and throughput. The client is Python on the
+  same 2 cores, so its own cost is part of every figure (also measured: GET /health).
+"""
+
+import http.client
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+
+def _pct(values, p):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(len(values) * p))] * 1000
+
+
+def bench_provision():
+    import django
+
+    django.setup()
+    from django_tenants.utils import schema_exists  # noqa: F401
+
+    from tenants.models import Tenant
+    from tenants.services import tenant_provision, tenant_template_ensure
+
+    tenant_template_ensure()
+    times, slug_base = [], f"bench{int(time.time())}"
+    for i in range(5):
+        t = time.perf_counter()
+        tenant_provision(slug=f"{slug_base}-{i}", plan="pro")
+        times.append(time.perf_counter() - t)
+    for tenant in Tenant.objects.filter(slug__startswith=slug_base):
+        tenant.delete(force_drop=True)
+    print(f"provision_tenant   p50 {statistics.median(times) * 1000:7.1f} ms   max {max(times) * 1000:7.1f} ms")
+
+
+def _free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def _load(port, path, headers, connections, seconds):
+    latencies, stop = [], time.monotonic() + seconds
+    lock = threading.Lock()
+
+    def run():
+        conn = http.client.HTTPConnection("127.0.0.1", port)
+        mine = []
+        while time.monotonic() < stop:
+            t = time.perf_counter()
+            conn.request("GET", path, headers=headers)
+            resp = conn.getresponse()
+            resp.read()
+            assert resp.status == 200, resp.status
+            mine.append(time.perf_counter() - t)
+        with lock:
+            latencies.extend(mine)
+
+    threads = [threading.Thread(target=run) for _ in range(connections)]
+    start = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.monotonic() - start
+    return len(latencies) / elapsed, _pct(latencies, 0.5), _pct(latencies, 0.99)
+
+
+def bench_http():
+    import django
+
+    django.setup()
+    from tenants.models import Tenant
+    from tenants.services import tenant_provision
+
+    slug = f"benchhttp{int(time.time())}"
+    _, key = tenant_provision(slug=slug, plan="enterprise")
+    port = _free_port()
+    env = dict(os.environ, HTTP_PORT=str(port))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "config.wsgi", "-c", "config/gunicorn.conf.py"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(100):
+            try:
+                http.client.HTTPConnection("127.0.0.1", port, timeout=1).request("GET", "/health")
+                break
+            except OSError:
+                time.sleep(0.1)
+        headers = {"Authorization": f"Api-Key {key}"}
+        _load(port, "/api/v1/tenant/", headers, 2, 1.0)  # warm up both workers
+        for path, hdrs in (("/health", {}), ("/api/v1/tenant/", headers)):
+            for conns in (1, 4):
+                rps, p50, p99 = _load(port, path, hdrs, conns, 4.0)
+                print(f"GET {path:<18} {conns} conn   {rps:7.0f} req/s   p50 {p50:6.2f} ms   p99 {p99:6.2f} ms")
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        Tenant.objects.get(slug=slug).delete(force_drop=True)
+
+
+if __name__ == "__main__":
+    print("== benchmarks (2-core machine; client and server share the cores) ==")
+    bench_provision()
+    bench_http()

@@ -34,7 +34,8 @@ class TenantDetailApi(APIView):
 
 
 class ApiKeyOutputSerializer(serializers.ModelSerializer):
-    created_by = serializers.EmailField(source="created_by.email", default=None, read_only=True)
+    # None when an API key (not a person) created the key
+    created_by = serializers.EmailField(source="created_by.email", default=None, read_only=True, allow_null=True)
     is_active = serializers.BooleanField(read_only=True)
 
     class Meta:
@@ -56,6 +57,7 @@ class ApiKeyListCreateApi(APIView):
     """List the tenant's API keys (never their secrets) or create one (the key is shown once)."""
 
     access = {"GET": MANAGE, "POST": MANAGE}
+    pagination_class = CreatedCursorPagination  # also documents the page envelope and cursor parameters
 
     class InputSerializer(serializers.Serializer):
         name = serializers.CharField(max_length=80)
@@ -69,7 +71,7 @@ class ApiKeyListCreateApi(APIView):
 
     @extend_schema(operation_id="api_keys_list", responses={200: ApiKeyOutputSerializer(many=True), **ERRORS})
     def get(self, request):
-        paginator = CreatedCursorPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(selectors.api_key_list(tenant=request.tenant), request, view=self)
         return paginator.get_paginated_response(ApiKeyOutputSerializer(page, many=True).data)
 

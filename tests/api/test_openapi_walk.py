@@ -1,0 +1,750 @@
+"""Walk every operation of the OpenAPI document as two tenants and every kind of caller.
+
+The document drives the walk: an endpoint is covered because it appears in the schema, with no
+edit here. Each operation is resolved to its view, and what a caller may do is computed from the
+view's declared ``access`` (``tenants.permissions.required_access`` + ``ROLE_RANK``). Checked:
+
+1. no 5xx, for any operation and any caller (public routes too);
+2. isolation: another tenant's object ids, credentials sent to another tenant's host, and a
+   person who is not a member all give 404 ``not_found`` without echoing the other tenant's data
+   or changing its objects;
+3. access: callers below the view's requirement get 403 ``insufficient_role`` /
+   ``insufficient_scope`` and change nothing; callers at or above never get 401/403;
+4. conformance: every response's status is documented and its JSON body validates against the
+   schema the document declares for that status ($refs resolved against the document, OpenAPI 3.0
+   ``nullable`` honoured, and no undocumented fields).
+
+A short schemathesis property run on top fuzzes parameters and bodies of every operation.
+
+Objects named by path parameters come from ``OBJECT_FACTORIES`` (keyed by parameter name);
+failing that, from the operation's collection (``POST`` with a generated body, else the first
+item ``GET`` lists). A new endpoint shaped like the existing ones needs nothing here; one that is
+not gets a failure saying which factory to add. Every write rolls back with the test.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import json
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cache
+
+import pytest
+from django.conf import settings
+from django.core import signals
+from django.db import close_old_connections
+from django.urls import Resolver404, URLPattern, URLResolver, get_resolver, resolve
+from drf_spectacular.settings import spectacular_settings
+from jsonschema import Draft202012Validator, FormatChecker
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+from rest_framework.test import APIClient
+
+from tenants.models import ROLE_RANK, Role, Scope
+from tenants.permissions import Access, TenantAccess, required_access
+from tenants.services import _api_key_insert
+from tests.conftest import PASSWORD, TenantFixture, error_code
+
+pytestmark = pytest.mark.django_db
+
+SCHEMA_URL = "/api/schema/?format=json"
+TENANT_URLCONF = settings.ROOT_URLCONF
+PUBLIC_URLCONF = settings.PUBLIC_SCHEMA_URLCONF
+HTTP_METHODS = ("get", "put", "post", "patch", "delete", "head", "options", "trace")
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+PROPERTY_EXAMPLES = 25
+# Routes allowed to answer 503 by design, and how to recognise the designed answer.
+DEGRADABLE = {"/health/ready": lambda r: r.json().get("status") == "degraded"}
+
+
+# --- the document ------------------------------------------------------------------------------
+
+
+def _generate_document() -> dict:
+    """The document SpectacularAPIView serves (same generator, urlconf and visibility), as JSON."""
+    generator = spectacular_settings.DEFAULT_GENERATOR_CLASS(urlconf=spectacular_settings.SERVE_URLCONF)
+    return json.loads(
+        json.dumps(generator.get_schema(request=None, public=spectacular_settings.SERVE_PUBLIC), default=str)
+    )
+
+
+DOC = _generate_document()
+
+
+def _pointer(doc: dict, ref: str):
+    node = doc
+    for part in ref.removeprefix("#/").split("/"):
+        node = node[part.replace("~1", "/").replace("~0", "~")]
+    return node
+
+
+def _escape(token: str) -> str:
+    return token.replace("~", "~0").replace("/", "~1")
+
+
+def _deref(node):
+    while isinstance(node, dict) and "$ref" in node:
+        node = _pointer(DOC, node["$ref"])
+    return node
+
+
+# --- operations, resolved to their views -------------------------------------------------------
+
+
+def _placeholder(schema: dict) -> str:
+    schema = _deref(schema)
+    if schema.get("format") == "uuid":
+        return str(uuid.UUID(int=1))
+    if schema.get("type") == "integer":
+        return "1"
+    return str((schema.get("enum") or ["walk"])[0])
+
+
+def _is_object_param(param: dict) -> bool:
+    """Does this path parameter name an object (and so must not reach another tenant's)?"""
+    name, schema = param["name"], _deref(param.get("schema", {}))
+    return (
+        name in ("id", "pk", "uuid")
+        or name.endswith(("_id", "_pk", "_uuid"))
+        or schema.get("type") == "integer"
+        or schema.get("format") == "uuid"
+    )
+
+
+@dataclass(eq=False)
+class Operation:
+    path: str  # template, e.g. /api/v1/api-keys/{key_id}/
+    method: str  # upper case
+    spec: dict = field(repr=False)
+    params: list[dict] = field(repr=False)
+    view: object = field(init=False, repr=False)
+    guarded: bool = field(init=False)  # by TenantAccess: the tenant/role/scope rules apply
+    public_route: bool = field(init=False)  # also routed without a tenant
+
+    def __post_init__(self) -> None:
+        concrete = self.url({p["name"]: _placeholder(p.get("schema", {})) for p in self.path_params})
+        try:
+            match = resolve(concrete.split("?")[0], urlconf=TENANT_URLCONF)
+        except Resolver404:
+            raise AssertionError(
+                f"{self}: the documented path {concrete} does not resolve in {TENANT_URLCONF}"
+            ) from None
+        func = match.func
+        cls = getattr(func, "cls", None) or func.view_class
+        self.view = cls(**(getattr(func, "initkwargs", None) or getattr(func, "view_initkwargs", None) or {}))
+        if actions := getattr(func, "actions", None):  # a ViewSet: the action this method maps to
+            self.view.action = actions.get(self.method.lower())
+        get_permissions = getattr(self.view, "get_permissions", lambda: [])
+        self.guarded = any(isinstance(p, TenantAccess) for p in get_permissions())
+        try:
+            resolve(concrete.split("?")[0], urlconf=PUBLIC_URLCONF)
+            self.public_route = True
+        except Resolver404:
+            self.public_route = False
+
+    def __str__(self) -> str:
+        return self.spec.get("operationId") or f"{self.method} {self.path}"
+
+    @property
+    def id(self) -> str:
+        return str(self)
+
+    @property
+    def access(self) -> Access:
+        return required_access(self.view, self.method)
+
+    @property
+    def path_params(self) -> list[dict]:
+        return [p for p in self.params if p.get("in") == "path"]
+
+    @property
+    def object_params(self) -> list[dict]:
+        return [p for p in self.path_params if _is_object_param(p)]
+
+    def url(self, values: dict) -> str:
+        path = self.path
+        for name, value in values.items():
+            path = path.replace("{" + name + "}", str(getattr(value, "value", value)))
+        query = [
+            (p["name"], _example(p.get("schema", {})))
+            for p in self.params
+            if p.get("in") == "query" and p.get("required")
+        ]
+        if query:
+            from urllib.parse import urlencode
+
+            path += "?" + urlencode(query)
+        return path
+
+
+def _operations(doc: dict) -> list[Operation]:
+    ops = []
+    for path, item in doc["paths"].items():
+        shared = [_deref(p) for p in item.get("parameters", [])]
+        for method, spec in item.items():
+            if method not in HTTP_METHODS:
+                continue
+            own = [_deref(p) for p in spec.get("parameters", [])]
+            keys = {(p["in"], p["name"]) for p in own}
+            ops.append(
+                Operation(path, method.upper(), spec, [p for p in shared if (p["in"], p["name"]) not in keys] + own)
+            )
+    return ops
+
+
+OPERATIONS = _operations(DOC)
+OPS_BY_KEY = {(op.path, op.method): op for op in OPERATIONS}
+TENANT_OPS = [op for op in OPERATIONS if op.guarded]
+PUBLIC_OPS = [op for op in OPERATIONS if not op.guarded]
+OBJECT_OPS = [op for op in TENANT_OPS if op.object_params]
+
+
+# --- callers -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Caller:
+    """A member of the tenant (JWT with a role), or an API key with some scopes."""
+
+    kind: str  # "role" | "scope" | "key"
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.name}"
+
+    def client(self, fx: TenantFixture) -> APIClient:
+        if self.kind == "role":
+            return fx.client(role=self.name)
+        if self.kind == "scope":
+            return fx.client(scope=self.name)
+        return fx.client()
+
+    def denial(self, need: Access) -> str | None:
+        """The 403 code this caller must get for ``need``, or None when it is allowed."""
+        if self.kind == "role":
+            return None if ROLE_RANK[self.name] >= ROLE_RANK[need.role] else "insufficient_role"
+        scopes = Scope.values if self.kind == "key" else [self.name]
+        return None if need.scope in scopes else "insufficient_scope"
+
+
+CALLERS = (
+    [Caller("role", r) for r in Role.values]
+    + [Caller("scope", s) for s in Scope.values]
+    + [Caller("key", "all-scopes")]
+)
+
+
+# --- objects for path parameters ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Obj:
+    value: object
+    markers: tuple[str, ...] = ()  # strings that only this object's tenant may ever see
+
+
+def _api_key_object(fx: TenantFixture) -> Obj:
+    # a direct insert, like the session fixtures: beta (free plan) is already at its key cap
+    key, _ = _api_key_insert(
+        tenant=fx.tenant,
+        name=f"walk-{fx.slug}-{uuid.uuid4().hex[:10]}",
+        scopes=[Scope.READ],
+        created_by=fx.users[Role.OWNER],
+    )
+    return Obj(key.pk, (key.name, key.prefix))
+
+
+OBJECT_FACTORIES: dict[str, Callable[[TenantFixture], Obj]] = {
+    "key_id": _api_key_object,
+}
+
+# Request bodies that reach further than a generated one (a real login reaches the 200).
+BODY_HINTS: dict[str, Callable[[TenantFixture], dict]] = {
+    "auth_token_create": lambda fx: {"email": fx.users[Role.OWNER].email, "password": PASSWORD, "tenant": fx.slug},
+}
+
+
+def _object_from_collection(fx: TenantFixture, op: Operation, name: str) -> Obj:
+    """Create one through the collection's POST, else take the first item its GET lists."""
+    collection = op.path.split("{" + name + "}")[0]
+    item = None
+    for method in ("POST", "GET"):
+        other = OPS_BY_KEY.get((collection, method))
+        if other is None or item is not None:
+            continue
+        r = _send(fx.client(), other, _path_values(fx, other), _generated_body(other))
+        if r.status_code in (200, 201):
+            data = r.json()
+            items = data.get("results", [data]) if isinstance(data, dict) else data
+            item = items[0] if items else None
+    if not isinstance(item, dict) or (name not in item and "id" not in item):
+        pytest.fail(f"{op}: no way to get a '{name}' in tenant {fx.slug}; add a factory to OBJECT_FACTORIES")
+    return Obj(item.get(name, item.get("id")), tuple(v for v in item.values() if isinstance(v, str) and len(v) >= 6))
+
+
+def _path_values(fx: TenantFixture, op: Operation) -> dict[str, Obj]:
+    values = {}
+    for p in op.path_params:
+        name = p["name"]
+        if name in OBJECT_FACTORIES:
+            values[name] = OBJECT_FACTORIES[name](fx)
+        elif _is_object_param(p):
+            values[name] = _object_from_collection(fx, op, name)
+        else:
+            values[name] = Obj(_example(p.get("schema", {})))
+    return values
+
+
+# --- minimal valid instances of a schema -------------------------------------------------------
+
+
+def _example(schema: dict):
+    """A small deterministic instance of an OpenAPI schema: required fields only, shortest values."""
+    schema = _deref(schema)
+    if "allOf" in schema:
+        parts = [_example(s) for s in schema["allOf"]]
+        if all(isinstance(p, dict) for p in parts):
+            return {k: v for p in parts for k, v in p.items()}
+        return parts[0]
+    for key in ("oneOf", "anyOf"):
+        if key in schema:
+            options = [s for s in schema[key] if _deref(s).get("type") != "null"] or schema[key]
+            return _example(options[0])
+    for key in ("example", "default"):
+        if key in schema:
+            return schema[key]
+    if "enum" in schema:
+        return next(v for v in schema["enum"] if v is not None)
+    kind = schema.get("type")
+    if kind == "object" or "properties" in schema:
+        props = schema.get("properties", {})
+        return {
+            name: _example(props.get(name, {}))
+            for name in schema.get("required", [])
+            if not _deref(props.get(name, {})).get("readOnly")
+        }
+    if kind == "array":
+        n = max(schema.get("minItems", 1), 1)
+        return [_example(schema.get("items", {}))] * min(n, schema.get("maxItems", n))
+    if kind in ("integer", "number"):
+        low = schema.get("minimum", 1)
+        low += 1 if schema.get("exclusiveMinimum") is True else 0
+        return min(max(low, 1), schema.get("maximum", max(low, 1)))
+    if kind == "boolean":
+        return True
+    fmt = schema.get("format")
+    value = {
+        "email": "walk@example.com",
+        "date-time": dt.datetime.now(dt.UTC).isoformat(),
+        "date": dt.date.today().isoformat(),
+        "uuid": str(uuid.UUID(int=1)),
+        "uri": "https://example.com/",
+        "ipv4": "192.0.2.1",
+        "decimal": "1.00",
+    }.get(fmt, "walk")
+    value = value.ljust(schema.get("minLength", 0), "x")[: schema.get("maxLength", len(value) or None)]
+    pattern = schema.get("pattern")
+    assert pattern is None or re.search(pattern, value), (
+        f"cannot generate a string matching {pattern!r}; add the operation to BODY_HINTS"
+    )
+    return value
+
+
+def _generated_body(op: Operation):
+    body = op.spec.get("requestBody")
+    if not body:
+        return None
+    content = body.get("content", {})
+    assert "application/json" in content, f"{op}: only JSON request bodies are walked, got {sorted(content)}"
+    pointer = f"/paths/{_escape(op.path)}/{op.method.lower()}/requestBody/content/application~1json/schema"
+    instance = _example(content["application/json"]["schema"])
+    errors = _errors(pointer, instance, strict=False)
+    assert not errors, f"{op}: the generated body {instance} is invalid: {errors}; add it to BODY_HINTS"
+    return instance
+
+
+def _bodies(op: Operation, fx: TenantFixture) -> list:
+    bodies = [_generated_body(op)]
+    if op.id in BODY_HINTS:
+        bodies.append(BODY_HINTS[op.id](fx))
+    return bodies
+
+
+# --- validation against the document ------------------------------------------------------------
+
+
+def _to_json_schema(node, strict: bool):
+    """OpenAPI 3.0 schema objects -> JSON Schema 2020-12. ``strict`` forbids undocumented fields."""
+    if isinstance(node, list):
+        return [_to_json_schema(n, strict) for n in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _to_json_schema(v, strict) for k, v in node.items()}
+    for bound, exclusive in (("minimum", "exclusiveMinimum"), ("maximum", "exclusiveMaximum")):
+        if out.get(exclusive) is True:
+            out[exclusive] = out.pop(bound)
+        elif out.get(exclusive) is False:
+            del out[exclusive]
+    if strict and "properties" in out and isinstance(out["properties"], dict) and "additionalProperties" not in out:
+        out["unevaluatedProperties"] = False
+    if out.get("nullable") is True:
+        del out["nullable"]
+        out = {"anyOf": [out, {"type": "null"}]}
+    elif out.get("nullable") is False:
+        del out["nullable"]
+    return out
+
+
+FORMATS = FormatChecker()
+
+
+@FORMATS.checks("date-time", raises=ValueError)
+def _is_datetime(value) -> bool:
+    if not isinstance(value, str):
+        return True
+    return "T" in value and dt.datetime.fromisoformat(value).tzinfo is not None
+
+
+def _shorten(text: str, limit: int = 240) -> str:
+    return text if len(text) <= limit else text[: limit // 2] + " ... " + text[-limit // 2 :]
+
+
+@cache
+def _registry(strict: bool) -> Registry:
+    resource = Resource.from_contents(_to_json_schema(DOC, strict), default_specification=DRAFT202012)
+    return Registry().with_resource(f"urn:walk:openapi:{strict}", resource)
+
+
+def _errors(pointer: str, instance, strict: bool = True) -> list[str]:
+    validator = Draft202012Validator(
+        {"$ref": f"urn:walk:openapi:{strict}#{pointer}"}, registry=_registry(strict), format_checker=FORMATS
+    )
+    return [
+        f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {_shorten(e.message)}"
+        for e in sorted(validator.iter_errors(instance), key=lambda e: list(map(str, e.absolute_path)))
+    ]
+
+
+def _assert_conforms(op: Operation, r) -> None:
+    status = r.status_code
+    declared = op.spec.get("responses", {})
+    key = next((k for k in (str(status), f"{status // 100}XX", "default") if k in declared), None)
+    assert key, f"{op} answered {status}, which the document does not list ({sorted(declared)}): {r.content[:300]!r}"
+    content = _deref(declared[key]).get("content")
+    if not content:
+        assert not r.content, f"{op} {status}: the document declares no body, got {r.content[:300]!r}"
+        return
+    media = r.get("Content-Type", "").split(";")[0].strip()
+    assert media in content, f"{op} {status}: Content-Type {media!r}, the document declares {sorted(content)}"
+    if media == "application/json" and "schema" in content[media]:
+        pointer = f"/paths/{_escape(op.path)}/{op.method.lower()}/responses/{key}/content/{_escape(media)}/schema"
+        errors = _errors(pointer, r.json())
+        assert not errors, f"{op} {status} does not match its documented schema:\n  " + "\n  ".join(errors)
+
+
+# --- requests ----------------------------------------------------------------------------------
+
+_addresses = itertools.count(1)
+
+
+def _send(client: APIClient, op: Operation, values: dict | None = None, body=None, **extra):
+    """One request. Each gets its own client address, so per-IP throttles never blur the walk."""
+    n = next(_addresses)
+    extra.setdefault("REMOTE_ADDR", f"10.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255}")
+    data = {} if body is None else {"data": json.dumps(body), "content_type": "application/json"}
+    return client.generic(op.method, op.url(values or {}), **data, **extra)
+
+
+def _assert_no_server_error(op: Operation, who: str, r) -> None:
+    assert r.status_code < 500, f"{op} as {who}: {r.status_code} {r.content[:500]!r}"
+
+
+def _snapshot(fx: TenantFixture, op: Operation, values: dict):
+    """What a write could change, as the owning tenant sees it through the GET on the same path:
+    the object itself, or for a collection the ids it lists (the calling key's own
+    ``last_used_at`` changes with every request, so whole listings are not comparable)."""
+    get = OPS_BY_KEY.get((op.path, "GET"))
+    if op.method in SAFE_METHODS or get is None:
+        return None
+    r = _send(fx.client(), get, values)
+    data = r.json()
+    items = data.get("results") if isinstance(data, dict) else data
+    if isinstance(items, list) and all(isinstance(i, dict) and "id" in i for i in items):
+        return r.status_code, sorted(i["id"] for i in items)
+    return r.status_code, data
+
+
+def _markers(fx: TenantFixture, values: dict) -> list[str]:
+    own = [fx.tenant.slug, fx.tenant.schema_name, fx.tenant.name, fx.users[Role.OWNER].email]
+    return own + [m for v in values.values() for m in getattr(v, "markers", ())]
+
+
+def _assert_not_found_without_leak(op: Operation, who: str, r, victim: TenantFixture, values: dict) -> None:
+    _assert_no_server_error(op, who, r)
+    assert r.status_code == 404 and error_code(r) == "not_found", (
+        f"{op} as {who}: expected 404 not_found, got {r.status_code} {r.content[:300]!r}"
+    )
+    body = r.content.decode()
+    leaked = [m for m in _markers(victim, values) if m and m in body]
+    assert not leaked, f"{op} as {who}: the 404 shows {victim.slug}'s data {leaked}"
+
+
+@pytest.fixture
+def tenants(alpha, beta) -> dict[str, TenantFixture]:
+    return {"alpha": alpha, "beta": beta}
+
+
+# --- coverage guards ---------------------------------------------------------------------------
+
+
+def test_served_document_is_the_walked_document(client):
+    r = client.get(SCHEMA_URL)
+    assert r.status_code == 200, r.content[:300]
+    assert json.loads(r.content) == DOC
+
+
+def test_walk_has_tenant_and_object_operations():
+    assert TENANT_OPS and OBJECT_OPS, "the walk found nothing to walk; is the schema empty?"
+
+
+@pytest.mark.parametrize("op", OPERATIONS, ids=str)
+def test_tenant_only_routes_are_guarded_by_tenant_access(op):
+    # Given an operation routed only once a tenant is resolved, then TenantAccess must guard it:
+    # otherwise none of the tenant, role and scope rules apply to it.
+    assert op.guarded or op.public_route, (
+        f"{op} ({type(op.view).__name__}) is a tenant route without TenantAccess in its permission_classes"
+    )
+
+
+# Operations that read-only callers (viewer role, read scope) may call with an unsafe method, each
+# with the reason. Empty: today every write needs at least analyst / a write scope.
+READ_ONLY_MAY_WRITE: dict[str, str] = {}
+
+
+@pytest.mark.parametrize("op", [op for op in TENANT_OPS if op.method not in SAFE_METHODS], ids=str)
+def test_read_only_callers_cannot_write(op):
+    # The walk below proves enforcement matches each view's declared access; this pins the one
+    # policy a declaration must not drift from: a viewer or a read-only key never writes.
+    need = op.access
+    weak = [str(c) for c in (Caller("role", Role.VIEWER), Caller("scope", Scope.READ)) if c.denial(need) is None]
+    assert not weak or op.id in READ_ONLY_MAY_WRITE, (
+        f"{op} ({op.method}) declares {need}, which lets {weak} write; raise it or add it to READ_ONLY_MAY_WRITE"
+    )
+
+
+# --- 1 + 3 + 4: every tenant operation as every caller of both tenants -------------------------
+
+
+@pytest.mark.parametrize("caller", CALLERS, ids=str)
+@pytest.mark.parametrize("tenant", ["alpha", "beta"])
+@pytest.mark.parametrize("op", TENANT_OPS, ids=str)
+def test_tenant_operation_as_caller(op, tenant, caller, tenants):
+    # Given the caller's own tenant's objects in the path and a minimal valid body
+    fx = tenants[tenant]
+    values = _path_values(fx, op)
+    before = _snapshot(fx, op, values)
+    # When the caller sends the request
+    r = _send(caller.client(fx), op, values, _generated_body(op))
+    # Then: never a 5xx; 403 exactly when the view's declared access is above the caller
+    who = f"{caller}@{tenant}"
+    _assert_no_server_error(op, who, r)
+    need = op.access
+    denial = caller.denial(need)
+    if denial:
+        assert r.status_code == 403 and error_code(r) == denial, (
+            f"{op} needs {need}; {who} must get 403 {denial}, got {r.status_code} {r.content[:300]!r}"
+        )
+        assert _snapshot(fx, op, values) == before, f"{op}: a denied {who} changed the object"
+    else:
+        assert r.status_code not in (401, 403), (
+            f"{op} needs {need}; {who} is allowed but got {r.status_code} {r.content[:300]!r}"
+        )
+        if op.path_params and all(_is_object_param(p) for p in op.path_params):
+            assert r.status_code != 404, f"{op}: {who} cannot find its own tenant's object: {r.content[:300]!r}"
+    # and the response is what the document says
+    _assert_conforms(op, r)
+
+
+# --- 2: isolation ------------------------------------------------------------------------------
+
+AUTHS = {"api-key": lambda fx: fx.client(), "owner-jwt": lambda fx: fx.client(role=Role.OWNER)}
+DIRECTIONS = [("alpha", "beta"), ("beta", "alpha")]
+
+
+@pytest.mark.parametrize("auth", AUTHS)
+@pytest.mark.parametrize(("attacker", "victim"), DIRECTIONS, ids=lambda s: s)
+@pytest.mark.parametrize("op", OBJECT_OPS, ids=str)
+def test_other_tenants_object_is_404(op, attacker, victim, auth, tenants):
+    # Given objects of the victim tenant, and the attacker's most powerful credentials
+    atk, vic = tenants[attacker], tenants[victim]
+    values = _path_values(vic, op)
+    before = _snapshot(vic, op, values)
+    # When the attacker names the victim's object
+    r = _send(AUTHS[auth](atk), op, values, _generated_body(op))
+    # Then 404, nothing of the victim's in the body, and the victim's object unchanged
+    _assert_not_found_without_leak(op, f"{auth}@{attacker}", r, vic, values)
+    assert _snapshot(vic, op, values) == before, f"{op}: {attacker} changed {victim}'s object"
+    _assert_conforms(op, r)
+
+
+@pytest.mark.parametrize("auth", AUTHS)
+@pytest.mark.parametrize(("owner", "host"), DIRECTIONS, ids=lambda s: s)
+@pytest.mark.parametrize("op", TENANT_OPS, ids=str)
+def test_credentials_on_other_tenants_host_are_404(op, owner, host, auth, tenants):
+    # Given the caller's own objects, but the request goes to the other tenant's host
+    fx, other = tenants[owner], tenants[host]
+    values = _path_values(fx, op)
+    r = _send(AUTHS[auth](fx), op, values, _generated_body(op), HTTP_HOST=f"{other.slug}.localhost")
+    # Then 404, never the other tenant's data
+    _assert_not_found_without_leak(op, f"{auth}@{owner} on {host}'s host", r, other, {})
+    _assert_conforms(op, r)
+
+
+def _beta_owner_claiming_alpha(tenants) -> APIClient:
+    from rest_framework_simplejwt.tokens import RefreshToken
+
+    token = RefreshToken.for_user(tenants["beta"].users[Role.OWNER]).access_token
+    token["tenant_id"] = tenants["alpha"].tenant.pk
+    c = APIClient()
+    c.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    return c
+
+
+OUTSIDERS = {
+    # who: (client, extra request headers, expected status, expected code)
+    "anonymous@main-host": (lambda t: APIClient(), {}, 404, "not_found"),
+    "anonymous@alpha-host": (lambda t: APIClient(), {"HTTP_HOST": "alpha.localhost"}, 401, "not_authenticated"),
+    "beta-owner-jwt-claiming-alpha": (_beta_owner_claiming_alpha, {}, 404, "not_found"),
+}
+
+
+@pytest.mark.parametrize("who", OUTSIDERS)
+@pytest.mark.parametrize("op", TENANT_OPS, ids=str)
+def test_tenant_operation_for_outsiders(op, who, tenants):
+    # Given alpha's objects, and a caller who is not an alpha member
+    make_client, extra, status, code = OUTSIDERS[who]
+    alpha = tenants["alpha"]
+    values = _path_values(alpha, op)
+    before = _snapshot(alpha, op, values)
+    r = _send(make_client(tenants), op, values, _generated_body(op), **extra)
+    # Then the documented refusal, no alpha data, nothing changed
+    _assert_no_server_error(op, who, r)
+    assert r.status_code == status and error_code(r) == code, f"{op} as {who}: {r.status_code} {r.content[:300]!r}"
+    if status == 404:
+        _assert_not_found_without_leak(op, who, r, alpha, values)
+    assert _snapshot(alpha, op, values) == before, f"{op}: {who} changed alpha's object"
+    _assert_conforms(op, r)
+
+
+# --- 1 + 4 for operations without a tenant (login), and every other public route ----------------
+
+PUBLIC_CALLERS = {
+    "anonymous": lambda t: (t["alpha"], APIClient(), {}),
+    "alpha-api-key": lambda t: (t["alpha"], t["alpha"].client(), {}),
+    "beta-api-key": lambda t: (t["beta"], t["beta"].client(), {}),
+    "alpha-viewer-jwt": lambda t: (t["alpha"], t["alpha"].client(role=Role.VIEWER), {}),
+    "anonymous@beta-host": lambda t: (t["beta"], APIClient(), {"HTTP_HOST": "beta.localhost"}),
+}
+
+
+@pytest.mark.parametrize("who", PUBLIC_CALLERS)
+@pytest.mark.parametrize("op", PUBLIC_OPS, ids=str)
+def test_public_operation(op, who, tenants):
+    fx, client, extra = PUBLIC_CALLERS[who](tenants)
+    for body in _bodies(op, fx):
+        r = _send(client, op, _path_values(fx, op), body, **extra)
+        _assert_no_server_error(op, who, r)
+        _assert_conforms(op, r)
+        if op.id in BODY_HINTS and body == BODY_HINTS[op.id](fx):
+            assert 200 <= r.status_code < 300, f"{op} as {who} with {body}: {r.status_code} {r.content[:300]!r}"
+
+
+def _plain_routes(patterns, prefix: str = "") -> list[str]:
+    """Every route of a URLconf without parameters (what can be requested as is)."""
+    routes = []
+    for p in patterns:
+        piece = str(p.pattern)
+        if "<" in piece or "(" in piece:  # a converter or regex group: needs values
+            continue
+        piece = piece.removeprefix("^").removesuffix("$").replace("\\", "")
+        if isinstance(p, URLResolver):
+            routes += _plain_routes(p.url_patterns, prefix + piece)
+        elif isinstance(p, URLPattern):
+            routes.append("/" + prefix + piece)
+    return sorted(set(routes))
+
+
+PUBLIC_ROUTES = _plain_routes(get_resolver(PUBLIC_URLCONF).url_patterns)
+
+
+@pytest.mark.parametrize("who", ["anonymous", "alpha-api-key", "anonymous@alpha-host"])
+@pytest.mark.parametrize("path", PUBLIC_ROUTES)
+def test_public_route_never_5xx(path, who, alpha):
+    client = alpha.client() if who == "alpha-api-key" else APIClient()
+    host = {"HTTP_HOST": "alpha.localhost"} if who.endswith("alpha-host") else {}
+    r = client.get(path, REMOTE_ADDR="10.255.0.1", **host)
+    if r.status_code == 503 and path in DEGRADABLE:
+        assert DEGRADABLE[path](r), f"GET {path} as {who}: an undesigned 503 {r.content[:300]!r}"
+    else:
+        assert r.status_code < 500, f"GET {path} as {who}: {r.status_code} {r.content[:300]!r}"
+
+
+# --- a schemathesis property run on top --------------------------------------------------------
+
+
+@pytest.fixture
+def served_schema(alpha):
+    """The served document, loaded by schemathesis and called in-process through the WSGI app.
+
+    Django's request signals close the DB connection after each request; the test client
+    disconnects them, and so must we, or the first request ends the test's transaction."""
+    import schemathesis
+
+    from config.wsgi import application
+
+    signals.request_started.disconnect(close_old_connections)
+    signals.request_finished.disconnect(close_old_connections)
+    try:
+        yield schemathesis.openapi.from_wsgi(SCHEMA_URL, application)
+    finally:
+        signals.request_started.connect(close_old_connections)
+        signals.request_finished.connect(close_old_connections)
+
+
+@pytest.mark.parametrize("op", OPERATIONS, ids=str)
+def test_fuzzed_requests_conform(op, served_schema, alpha):
+    from hypothesis import HealthCheck, Phase, given, settings
+    from schemathesis.checks import not_a_server_error
+    from schemathesis.specs.openapi.checks import (
+        content_type_conformance,
+        response_schema_conformance,
+        status_code_conformance,
+    )
+
+    operation = served_schema[op.path][op.method.lower()]
+    headers = {"Authorization": f"Api-Key {alpha.key}"}
+    checks = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+
+    @settings(
+        max_examples=PROPERTY_EXAMPLES,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+        phases=[Phase.explicit, Phase.generate, Phase.shrink],
+    )
+    @given(case=operation.as_strategy())
+    def run(case):
+        if op.method not in SAFE_METHODS:
+            # writes aim at objects made here, so the session's keys stay usable within the test
+            for p in op.path_params:
+                if p["name"] in OBJECT_FACTORIES:
+                    case.path_parameters[p["name"]] = OBJECT_FACTORIES[p["name"]](alpha).value
+        response = case.call(headers=headers)
+        case.validate_response(response, checks=checks, headers=headers)
+
+    run()

@@ -32,6 +32,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
+from urllib.parse import urlencode
 
 import pytest
 from django.conf import settings
@@ -175,8 +176,6 @@ class Operation:
             if p.get("in") == "query" and p.get("required")
         ]
         if query:
-            from urllib.parse import urlencode
-
             path += "?" + urlencode(query)
         return path
 

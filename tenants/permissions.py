@@ -82,7 +82,3 @@ class TenantAccess(BasePermission):
             )
         return True
 
-
-def actor_of(request) -> object:
-    """What audit records name as the actor: the user, or the API key principal."""
-    return request.user

@@ -81,4 +81,3 @@ class TenantAccess(BasePermission):
                 status=403,
             )
         return True
-

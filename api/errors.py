@@ -92,7 +92,19 @@ def exception_handler(exc, context):
     return response
 
 
+def _wants_html(request) -> bool:
+    """Dashboard pages get HTML error pages; API, health and anything asking for JSON get the envelope."""
+    if request.path.startswith(("/api/", "/health", "/version", "/ws/")):
+        return False
+    return "text/html" in request.headers.get("Accept", "")
+
+
 def server_error(request, *args, **kwargs):
+    if _wants_html(request):
+        from django.http import HttpResponse
+        from django.template.loader import render_to_string
+
+        return HttpResponse(render_to_string("500.html"), status=500)  # no context: the DB may be down
     return error_response(
         "server_error",
         "Internal error; it was logged. Retry, or report the request id.",
@@ -101,4 +113,8 @@ def server_error(request, *args, **kwargs):
 
 
 def not_found(request, exception=None, *args, **kwargs):
+    if _wants_html(request):
+        from django.shortcuts import render
+
+        return render(request, "404.html", status=404)
     return error_response("not_found", "Not found.", status.HTTP_404_NOT_FOUND)

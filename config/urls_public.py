@@ -1,16 +1,21 @@
-"""URLs served without a tenant: health, docs, auth, admin. A tenant URL here is a 404."""
+"""URLs served without a tenant: health, docs, auth, admin, the dashboard (it picks the tenant from
+the session). A tenant API URL here is a 404."""
 
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from accounts.api.views import TokenObtainApi
+from dashboard import views as dashboard
 from ops import views as ops
 
 handler404 = "api.errors.not_found"
 handler500 = "api.errors.server_error"
 
 urlpatterns = [
+    path("", dashboard.home, name="home"),
+    path("app/", include("dashboard.urls")),
+    path("accounts/", include("accounts.urls")),
     path("health", ops.health, name="health"),
     path("health/ready", ops.ready, name="health-ready"),
     path("version", ops.version, name="version"),

@@ -46,12 +46,19 @@ def tenant_template_ensure() -> Tenant:
 
 
 def tenant_provision(
-    *, slug: str, plan: str = "free", name: str = "", owner_email: str | None = None, owner_password: str | None = None
-) -> tuple[Tenant, str]:
+    *,
+    slug: str,
+    plan: str = "free",
+    name: str = "",
+    owner_email: str | None = None,
+    owner_password: str | None = None,
+    create_key: bool = True,
+) -> tuple[Tenant, str | None]:
     """Create a tenant, its schema (cloned from the template), domain, owner and an all-scopes key.
 
     Everything is validated first and written in one transaction: a failure leaves no tenant,
-    domain, user or schema behind. Returns (tenant, raw_api_key) — the key is shown only once.
+    domain, user or schema behind. Returns (tenant, raw_api_key) — the key is shown only once;
+    ``create_key=False`` (dashboard sign-up) creates none and returns (tenant, None).
     """
     slug = (slug or "").strip().lower()
     if not SLUG_RE.match(slug) or slug in RESERVED_SLUGS:
@@ -88,7 +95,9 @@ def tenant_provision(
         CloneSchema().clone_schema(template.schema_name, schema, "DATA")
         with schema_context(schema):
             audit_record(owner, "tenant.provisioned", tenant, {"plan": plan_obj.code, "slug": slug})
-        key, raw = _api_key_insert(tenant=tenant, name="provisioning key", scopes=ALL_SCOPES, created_by=owner)
+        raw = None
+        if create_key:
+            _, raw = _api_key_insert(tenant=tenant, name="provisioning key", scopes=ALL_SCOPES, created_by=owner)
     connection.set_schema_to_public()
     return tenant, raw
 

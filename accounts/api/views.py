@@ -8,6 +8,7 @@ from rest_framework.views import APIView
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from api.errors import ApplicationError
+from accounts.services import login_failure_record, login_throttle_check
 from api.schema import ERRORS
 from tenants.models import Membership
 
@@ -41,7 +42,9 @@ class TokenObtainApi(APIView):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
-        user = authenticate(request, email=v["email"].lower(), password=v["password"])
+        email, ip = v["email"].lower(), request.META.get("REMOTE_ADDR", "")
+        login_throttle_check(email=email, ip=ip)
+        user = authenticate(request, email=email, password=v["password"])
         membership = (
             Membership.objects.select_related("tenant")
             .filter(user=user, tenant__slug=v["tenant"], tenant__status="active")
@@ -50,6 +53,7 @@ class TokenObtainApi(APIView):
             else None
         )
         if membership is None:
+            login_failure_record(email=email, ip=ip)
             # one answer for every failure: never reveal which tenants or e-mails exist
             raise ApplicationError("invalid_credentials", "E-mail, password or tenant is wrong.", status=401)
         refresh = RefreshToken.for_user(user)

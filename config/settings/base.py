@@ -29,6 +29,7 @@ SHARED_APPS = [
     "channels",
     "api",
     "ops",
+    "dashboard",
 ]
 TENANT_APPS = [
     "django.contrib.contenttypes",
@@ -71,6 +72,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "dashboard.context_processors.shell",
             ],
         },
     },
@@ -83,6 +85,11 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+
+LOGIN_URL = "accounts:login"
+LOGIN_REDIRECT_URL = "dashboard:overview"
+LOGOUT_REDIRECT_URL = "accounts:login"
+PASSWORD_RESET_TIMEOUT = 60 * 60  # reset links work for an hour
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -97,5 +104,12 @@ WHITENOISE_USE_FINDERS = True  # serve from app dirs without collectstatic in de
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Django 6.1 mailers; the console backend in dev, SMTP etc. through EMAIL_BACKEND in production.
-MAILERS = {"default": {"BACKEND": env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")}}
+# EMAIL_FILE_PATH (with the filebased backend) keeps each message as a file, e.g. for browser tests.
+_MAIL_OPTIONS = {"file_path": env_str("EMAIL_FILE_PATH")} if env_str("EMAIL_FILE_PATH") else {}
+MAILERS = {
+    "default": {
+        "BACKEND": env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend"),
+        "OPTIONS": _MAIL_OPTIONS,
+    }
+}
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "noreply@localhost")

@@ -43,3 +43,10 @@ X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_PROXY") else None
+SESSION_COOKIE_AGE = 60 * 60 * 24 * 7  # a week; the session key rotates at every login
+SESSION_COOKIE_NAME = "ati_session"
+CSRF_COOKIE_HTTPONLY = True  # pages carry the token (forms, htmx headers); scripts never read the cookie
+CSRF_FAILURE_VIEW = "accounts.views.csrf_failure"
+if SECURE_COOKIES:
+    SECURE_HSTS_SECONDS = 60 * 60 * 24 * 30
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)

@@ -1,0 +1,56 @@
+"""Who may open a dashboard page: a logged-in member of the active tenant, with a minimum role."""
+
+from __future__ import annotations
+
+from functools import wraps
+
+from django.contrib.auth.views import redirect_to_login
+from django.http import Http404
+from django.shortcuts import redirect, render
+
+from tenants.middleware import SESSION_TENANT_KEY
+from tenants.models import ROLE_RANK, Membership, Role
+from tenants.selectors import tenant_list_for_user
+
+
+def tenant_page(min_role: str = Role.VIEWER):
+    """Decorate a view that works inside the active tenant.
+
+    No tenant in the session yet: pick the person's first one (or send them to create one).
+    Not a member (removed, or the session points elsewhere): forget it and start over; on a
+    tenant's own host that is a 404, never a hint the tenant exists. ``request.role`` is set.
+    """
+
+    def decorator(view):
+        @wraps(view)
+        def wrapped(request, *args, **kwargs):
+            if not request.user.is_authenticated:
+                return redirect_to_login(request.get_full_path())
+            tenant = request.tenant
+            if tenant is None:
+                first = tenant_list_for_user(user=request.user).order_by("memberships__created_at").first()
+                if first is None:
+                    return redirect("dashboard:tenant-new")
+                request.session[SESSION_TENANT_KEY] = first.pk
+                return redirect(request.get_full_path() if request.method == "GET" else "dashboard:overview")
+            role = Membership.objects.filter(tenant=tenant, user=request.user).values_list("role", flat=True).first()
+            if role is None:
+                if request.session.get(SESSION_TENANT_KEY) != tenant.pk:
+                    raise Http404
+                request.session.pop(SESSION_TENANT_KEY, None)
+                return redirect("dashboard:overview")
+            request.role = role
+            if ROLE_RANK[role] < ROLE_RANK[min_role]:
+                return render(
+                    request, "403.html", {"role": role, "required_role": min_role}, status=403
+                )
+            return view(request, *args, **kwargs)
+
+        return wrapped
+
+    return decorator
+
+
+def can(request, at_least: str) -> bool:
+    role = getattr(request, "role", None)
+    return role is not None and ROLE_RANK[role] >= ROLE_RANK[at_least]

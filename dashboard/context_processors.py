@@ -1,0 +1,18 @@
+from django.urls import reverse
+
+from tenants.selectors import tenant_list_for_user
+
+from .navigation import AREAS
+
+
+def shell(request):
+    """What the layout needs: the person's tenants for the switcher, the active one, the areas."""
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return {}
+    return {
+        "shell_tenants": list(tenant_list_for_user(user=user).order_by("name")),
+        "active_tenant": getattr(request, "tenant", None),
+        "active_role": getattr(request, "role", None),
+        "nav_areas": [(a, reverse("dashboard:area", args=[a.key])) for a in AREAS],
+    }

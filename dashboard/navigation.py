@@ -1,0 +1,77 @@
+"""The dashboard's areas. Later issues replace an area's placeholder with its pages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Area:
+    key: str
+    label: str
+    icon: str  # one glyph shown before the label (no icon font to load)
+    summary: str
+    next_step: str
+    api_hint: str = ""
+
+
+AREAS = [
+    Area(
+        "market-data",
+        "Market data",
+        "◧",
+        "Instruments and OHLCV bars, validated on import.",
+        "Import bars from CSV or Parquet, or let the live replay stream them in.",
+        "/api/docs/#/market-data",
+    ),
+    Area(
+        "features",
+        "Features",
+        "∿",
+        "Versioned feature sets built from technical indicators.",
+        "Create a feature set from indicators (RSI, MACD, Bollinger Bands, ATR, ADX).",
+    ),
+    Area(
+        "models",
+        "Models",
+        "◎",
+        "AutoML training jobs and the model registry: versions, deploy, rollback, A/B.",
+        "Start a training job on a feature set; the best honest model lands in the registry.",
+    ),
+    Area(
+        "decisions",
+        "Decisions",
+        "⇅",
+        "Live BUY/SELL/HOLD decisions from the agents' consensus.",
+        "Deploy a model, then watch decisions arrive here and on the WebSocket feed.",
+    ),
+    Area(
+        "backtests",
+        "Backtests",
+        "↺",
+        "Honest backtests of strategies and models, next to naive baselines.",
+        "Run a backtest of a strategy or a registered model over your bars.",
+    ),
+    Area(
+        "usage",
+        "Usage & billing",
+        "▤",
+        "Metered usage against your plan's quotas, invoices and plan changes.",
+        "Usage appears as soon as you call the API.",
+    ),
+    Area(
+        "notifications",
+        "Notifications",
+        "✉",
+        "Telegram, webhook and e-mail channels, alert rules and their history.",
+        "Connect a channel and subscribe to the events you care about.",
+    ),
+    Area(
+        "audit",
+        "Audit trail",
+        "⚖",
+        "The tenant's tamper-evident record of every change, for compliance review.",
+        "Every key, member and model change is recorded automatically.",
+    ),
+]
+AREAS_BY_KEY = {a.key: a for a in AREAS}

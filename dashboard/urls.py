@@ -1,0 +1,20 @@
+from django.urls import path
+
+from . import views
+
+app_name = "dashboard"
+
+urlpatterns = [
+    path("", views.overview, name="overview"),
+    path("area/<slug:key>/", views.area, name="area"),
+    path("api-keys/", views.api_keys, name="api-keys"),
+    path("api-keys/<int:key_id>/revoke/", views.api_key_revoke_view, name="api-key-revoke"),
+    path("members/", views.members, name="members"),
+    path("members/invite/", views.member_invite, name="member-invite"),
+    path("members/<int:membership_id>/role/", views.member_role, name="member-role"),
+    path("members/<int:membership_id>/remove/", views.member_remove, name="member-remove"),
+    path("invitations/<int:invitation_id>/revoke/", views.invitation_revoke, name="invitation-revoke"),
+    path("tenants/switch/", views.tenant_switch, name="tenant-switch"),
+    path("tenants/new/", views.tenant_new, name="tenant-new"),
+    path("token/", views.token, name="token"),
+]

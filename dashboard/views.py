@@ -1,0 +1,274 @@
+"""The dashboard shell: overview, area pages, API keys, members, tenant switching.
+
+Pages render whole on a normal request and only their panel on an htmx request (``HX-Request``),
+so every form also works without JavaScript.
+"""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, JsonResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+from rest_framework_simplejwt.tokens import RefreshToken
+
+from accounts import services as account_services
+from accounts.forms import ApiKeyForm, InviteForm, RoleForm, TenantCreateForm, service_error_apply
+from accounts.models import Invitation
+from api.errors import ApplicationError
+from tenants import limits
+from tenants.middleware import SESSION_TENANT_KEY
+from tenants.models import Role
+from tenants.selectors import api_key_list, membership_list, tenant_list_for_user
+from tenants.services import api_key_create, api_key_revoke
+
+from .access import can, tenant_page
+from .navigation import AREAS, AREAS_BY_KEY
+
+
+def _is_htmx(request) -> bool:
+    return request.headers.get("HX-Request") == "true"
+
+
+def _page(request, template: str, partial: str, context: dict, status: int = 200):
+    return render(request, partial if _is_htmx(request) else template, context, status=status)
+
+
+def home(request):
+    return redirect("dashboard:overview" if request.user.is_authenticated else "accounts:login")
+
+
+@tenant_page()
+def overview(request):
+    tenant = request.tenant
+    usage = limits.usage_get(tenant, "decisions")
+    context = {
+        "areas": AREAS,
+        "members": membership_list(tenant=tenant).count(),
+        "active_keys": api_key_list(tenant=tenant).filter(revoked_at__isnull=True).count(),
+        "decisions_today": usage,
+        "plan": tenant.plan,
+    }
+    return render(request, "dashboard/overview.html", context)
+
+
+@tenant_page()
+def area(request, key: str):
+    area = AREAS_BY_KEY.get(key)
+    if area is None:
+        raise Http404
+    return render(request, "dashboard/area.html", {"area": area})
+
+
+# --- API keys ----------------------------------------------------------------------------------
+
+
+def _keys_context(request, form=None, new_key=None, new_raw=None) -> dict:
+    keys = list(api_key_list(tenant=request.tenant).order_by("revoked_at", "-created_at"))
+    return {
+        "keys": keys,
+        "form": form or ApiKeyForm(),
+        "new_key": new_key,
+        "new_raw": new_raw,
+        "can_manage": can(request, Role.ADMIN),
+        "key_limit": limits.plan_limit(request.tenant, "api_keys"),
+        "active_count": sum(1 for k in keys if k.is_active),
+    }
+
+
+@tenant_page()
+def api_keys(request):
+    if request.method != "POST":
+        return _page(request, "dashboard/api_keys.html", "dashboard/_api_keys_panel.html", _keys_context(request))
+    if not can(request, Role.ADMIN):
+        return render(request, "403.html", {"role": request.role, "required_role": Role.ADMIN}, status=403)
+    form = ApiKeyForm(request.POST)
+    if form.is_valid():
+        try:
+            key, raw = api_key_create(
+                tenant=request.tenant, name=form.cleaned_data["name"], scopes=form.cleaned_data["scopes"], created_by=request.user
+            )
+        except ApplicationError as exc:
+            service_error_apply(form, exc)
+        else:
+            context = _keys_context(request, new_key=key, new_raw=raw)
+            return _page(request, "dashboard/api_keys.html", "dashboard/_api_keys_panel.html", context, status=201)
+    return _page(request, "dashboard/api_keys.html", "dashboard/_api_keys_panel.html", _keys_context(request, form), 400)
+
+
+@require_POST
+@tenant_page(Role.ADMIN)
+def api_key_revoke_view(request, key_id: int):
+    try:
+        key = api_key_revoke(tenant=request.tenant, key_id=key_id, actor=request.user)
+    except ApplicationError as exc:
+        raise Http404 from exc
+    messages.success(request, f"Key '{key.name}' revoked; requests with it now fail with 401.")
+    if _is_htmx(request):
+        return render(request, "dashboard/_api_keys_panel.html", _keys_context(request))
+    return redirect("dashboard:api-keys")
+
+
+# --- members -----------------------------------------------------------------------------------
+
+
+def _members_context(request, invite_form=None, invite_link=None) -> dict:
+    tenant = request.tenant
+    members = list(membership_list(tenant=tenant).order_by("user__email"))
+    owners = sum(1 for m in members if m.role == Role.OWNER)
+    invitations = list(
+        Invitation.objects.filter(tenant=tenant, accepted_at__isnull=True, revoked_at__isnull=True)
+        .select_related("invited_by")
+        .order_by("-created_at")
+    )
+    role_choices = [r for r in Role if r != Role.OWNER or request.role == Role.OWNER]
+    return {
+        "members": members,
+        "owners": owners,
+        "invitations": invitations,
+        "invite_form": invite_form or InviteForm(actor_role=request.role),
+        "invite_link": invite_link,
+        "can_manage": can(request, Role.ADMIN),
+        "is_owner": request.role == Role.OWNER,
+        "role_choices": role_choices,
+        "member_limit": limits.plan_limit(tenant, "members"),
+    }
+
+
+def _members_page(request, status: int = 200, **extra):
+    return _page(
+        request, "dashboard/members.html", "dashboard/_members_panel.html", _members_context(request, **extra), status
+    )
+
+
+@tenant_page()
+def members(request):
+    return _members_page(request)
+
+
+@require_POST
+@tenant_page(Role.ADMIN)
+def member_invite(request):
+    form = InviteForm(request.POST, actor_role=request.role)
+    if form.is_valid():
+        try:
+            invitation, token = account_services.invitation_create(
+                tenant=request.tenant,
+                email=form.cleaned_data["email"],
+                role=form.cleaned_data["role"],
+                invited_by=request.user,
+                base_url=request.build_absolute_uri("/"),
+            )
+        except ApplicationError as exc:
+            service_error_apply(form, exc)
+        else:
+            messages.success(request, f"Invitation e-mailed to {invitation.email} (valid 7 days).")
+            link = request.build_absolute_uri(f"/accounts/invite/{token}/")
+            return _members_page(request, status=201, invite_link=link)
+    return _members_page(request, status=400, invite_form=form)
+
+
+@require_POST
+@tenant_page(Role.ADMIN)
+def member_role(request, membership_id: int):
+    form = RoleForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Pick one of the listed roles.")
+        return _members_page(request, status=400)
+    try:
+        m = account_services.member_role_change(
+            tenant=request.tenant, membership_id=membership_id, role=form.cleaned_data["role"], actor=request.user
+        )
+    except ApplicationError as exc:
+        if exc.status == 404:
+            raise Http404 from exc
+        messages.error(request, exc.message)
+        return _members_page(request, status=exc.status)
+    messages.success(request, f"{m.user.email} is now {m.role}.")
+    if m.user_id == request.user.pk:
+        request.role = m.role  # the page reflects one's own new rights at once
+    return _members_page(request) if _is_htmx(request) else redirect("dashboard:members")
+
+
+@require_POST
+@tenant_page()
+def member_remove(request, membership_id: int):
+    """Admins remove others; anyone may remove themself (leave), except the last owner."""
+    try:
+        account_services.member_remove(tenant=request.tenant, membership_id=membership_id, actor=request.user)
+    except ApplicationError as exc:
+        if exc.status == 404:
+            raise Http404 from exc
+        messages.error(request, exc.message)
+        if request.POST.get("from") == "profile":
+            return redirect("accounts:profile")
+        return _members_page(request, status=exc.status)
+    if not request.user.memberships.filter(tenant=request.tenant).exists():
+        request.session.pop(SESSION_TENANT_KEY, None)
+        messages.success(request, f"You left {request.tenant.name}.")
+        response = redirect("accounts:profile")
+        if _is_htmx(request):
+            response["HX-Redirect"] = response["Location"]
+        return response
+    messages.success(request, "Member removed.")
+    return _members_page(request) if _is_htmx(request) else redirect("dashboard:members")
+
+
+@require_POST
+@tenant_page(Role.ADMIN)
+def invitation_revoke(request, invitation_id: int):
+    try:
+        inv = account_services.invitation_revoke(tenant=request.tenant, invitation_id=invitation_id, actor=request.user)
+    except ApplicationError as exc:
+        raise Http404 from exc
+    messages.success(request, f"Invitation to {inv.email} withdrawn.")
+    return _members_page(request) if _is_htmx(request) else redirect("dashboard:members")
+
+
+# --- tenants -----------------------------------------------------------------------------------
+
+
+@require_POST
+@login_required
+def tenant_switch(request):
+    """Make another of the person's tenants the active one (kept in the session)."""
+    tenant = tenant_list_for_user(user=request.user).filter(pk=request.POST.get("tenant", "") or 0).first()
+    if tenant is None:
+        raise Http404
+    request.session[SESSION_TENANT_KEY] = tenant.pk
+    messages.info(request, f"Switched to {tenant.name}.")
+    return redirect("dashboard:overview")
+
+
+@login_required
+def tenant_new(request):
+    form = TenantCreateForm(request.POST or None)
+    status = 200
+    if request.method == "POST":
+        status = 400
+        if form.is_valid():
+            d = form.cleaned_data
+            try:
+                tenant = account_services.tenant_create_for_user(
+                    user=request.user, slug=d["slug"], plan=d["plan"], name=d["name"]
+                )
+            except ApplicationError as exc:
+                service_error_apply(form, exc)
+            else:
+                request.session[SESSION_TENANT_KEY] = tenant.pk
+                messages.success(request, f"{tenant.name} is ready and is now your active tenant.")
+                return redirect("dashboard:overview")
+    has_tenants = tenant_list_for_user(user=request.user).exists()
+    return render(request, "dashboard/tenant_new.html", {"form": form, "has_tenants": has_tenants}, status=status)
+
+
+@require_POST
+@tenant_page()
+def token(request):
+    """A short-lived access JWT for the active tenant: the dashboard's scripts use it for API and
+    WebSocket calls (``Authorization: Bearer`` / ``?token=``)."""
+    refresh = RefreshToken.for_user(request.user)
+    access = refresh.access_token
+    access["tenant_id"] = request.tenant.pk
+    return JsonResponse({"access": str(access), "tenant": request.tenant.slug, "role": request.role})

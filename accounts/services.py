@@ -128,13 +128,16 @@ def login_throttle_check(*, email: str, ip: str) -> None:
     )
 
 
+# INCR, and start the window on the first failure (EXPIRE NX needs Redis 7; the embedded one is 6.2)
+_FAILURE_LUA = """
+for i, key in ipairs(KEYS) do
+  if redis.call('INCR', key) == 1 then redis.call('EXPIRE', key, ARGV[1]) end
+end
+"""
+
+
 def login_failure_record(*, email: str, ip: str) -> None:
-    r = redis_client()
-    pipe = r.pipeline()
-    for key in _throttle_keys(email, ip):
-        pipe.incr(key)
-        pipe.expire(key, LOGIN_WINDOW_SECONDS, nx=True)
-    pipe.execute()
+    redis_client().eval(_FAILURE_LUA, 2, *_throttle_keys(email, ip), LOGIN_WINDOW_SECONDS)
 
 
 def login_success_record(*, user: User, email: str, tenant: Tenant | None = None) -> None:

@@ -131,3 +131,18 @@ def worker_thread(django_db_setup, django_db_blocker):
         app.control.purge()
         with start_worker(app, pool="threads", concurrency=2, perform_ping_check=False, shutdown_timeout=10) as w:
             yield w
+
+
+@pytest.fixture(autouse=True)
+def _login_throttle_reset():
+    """Failed log-ins are counted in Redis per e-mail and per address; every test starts clean."""
+    client = resolution.redis_client()
+    keys = list(client.scan_iter("login:fail:*"))
+    if keys:
+        client.delete(*keys)
+
+
+def tenant_schema_exists(schema: str) -> bool:
+    with connection.cursor() as cur:
+        cur.execute("SELECT 1 FROM information_schema.schemata WHERE schema_name = %s", [schema])
+        return cur.fetchone() is not None

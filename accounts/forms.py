@@ -42,7 +42,9 @@ class PasswordPairMixin:
         data = super().clean()
         p1, p2 = data.get("password1"), data.get("password2")
         if p1 and p2 and p1 != p2:
-            self.add_error("password2", forms.ValidationError("The two passwords don't match.", code="password_mismatch"))
+            self.add_error(
+                "password2", forms.ValidationError("The two passwords don't match.", code="password_mismatch")
+            )
         return data
 
 
@@ -94,8 +96,12 @@ class TenantCreateForm(TenantFieldsMixin):
 
 
 class LoginForm(forms.Form):
-    email = forms.EmailField(label="E-mail", widget=forms.EmailInput(attrs={"autocomplete": "username", "autofocus": True}))
-    password = forms.CharField(label="Password", strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}))
+    email = forms.EmailField(
+        label="E-mail", widget=forms.EmailInput(attrs={"autocomplete": "username", "autofocus": True})
+    )
+    password = forms.CharField(
+        label="Password", strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "current-password"})
+    )
 
 
 class InvitationSignupForm(PasswordPairMixin, forms.Form):

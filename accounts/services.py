@@ -121,8 +121,7 @@ def login_throttle_check(*, email: str, ip: str) -> None:
     minutes = (wait + 59) // 60
     raise ApplicationError(
         "login_throttled",
-        f"Too many failed log-ins. Try again in {minutes} minute{'s' if minutes != 1 else ''}, "
-        "or reset your password.",
+        f"Too many failed log-ins. Try again in {minutes} minute{'s' if minutes != 1 else ''}, or reset your password.",
         {"retry_after_seconds": wait},
         status=429,
     )
@@ -188,7 +187,9 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def invitation_create(*, tenant: Tenant, email: str, role: str, invited_by: User, base_url: str = "") -> tuple[Invitation, str]:
+def invitation_create(
+    *, tenant: Tenant, email: str, role: str, invited_by: User, base_url: str = ""
+) -> tuple[Invitation, str]:
     """Invite ``email`` with ``role``; replaces an open invitation to the same address.
 
     Returns (invitation, raw token); the token is e-mailed and shown once, only its hash is kept."""
@@ -219,7 +220,13 @@ def invitation_create(*, tenant: Tenant, email: str, role: str, invited_by: User
         with schema_context(tenant.schema_name):
             audit_record(invited_by, "member.invited", invitation, {"email": email, "role": role})
         link = f"{base_url.rstrip('/')}/accounts/invite/{token}/"
-        context = {"tenant": tenant, "inviter": invited_by, "role": role, "link": link, "expires_at": invitation.expires_at}
+        context = {
+            "tenant": tenant,
+            "inviter": invited_by,
+            "role": role,
+            "link": link,
+            "expires_at": invitation.expires_at,
+        }
         transaction.on_commit(
             lambda: send_mail(
                 f"You're invited to {tenant.name} on AI Trading Intelligence",
@@ -234,7 +241,9 @@ def invitation_create(*, tenant: Tenant, email: str, role: str, invited_by: User
 
 def invitation_for_token(token: str) -> Invitation:
     """The open, unexpired invitation behind a link, or an error that says what to do."""
-    invitation = Invitation.objects.select_related("tenant", "invited_by").filter(token_hash=_token_hash(token or "")).first()
+    invitation = (
+        Invitation.objects.select_related("tenant", "invited_by").filter(token_hash=_token_hash(token or "")).first()
+    )
     if invitation is None or invitation.revoked_at is not None:
         raise ApplicationError(
             "invitation_invalid",
@@ -315,7 +324,9 @@ def _membership_locked(*, tenant: Tenant, membership_id: int) -> Membership:
     """Lock the tenant's owner rows and the target, so two concurrent demotions can't both pass
     the last-owner check."""
     list(Membership.objects.select_for_update().filter(tenant=tenant, role=Role.OWNER).values_list("pk", flat=True))
-    membership = Membership.objects.select_for_update().select_related("user").filter(tenant=tenant, pk=membership_id).first()
+    membership = (
+        Membership.objects.select_for_update().select_related("user").filter(tenant=tenant, pk=membership_id).first()
+    )
     if membership is None:
         raise NotFound("member")
     return membership
@@ -372,7 +383,9 @@ def member_remove(*, tenant: Tenant, membership_id: int, actor: User) -> None:
 def user_profile_update(*, user: User, full_name: str) -> User:
     first, _, last = (full_name or "").strip().partition(" ")
     if len(first) > 150 or len(last) > 150:
-        raise ApplicationError("invalid_input", "The name is too long (150 characters per part).", {"full_name": full_name})
+        raise ApplicationError(
+            "invalid_input", "The name is too long (150 characters per part).", {"full_name": full_name}
+        )
     user.first_name, user.last_name = first, last
     user.save(update_fields=["first_name", "last_name"])
     return user

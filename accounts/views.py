@@ -63,7 +63,9 @@ def signup(request):
                 service_error_apply(form, exc)
             else:
                 _session_start(request, user, tenant)
-                messages.success(request, f"Welcome! {tenant.name} is ready. Next: create an API key or invite your team.")
+                messages.success(
+                    request, f"Welcome! {tenant.name} is ready. Next: create an API key or invite your team."
+                )
                 return redirect("dashboard:overview")
         status = 400
     return render(request, "accounts/signup.html", {"form": form}, status=status)

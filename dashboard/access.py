@@ -41,9 +41,7 @@ def tenant_page(min_role: str = Role.VIEWER):
                 return redirect("dashboard:overview")
             request.role = role
             if ROLE_RANK[role] < ROLE_RANK[min_role]:
-                return render(
-                    request, "403.html", {"role": role, "required_role": min_role}, status=403
-                )
+                return render(request, "403.html", {"role": role, "required_role": min_role}, status=403)
             return view(request, *args, **kwargs)
 
         return wrapped

@@ -87,14 +87,19 @@ def api_keys(request):
     if form.is_valid():
         try:
             key, raw = api_key_create(
-                tenant=request.tenant, name=form.cleaned_data["name"], scopes=form.cleaned_data["scopes"], created_by=request.user
+                tenant=request.tenant,
+                name=form.cleaned_data["name"],
+                scopes=form.cleaned_data["scopes"],
+                created_by=request.user,
             )
         except ApplicationError as exc:
             service_error_apply(form, exc)
         else:
             context = _keys_context(request, new_key=key, new_raw=raw)
             return _page(request, "dashboard/api_keys.html", "dashboard/_api_keys_panel.html", context, status=201)
-    return _page(request, "dashboard/api_keys.html", "dashboard/_api_keys_panel.html", _keys_context(request, form), 400)
+    return _page(
+        request, "dashboard/api_keys.html", "dashboard/_api_keys_panel.html", _keys_context(request, form), 400
+    )
 
 
 @require_POST
@@ -233,7 +238,8 @@ def invitation_revoke(request, invitation_id: int):
 @login_required
 def tenant_switch(request):
     """Make another of the person's tenants the active one (kept in the session)."""
-    tenant = tenant_list_for_user(user=request.user).filter(pk=request.POST.get("tenant", "") or 0).first()
+    tenant_id = request.POST.get("tenant", "")
+    tenant = tenant_list_for_user(user=request.user).filter(pk=tenant_id).first() if tenant_id.isdigit() else None
     if tenant is None:
         raise Http404
     request.session[SESSION_TENANT_KEY] = tenant.pk

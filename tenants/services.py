@@ -6,10 +6,10 @@ import re
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 from django_tenants.clone import CloneSchema
-from django_tenants.utils import schema_context, schema_exists
+from django_tenants.utils import get_public_schema_name, schema_context, schema_exists
 
 from api.errors import ApplicationError, NotFound
 from compliance.services import audit_record
@@ -78,27 +78,28 @@ def tenant_provision(
             "slug_taken", f"The tenant '{slug}' already exists; pick another name.", {"slug": slug}, status=409
         )
     User = get_user_model()
-    template = tenant_template_ensure()
-
-    with transaction.atomic():
-        tenant = Tenant.objects.create(schema_name=schema, slug=slug, name=name or slug, plan=plan_obj)
-        Domain.objects.create(domain=f"{slug}.{settings.TENANT_BASE_DOMAIN}", tenant=tenant, is_primary=True)
-        owner = None
-        if owner_email:
-            owner = User.objects.filter(email__iexact=owner_email).first()
-            if owner is None:
-                owner = User.objects.create_user(email=owner_email, password=owner_password)
-                if owner_password is None:
-                    owner.set_unusable_password()
-                    owner.save(update_fields=["password"])
-            Membership.objects.create(user=owner, tenant=tenant, role=Role.OWNER)
-        CloneSchema().clone_schema(template.schema_name, schema, "DATA")
-        with schema_context(schema):
-            audit_record(owner, "tenant.provisioned", tenant, {"plan": plan_obj.code, "slug": slug})
-        raw = None
-        if create_key:
-            _, raw = _api_key_insert(tenant=tenant, name="provisioning key", scopes=ALL_SCOPES, created_by=owner)
-    connection.set_schema_to_public()
+    # from the public schema whatever the caller's tenant (a logged-in person opening another
+    # tenant from the dashboard); the caller's schema is restored afterwards
+    with schema_context(get_public_schema_name()):
+        template = tenant_template_ensure()
+        with transaction.atomic():
+            tenant = Tenant.objects.create(schema_name=schema, slug=slug, name=name or slug, plan=plan_obj)
+            Domain.objects.create(domain=f"{slug}.{settings.TENANT_BASE_DOMAIN}", tenant=tenant, is_primary=True)
+            owner = None
+            if owner_email:
+                owner = User.objects.filter(email__iexact=owner_email).first()
+                if owner is None:
+                    owner = User.objects.create_user(email=owner_email, password=owner_password)
+                    if owner_password is None:
+                        owner.set_unusable_password()
+                        owner.save(update_fields=["password"])
+                Membership.objects.create(user=owner, tenant=tenant, role=Role.OWNER)
+            CloneSchema().clone_schema(template.schema_name, schema, "DATA")
+            with schema_context(schema):
+                audit_record(owner, "tenant.provisioned", tenant, {"plan": plan_obj.code, "slug": slug})
+            raw = None
+            if create_key:
+                _, raw = _api_key_insert(tenant=tenant, name="provisioning key", scopes=ALL_SCOPES, created_by=owner)
     return tenant, raw
 
 

@@ -7,8 +7,8 @@ from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 from rest_framework_simplejwt.tokens import RefreshToken
 
-from api.errors import ApplicationError
 from accounts.services import login_failure_record, login_throttle_check
+from api.errors import ApplicationError
 from api.schema import ERRORS
 from tenants.models import Membership
 

@@ -137,7 +137,10 @@ def test_reinviting_replaces_the_open_invitation(alpha):
     with pytest.raises(ApplicationError):
         services.invitation_for_token(old)
     assert services.invitation_for_token(new).role == Role.ANALYST
-    assert Invitation.objects.filter(tenant=alpha.tenant, email="new.person@ext.test", revoked_at__isnull=True).count() == 1
+    assert (
+        Invitation.objects.filter(tenant=alpha.tenant, email="new.person@ext.test", revoked_at__isnull=True).count()
+        == 1
+    )
 
 
 @pytest.mark.parametrize(
@@ -172,7 +175,9 @@ def test_invite_counts_against_the_plan_member_cap(beta):
 
 def test_a_non_member_cannot_invite(alpha, beta):
     with pytest.raises(ApplicationError) as exc:
-        services.invitation_create(tenant=alpha.tenant, email="x@ext.test", role="viewer", invited_by=beta.users["owner"])
+        services.invitation_create(
+            tenant=alpha.tenant, email="x@ext.test", role="viewer", invited_by=beta.users["owner"]
+        )
     assert exc.value.status == 404
 
 

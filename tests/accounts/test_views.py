@@ -83,7 +83,9 @@ def test_login_logout_and_next(alpha):
 
 
 def test_login_ignores_an_offsite_next(alpha):
-    r = Client().post("/accounts/login/", {"email": "viewer@alpha.test", "password": PASSWORD, "next": "https://evil.test/"})
+    r = Client().post(
+        "/accounts/login/", {"email": "viewer@alpha.test", "password": PASSWORD, "next": "https://evil.test/"}
+    )
     assert r["Location"] == "/app/"
 
 
@@ -196,7 +198,12 @@ def test_profile_updates_name_and_password(alpha):
     assert r.status_code == 400 and "old password was entered incorrectly" in _html(r)
     r = c.post(
         "/accounts/profile/",
-        {"action": "password", "old_password": PASSWORD, "new_password1": "another-good-pass-7", "new_password2": "another-good-pass-7"},
+        {
+            "action": "password",
+            "old_password": PASSWORD,
+            "new_password1": "another-good-pass-7",
+            "new_password2": "another-good-pass-7",
+        },
     )
     assert r.status_code == 302 and c.get("/accounts/profile/").status_code == 200  # still logged in
 

@@ -105,6 +105,21 @@ class WebServer:
                 self.proc.kill()
 
 
+def mail_texts(directory: Path) -> list[str]:
+    """Plain-text bodies of the messages Django's file e-mail backend wrote (decoded)."""
+    import email
+    from email import policy
+
+    texts = []
+    for path in sorted(Path(directory).iterdir()):
+        for chunk in path.read_text().split("\n" + "-" * 79 + "\n"):
+            if chunk.strip():
+                msg = email.message_from_string(chunk.strip(), policy=policy.default)
+                body = msg.get_body(preferencelist=("plain",))
+                texts.append(body.get_content() if body else "")
+    return texts
+
+
 class Dashboard:
     """A page object for the dashboard shell. Selectors are the ``data-*`` hooks in templates/."""
 

@@ -1,0 +1,117 @@
+"""Fixtures for browser tests: one real gunicorn on the test database for the session, one
+chromium, and a fresh browser context (cookies, storage) per test.
+
+The server is another process, so it only sees committed rows: browser tests never use the ``db``
+fixture's rolled-back transaction. They create what they need with unique names under
+``committed`` (the test database is dropped at the end of the session anyway).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from .support import DESKTOP, Dashboard, WebServer, browser_launch, chromium_missing_reason
+
+# Playwright's sync API keeps an asyncio loop on the main thread; the ORM calls these tests make
+# between browser steps are ordinary blocking calls, so Django's async guard is lifted for them.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+_missing = chromium_missing_reason()
+
+
+def pytest_collection_modifyitems(config, items):
+    here = Path(__file__).parent
+    for item in items:
+        if Path(item.fspath).is_relative_to(here):
+            item.add_marker(pytest.mark.browser)
+            if _missing:
+                item.add_marker(pytest.mark.skip(reason=_missing))
+
+
+def _database_url() -> str:
+    s = connection.settings_dict
+    user = quote(s["USER"] or "postgres")
+    auth = f"{user}:{quote(s['PASSWORD'])}" if s.get("PASSWORD") else user
+    host = s.get("HOST") or ""
+    if host.startswith("/"):
+        return f"postgresql://{auth}@/{s['NAME']}?host={quote(host)}"
+    return f"postgresql://{auth}@{host or '127.0.0.1'}:{s.get('PORT') or 5432}/{s['NAME']}"
+
+
+@pytest.fixture(scope="session")
+def mail_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("mail")
+
+
+@pytest.fixture(scope="session")
+def web(django_db_setup, django_db_blocker, mail_dir):
+    """The app served by gunicorn against the test database and the tests' Redis databases."""
+    from config.settings import services
+
+    with django_db_blocker.unblock():
+        from tenants.services import tenant_template_ensure
+
+        tenant_template_ensure()
+        env = {
+            "DATABASE_URL": _database_url(),
+            "REDIS_URL": settings.REDIS_URL,
+            "REDIS_DB_CACHE": str(services.REDIS_DB_CACHE),
+            "REDIS_DB_BROKER": str(services.REDIS_DB_BROKER),
+            "REDIS_DB_CHANNELS": str(services.REDIS_DB_CHANNELS),
+            "REDIS_DB_USAGE": str(services.REDIS_DB_USAGE),
+            "EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend",
+            "EMAIL_FILE_PATH": str(mail_dir),
+            "DJANGO_DEBUG": "false",
+        }
+    server = WebServer(env).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = browser_launch(p)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def new_dashboard(browser, web):
+    """Factory: a Dashboard in a fresh browser context (its own cookies) at a given viewport."""
+    contexts = []
+
+    def make(viewport: dict | None = None) -> Dashboard:
+        ctx = browser.new_context(viewport=viewport or DESKTOP)
+        ctx.set_default_timeout(15_000)
+        contexts.append(ctx)
+        return Dashboard(ctx.new_page(), web.base_url)
+
+    yield make
+    for ctx in contexts:
+        ctx.close()
+
+
+@pytest.fixture
+def dashboard(new_dashboard) -> Dashboard:
+    return new_dashboard()
+
+
+@pytest.fixture
+def committed(django_db_blocker):
+    """``with committed(): ...`` — ORM calls that commit at once, visible to the server."""
+    return django_db_blocker.unblock
+
+
+@pytest.fixture
+def unique() -> str:
+    return uuid.uuid4().hex[:8]

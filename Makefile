@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 MANAGE := $(PY) manage.py
 COV := --cov=tenants --cov=compliance --cov=accounts --cov=api --cov=ops --cov-report=term:skip-covered
 
-.PHONY: install run test test-slow bench lint stop services migrate demo clean help
+.PHONY: install run test test-slow bench screenshots lint stop services migrate demo clean help
 
 help:
 	@echo "make run        start everything (embedded PostgreSQL/Redis if DATABASE_URL/REDIS_URL unset)"
@@ -48,6 +48,9 @@ test: install
 
 test-slow: install
 	$(PY) -m pytest -m slow $(PYTEST_ARGS); rc=$$?; [ $$rc -eq 5 ] && echo "no slow tests yet" && exit 0; exit $$rc
+
+screenshots: install migrate demo  ## PNG of each main page (desktop + phone) in .data/screenshots/
+	$(PY) -m tests.browser.screenshots
 
 bench: install
 	$(PY) -m benchmarks $(BENCH_ARGS)

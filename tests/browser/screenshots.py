@@ -1,0 +1,60 @@
+"""`make screenshots`: a PNG of each main page at desktop and phone width, for review.
+
+Runs the real server on the development database (after `make demo`), logs in as the demo owner
+from .data/demo.json and writes .data/screenshots/<page>-<width>.png (not committed).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from .support import DESKTOP, PHONE, ROOT, Dashboard, WebServer, browser_launch, chromium_missing_reason
+
+PUBLIC_PAGES = {"login": "/accounts/login/", "signup": "/accounts/signup/", "password-reset": "/accounts/password-reset/"}
+PAGES = {
+    "overview": "/app/",
+    "api-keys": "/app/api-keys/",
+    "members": "/app/members/",
+    "profile": "/accounts/profile/",
+    "new-tenant": "/app/tenants/new/",
+    "area-models": "/app/area/models/",
+}
+
+
+def main() -> int:
+    missing = chromium_missing_reason()
+    if missing:
+        print(f"screenshots skipped: {missing}", file=sys.stderr)
+        return 1
+    from playwright.sync_api import sync_playwright
+
+    demo = json.loads((ROOT / ".data" / "demo.json").read_text())
+    out = ROOT / ".data" / "screenshots"
+    server = WebServer({}).start()
+    total = 2 * (len(PAGES) + len(PUBLIC_PAGES))
+    done = 0
+    try:
+        with sync_playwright() as p:
+            browser = browser_launch(p)
+            for viewport in (DESKTOP, PHONE):
+                anon = Dashboard(browser.new_context(viewport=viewport).new_page(), server.base_url)
+                user = Dashboard(browser.new_context(viewport=viewport).new_page(), server.base_url)
+                user.login(demo["email"], demo["password"])
+                for who, pages in ((anon, PUBLIC_PAGES), (user, PAGES)):
+                    for name, path in pages.items():
+                        who.goto(path)
+                        target = out / f"{name}-{viewport['width']}.png"
+                        who.screenshot(target)
+                        done += 1
+                        bar = "#" * (20 * done // total)
+                        print(f"\r[{bar:<20}] {done}/{total} {target.relative_to(ROOT)}", end="", flush=True)
+            browser.close()
+    finally:
+        server.stop()
+    print(f"\n{total} screenshots in {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

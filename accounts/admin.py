@@ -83,7 +83,7 @@ class InvitationAdmin(admin.ModelAdmin):
 
     list_display = ("tenant", "email", "role", "invited_by", "created_at", "expires_at", "accepted_at", "revoked_at")
     list_display_links = ("email",)
-    list_filter = ("role", "tenant")
+    list_filter = ("role", ("tenant", admin.RelatedOnlyFieldListFilter))
     search_fields = ("email", "tenant__slug")
     list_select_related = ("tenant", "invited_by")
     ordering = ("-created_at",)

@@ -143,3 +143,29 @@ def api_key_revoke(*, tenant: Tenant, key_id: int, actor) -> ApiKey:
             audit_record(actor, "api_key.revoked", key, {"prefix": key.prefix})
         transaction.on_commit(resolution.invalidate)
     return key
+
+
+_STATUS_ACTIONS = {Tenant.Status.SUSPENDED: "tenant.suspended", Tenant.Status.ACTIVE: "tenant.reactivated"}
+
+
+def tenant_status_audited(*, tenant: Tenant, actor) -> None:
+    """Record the tenant's current status in its own audit trail (in the tenant's schema)."""
+    with schema_context(tenant.schema_name):
+        audit_record(
+            actor, _STATUS_ACTIONS.get(tenant.status, "tenant.status_changed"), tenant, {"status": tenant.status}
+        )
+    transaction.on_commit(resolution.invalidate)  # cached resolution only serves active tenants
+
+
+def tenant_status_set(*, tenant: Tenant, status: str, actor) -> bool:
+    """Suspend or reactivate a tenant (never the template); a suspended tenant's keys, tokens and
+    sessions stop resolving at once. Returns whether anything changed."""
+    if status not in (Tenant.Status.ACTIVE, Tenant.Status.SUSPENDED):
+        raise ApplicationError("invalid_status", "Status must be 'active' or 'suspended'.", {"status": status})
+    if tenant.status in (Tenant.Status.TEMPLATE, status):
+        return False
+    with transaction.atomic():
+        Tenant.objects.filter(pk=tenant.pk).update(status=status)
+        tenant.status = status
+        tenant_status_audited(tenant=tenant, actor=actor)
+    return True

@@ -11,7 +11,11 @@ import sys
 
 from .support import DESKTOP, PHONE, ROOT, Dashboard, WebServer, browser_launch, chromium_missing_reason
 
-PUBLIC_PAGES = {"login": "/accounts/login/", "signup": "/accounts/signup/", "password-reset": "/accounts/password-reset/"}
+PUBLIC_PAGES = {
+    "login": "/accounts/login/",
+    "signup": "/accounts/signup/",
+    "password-reset": "/accounts/password-reset/",
+}
 PAGES = {
     "overview": "/app/",
     "api-keys": "/app/api-keys/",

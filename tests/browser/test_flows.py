@@ -131,7 +131,9 @@ def test_viewer_sees_no_admin_actions(new_dashboard, committed, unique):
         from tenants.models import Membership, Role
         from tenants.services import tenant_provision
 
-        tenant, _ = tenant_provision(slug=f"view-{unique}", owner_email=f"own-{unique}@firm.test", owner_password=PASSWORD)
+        tenant, _ = tenant_provision(
+            slug=f"view-{unique}", owner_email=f"own-{unique}@firm.test", owner_password=PASSWORD
+        )
         viewer = User.objects.create_user(email=f"viewer-{unique}@firm.test", password=PASSWORD)
         Membership.objects.create(user=viewer, tenant=tenant, role=Role.VIEWER)
 

@@ -102,3 +102,18 @@ class TestLimits:
         limits.usage_increment(alpha.tenant, "api_requests", 5)
         assert limits.usage_get(alpha.tenant, "api_requests").used == 5
         assert limits.usage_get(beta.tenant, "api_requests").used == 0
+
+
+def test_tenant_status_set_rules(alpha):
+    from tenants.services import tenant_status_set, tenant_template_ensure
+
+    with pytest.raises(ApplicationError) as exc:
+        tenant_status_set(tenant=alpha.tenant, status="deleted", actor=None)
+    assert exc.value.code == "invalid_status"
+    assert tenant_status_set(tenant=tenant_template_ensure(), status="suspended", actor=None) is False
+    assert tenant_status_set(tenant=alpha.tenant, status="active", actor=None) is False  # already active
+    assert tenant_status_set(tenant=alpha.tenant, status="suspended", actor=alpha.users["owner"]) is True
+    alpha.tenant.refresh_from_db()
+    assert alpha.tenant.status == "suspended"
+    with schema_context(alpha.tenant.schema_name):
+        assert AuditRecord.objects.filter(action="tenant.suspended").exists()

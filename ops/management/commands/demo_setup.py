@@ -12,12 +12,14 @@ from tenants.services import ALL_SCOPES, _api_key_insert, tenant_provision
 
 DEMO_SLUG = "demo"
 DEMO_EMAIL = "demo@example.com"
+ADMIN_EMAIL = "admin@example.com"
 
 
 class Command(BaseCommand):
     help = (
         "Create (idempotently) the `demo` tenant owned by demo@example.com and write the credentials "
-        "to .data/demo.json (api_key, email, password, base_url, ws_url). With --print, only print them."
+        "to .data/demo.json (api_key, email, password, base_url, ws_url, admin_email, admin_password for "
+        "Django admin). With --print, only print them."
     )
 
     def add_arguments(self, parser):
@@ -47,6 +49,14 @@ class Command(BaseCommand):
             owner.set_password(password)
             owner.save(update_fields=["password"])
         Membership.objects.get_or_create(user=owner, tenant=tenant, defaults={"role": Role.OWNER})
+        # platform staff for Django admin (tenants, plans, users, keys); not a member of any tenant
+        admin_password = current.get("admin_password") or secrets.token_urlsafe(12)
+        staff = User.objects.filter(email=ADMIN_EMAIL).first() or User.objects.create_superuser(
+            email=ADMIN_EMAIL, password=admin_password
+        )
+        if not staff.check_password(admin_password):
+            staff.set_password(admin_password)
+            staff.save(update_fields=["password"])
         data = {
             "tenant": DEMO_SLUG,
             "api_key": key,
@@ -54,6 +64,8 @@ class Command(BaseCommand):
             "password": password,
             "base_url": base_url,
             "ws_url": ws_url,
+            "admin_email": ADMIN_EMAIL,
+            "admin_password": admin_password,
         }
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
@@ -64,10 +76,11 @@ class Command(BaseCommand):
         w = self.stdout.write
         w("")
         w("  AI Trading Intelligence is starting (Ctrl-C stops everything)")
+        w(f"  Dashboard    {d['base_url']}/   (log in as the demo owner below, or sign up a new tenant)")
         w(f"  API          {d['base_url']}/api/v1/   (Authorization: Api-Key <api_key>)")
         w(f"  Swagger UI   {d['base_url']}/api/docs/")
         w(f"  Health       {d['base_url']}/health/ready")
-        w(f"  Admin        {d['base_url']}/admin/")
+        w(f"  Admin        {d['base_url']}/admin/   ({d.get('admin_email', '')} / {d.get('admin_password', '')})")
         w(f"  WebSocket    {d['ws_url']}/ws/echo/?api_key=<api_key>")
         w(f"  Demo login   {d['email']} / {d['password']}   (tenant: {d['tenant']})")
         w(f"  API key      {d['api_key']}")

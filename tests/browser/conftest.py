@@ -51,7 +51,26 @@ def mail_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def web(django_db_setup, django_db_blocker, mail_dir):
+def test_database(django_db_setup, django_db_blocker):
+    """Make sure the session runs on the test database. pytest-django creates it only when some
+    collected test asks for ``db``; a run of browser tests alone asks for none (they must not run
+    inside a rolled-back transaction), and would otherwise reach the development database."""
+    from django.test.utils import setup_databases, teardown_databases
+
+    from config.settings.services import _db_url, _parse_db
+
+    if connection.settings_dict["NAME"] != _parse_db(_db_url)["NAME"]:
+        yield  # already switched by django_db_setup
+        return
+    with django_db_blocker.unblock():
+        created = setup_databases(verbosity=0, interactive=False, aliases={"default"})
+    yield
+    with django_db_blocker.unblock():
+        teardown_databases(created, verbosity=0)
+
+
+@pytest.fixture(scope="session")
+def web(test_database, django_db_blocker, mail_dir):
     """The app served by gunicorn against the test database and the tests' Redis databases."""
     from config.settings import services
 
@@ -107,7 +126,7 @@ def dashboard(new_dashboard) -> Dashboard:
 
 
 @pytest.fixture
-def committed(django_db_blocker):
+def committed(test_database, django_db_blocker):
     """``with committed(): ...`` — ORM calls that commit at once, visible to the server."""
     return django_db_blocker.unblock
 

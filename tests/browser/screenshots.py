@@ -24,6 +24,11 @@ PAGES = {
     "new-tenant": "/app/tenants/new/",
     "area-models": "/app/area/models/",
 }
+ADMIN_PAGES = {
+    "admin": "/admin/",
+    "admin-tenants": "/admin/tenants/tenant/",
+    "admin-api-keys": "/admin/tenants/apikey/",
+}
 
 
 def main() -> int:
@@ -36,7 +41,7 @@ def main() -> int:
     demo = json.loads((ROOT / ".data" / "demo.json").read_text())
     out = ROOT / ".data" / "screenshots"
     server = WebServer({}).start()
-    total = 2 * (len(PAGES) + len(PUBLIC_PAGES))
+    total = 2 * (len(PAGES) + len(PUBLIC_PAGES)) + len(ADMIN_PAGES)
     done = 0
     try:
         with sync_playwright() as p:
@@ -53,6 +58,16 @@ def main() -> int:
                         done += 1
                         bar = "#" * (20 * done // total)
                         print(f"\r[{bar:<20}] {done}/{total} {target.relative_to(ROOT)}", end="", flush=True)
+            staff = Dashboard(browser.new_context(viewport=DESKTOP).new_page(), server.base_url)
+            staff.goto("/admin/login/")
+            staff.page.fill("#id_username", demo["admin_email"])
+            staff.page.fill("#id_password", demo["admin_password"])
+            staff.page.locator("input[type=submit]").click()
+            for name, path in ADMIN_PAGES.items():
+                staff.goto(path)
+                staff.screenshot(out / f"{name}-1280.png")
+                done += 1
+                print(f"\r[{'#' * (20 * done // total):<20}] {done}/{total} .data/screenshots/{name}-1280.png", end="")
             browser.close()
     finally:
         server.stop()

@@ -29,7 +29,7 @@ from django_tenants.utils import schema_context
 from api.errors import ApplicationError, NotFound
 from compliance.services import audit_record
 from tenants import limits
-from tenants.models import ROLE_RANK, Membership, Role, Tenant
+from tenants.models import ROLE_RANK, Membership, Role, Scope, Tenant
 from tenants.resolution import redis_client
 from tenants.services import tenant_provision
 
@@ -151,6 +151,13 @@ def login_success_record(*, user: User, email: str, tenant: Tenant | None = None
 
 
 def _role_of(*, tenant: Tenant, user) -> str | None:
+    """A person's membership role; an API key of the tenant acts as admin with the ``admin``
+    scope (never as owner), else as viewer."""
+    key = getattr(user, "key", None)
+    if key is not None and getattr(key, "tenant_id", None) is not None:
+        if key.tenant_id != tenant.pk:
+            return None
+        return Role.ADMIN if Scope.ADMIN in key.scopes else Role.VIEWER
     if user is None or getattr(user, "pk", None) is None:
         return None
     return Membership.objects.filter(tenant=tenant, user_id=user.pk).values_list("role", flat=True).first()
@@ -188,7 +195,7 @@ def _token_hash(token: str) -> str:
 
 
 def invitation_create(
-    *, tenant: Tenant, email: str, role: str, invited_by: User, base_url: str = ""
+    *, tenant: Tenant, email: str, role: str, invited_by, base_url: str = ""
 ) -> tuple[Invitation, str]:
     """Invite ``email`` with ``role``; replaces an open invitation to the same address.
 
@@ -214,7 +221,7 @@ def invitation_create(
             email=email,
             role=role,
             token_hash=_token_hash(token),
-            invited_by=invited_by,
+            invited_by=invited_by if getattr(invited_by, "pk", None) else None,
             expires_at=now + INVITATION_TTL,
         )
         with schema_context(tenant.schema_name):
@@ -222,7 +229,7 @@ def invitation_create(
         link = f"{base_url.rstrip('/')}/accounts/invite/{token}/"
         context = {
             "tenant": tenant,
-            "inviter": invited_by,
+            "inviter": getattr(invited_by, "email", None) or f"An admin of {tenant.name}",
             "role": role,
             "link": link,
             "expires_at": invitation.expires_at,

@@ -39,13 +39,15 @@ from django.conf import settings
 from django.core import signals
 from django.db import close_old_connections
 from django.urls import Resolver404, URLPattern, URLResolver, get_resolver, resolve
+from django.utils import timezone
 from drf_spectacular.settings import spectacular_settings
 from jsonschema import Draft202012Validator, FormatChecker
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 from rest_framework.test import APIClient
 
-from tenants.models import ROLE_RANK, Role, Scope
+from accounts.models import Invitation, User
+from tenants.models import ROLE_RANK, Membership, Role, Scope
 from tenants.permissions import Access, TenantAccess, required_access
 from tenants.services import _api_key_insert
 from tests.conftest import PASSWORD, TenantFixture, error_code
@@ -259,13 +261,37 @@ def _api_key_object(fx: TenantFixture) -> Obj:
     return Obj(key.pk, (key.name, key.prefix))
 
 
+def _member_object(fx: TenantFixture) -> Obj:
+    # a fresh viewer: every caller allowed to manage members may change or remove a viewer
+    user = User.objects.create_user(email=f"walk-{uuid.uuid4().hex[:10]}@{fx.slug}.test", password=None)
+    membership = Membership.objects.create(user=user, tenant=fx.tenant, role=Role.VIEWER)
+    return Obj(membership.pk, (user.email,))
+
+
+def _invitation_object(fx: TenantFixture) -> Obj:
+    # a direct insert: beta (free plan) is at its member cap, so the API would refuse to invite
+    invitation = Invitation.objects.create(
+        tenant=fx.tenant,
+        email=f"walk-{uuid.uuid4().hex[:10]}@invited.test",
+        role=Role.VIEWER,
+        token_hash=uuid.uuid4().hex * 2,
+        expires_at=timezone.now() + dt.timedelta(days=7),
+    )
+    return Obj(invitation.pk, (invitation.email,))
+
+
 OBJECT_FACTORIES: dict[str, Callable[[TenantFixture], Obj]] = {
     "key_id": _api_key_object,
+    "member_id": _member_object,
+    "invitation_id": _invitation_object,
 }
 
 # Request bodies that reach further than a generated one (a real login reaches the 200).
 BODY_HINTS: dict[str, Callable[[TenantFixture], dict]] = {
     "auth_token_create": lambda fx: {"email": fx.users[Role.OWNER].email, "password": PASSWORD, "tenant": fx.slug},
+    # the generated role would be the first enum value, "owner", which only owners may grant
+    "members_role_update": lambda fx: {"role": Role.ANALYST.value},
+    "invitations_create": lambda fx: {"email": f"walk-{uuid.uuid4().hex[:10]}@invited.test", "role": "viewer"},
 }
 
 
@@ -556,7 +582,8 @@ def test_tenant_operation_as_caller(op, tenant, caller, tenants):
     values = _path_values(fx, op)
     before = _snapshot(fx, op, values)
     # When the caller sends the request
-    r = _send(caller.client(fx), op, values, _generated_body(op))
+    body = BODY_HINTS[op.id](fx) if op.id in BODY_HINTS else _generated_body(op)
+    r = _send(caller.client(fx), op, values, body)
     # Then: never a 5xx; 403 exactly when the view's declared access is above the caller
     who = f"{caller}@{tenant}"
     _assert_no_server_error(op, who, r)

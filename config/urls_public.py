@@ -5,7 +5,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from accounts.api.views import TokenObtainApi
+from accounts.api.views import TokenObtainApi, TokenRefreshApi
 from dashboard import views as dashboard
 from ops import views as ops
 
@@ -22,5 +22,6 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/v1/auth/token/", TokenObtainApi.as_view(), name="auth-token"),
+    path("api/v1/auth/token/refresh/", TokenRefreshApi.as_view(), name="auth-token-refresh"),
     path("admin/", admin.site.urls),
 ]

@@ -5,6 +5,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
+from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from accounts.services import login_failure_record, login_throttle_check
@@ -70,3 +71,40 @@ class TokenObtainApi(APIView):
                 }
             ).data
         )
+
+
+class TokenRefreshApi(APIView):
+    """Exchange a refresh token for a new access token, while the person is still an active
+    member of the token's tenant (removal or suspension ends refreshes at once)."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+    throttle_classes = [LoginThrottle]
+
+    class InputSerializer(serializers.Serializer):
+        refresh = serializers.CharField()
+
+    class OutputSerializer(serializers.Serializer):
+        access = serializers.CharField()
+
+    @extend_schema(
+        operation_id="auth_token_refresh", request=InputSerializer, responses={200: OutputSerializer, **ERRORS}
+    )
+    def post(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            refresh = RefreshToken(data.validated_data["refresh"])
+        except TokenError as exc:
+            raise ApplicationError(
+                "invalid_token", "The refresh token is malformed or expired; log in again.", status=401
+            ) from exc
+        still_member = Membership.objects.filter(
+            user_id=refresh.get("user_id"),
+            user__is_active=True,
+            tenant_id=refresh.get("tenant_id"),
+            tenant__status="active",
+        ).exists()
+        if not still_member:
+            raise ApplicationError("invalid_token", "This token's membership has ended; log in again.", status=401)
+        return Response(self.OutputSerializer({"access": str(refresh.access_token)}).data)

@@ -5,7 +5,7 @@ from django.core import mail
 
 from accounts.models import Invitation
 from tenants.models import Membership, Role
-from tests.conftest import error_code
+from tests.conftest import PASSWORD, error_code
 
 pytestmark = pytest.mark.django_db
 
@@ -82,3 +82,39 @@ def test_invite_bad_input_writes_nothing(alpha, body, status, code):
 def test_invite_beyond_the_plan_cap(beta):
     r = beta.client(role=Role.OWNER).post("/api/v1/invitations/", {"email": "x@ext.test"}, format="json")
     assert r.status_code == 429 and error_code(r) == "plan_limit_exceeded"
+
+
+def _pair(fx, role=Role.ANALYST):
+    from rest_framework.test import APIClient
+
+    r = APIClient().post(
+        "/api/v1/auth/token/",
+        {"email": fx.users[role].email, "password": PASSWORD, "tenant": fx.slug},
+        format="json",
+    )
+    assert r.status_code == 200
+    return r.json()
+
+
+def test_refresh_gives_a_new_access_token_for_the_same_tenant(alpha):
+    from rest_framework.test import APIClient
+
+    pair = _pair(alpha)
+    r = APIClient().post("/api/v1/auth/token/refresh/", {"refresh": pair["refresh"]}, format="json")
+    assert r.status_code == 200
+    c = APIClient()
+    c.credentials(HTTP_AUTHORIZATION=f"Bearer {r.json()['access']}")
+    assert c.get("/api/v1/tenant/").json()["slug"] == "alpha"
+
+
+def test_refresh_stops_when_the_membership_ends_or_the_token_is_bad(alpha):
+    from rest_framework.test import APIClient
+
+    pair = _pair(alpha)
+    Membership.objects.filter(tenant=alpha.tenant, user=alpha.users[Role.ANALYST]).delete()
+    r = APIClient().post("/api/v1/auth/token/refresh/", {"refresh": pair["refresh"]}, format="json")
+    assert r.status_code == 401 and error_code(r) == "invalid_token"
+    r = APIClient().post("/api/v1/auth/token/refresh/", {"refresh": "garbage"}, format="json")
+    assert r.status_code == 401 and error_code(r) == "invalid_token"
+    r = APIClient().post("/api/v1/auth/token/refresh/", {}, format="json")
+    assert r.status_code == 400 and error_code(r) == "invalid_input"

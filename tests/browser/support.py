@@ -179,10 +179,23 @@ class Dashboard:
                 controls.first.fill(str(value))
 
     def submit(self, form: str, **fields) -> None:
+        """Fill and submit; returns once the page (or, for an htmx form, its swapped panel) is in."""
         self.fill(form, **fields)
         f = self.page.locator(f'form[data-form="{form}"]')
-        f.locator('button[type="submit"]').click()
-        self.page.wait_for_load_state("networkidle")
+        button = f.locator('button[type="submit"]')
+        if f.get_attribute("hx-post"):
+            with self.page.expect_response(lambda r: r.request.method == "POST"):
+                button.click()
+            self.htmx_settled()
+        else:
+            button.click()
+            self.page.wait_for_load_state("networkidle")
+
+    def htmx_settled(self) -> None:
+        """Wait until no htmx request is in flight and the last swap has settled."""
+        self.page.wait_for_function(
+            "() => !document.querySelector('.htmx-request, .htmx-swapping, .htmx-settling, .htmx-added')"
+        )
 
     def field_errors(self, name: str) -> list[str]:
         return [t.strip() for t in self.page.locator(f'[data-field-errors="{name}"] li').all_inner_texts()]

@@ -101,6 +101,7 @@ def test_invite_a_colleague_who_joins_and_gets_a_new_role(new_dashboard, mail_di
     owner.nav("Members")
     colleague_email = f"col-{unique}@firm.test"
     owner.submit("invite", email=colleague_email, role="viewer")
+    assert f"Invitation e-mailed to {colleague_email}" in owner.messages()
     link = owner.page.locator("#invite-link-value").inner_text().strip()
     assert "/accounts/invite/" in link
     assert any(link in text for text in mail_texts(mail_dir))  # the same link was e-mailed

@@ -7,13 +7,13 @@ import json
 from django.contrib import admin
 from django.utils.html import format_html
 
-from tenants.admin import TenantScopedModelAdmin
+from tenants.admin import ReadOnlyAdminMixin, TenantScopedModelAdmin
 
 from .models import AuditRecord
 
 
 @admin.register(AuditRecord)
-class AuditRecordAdmin(TenantScopedModelAdmin):
+class AuditRecordAdmin(ReadOnlyAdminMixin, TenantScopedModelAdmin):
     """A database trigger rejects UPDATE and DELETE on audit records; the admin never offers them."""
 
     list_display = ("created_at", "actor", "action", "object_type", "object_id", "details_preview")
@@ -33,12 +33,3 @@ class AuditRecordAdmin(TenantScopedModelAdmin):
     @admin.display(description="Details")
     def details_json(self, obj: AuditRecord) -> str:
         return format_html("<pre>{}</pre>", json.dumps(obj.details, indent=2, sort_keys=True, default=str))
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

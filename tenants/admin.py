@@ -92,6 +92,19 @@ if not getattr(admin.site, "_tenant_switch_installed", False):
 # --- Base for TENANT_APPS models ---------------------------------------------------------------
 
 
+class ReadOnlyAdminMixin:
+    """For records written only by services (audit, invitations): review, never edit."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 class TenantScopedModelAdmin(admin.ModelAdmin):
     """Base admin for a model whose table exists only in tenant schemas.
 

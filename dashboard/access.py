@@ -7,6 +7,7 @@ from functools import wraps
 from django.contrib.auth.views import redirect_to_login
 from django.http import Http404
 from django.shortcuts import redirect, render
+from django.utils.cache import add_never_cache_headers
 
 from tenants.middleware import SESSION_TENANT_KEY
 from tenants.models import ROLE_RANK, Membership, Role
@@ -42,7 +43,10 @@ def tenant_page(min_role: str = Role.VIEWER):
             request.role = role
             if ROLE_RANK[role] < ROLE_RANK[min_role]:
                 return render(request, "403.html", {"role": role, "required_role": min_role}, status=403)
-            return view(request, *args, **kwargs)
+            response = view(request, *args, **kwargs)
+            # tenant pages may carry a secret shown once (a new key, an invite link): never cached
+            add_never_cache_headers(response)
+            return response
 
         return wrapped
 

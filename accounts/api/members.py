@@ -116,7 +116,7 @@ class InvitationListCreateApi(APIView):
             **data.validated_data,
         )
         invitation.accept_url = request.build_absolute_uri(f"/accounts/invite/{token}/")
-        return Response(self.CreatedSerializer(invitation).data, status=201)
+        return Response(self.CreatedSerializer(invitation).data, status=201, headers={"Cache-Control": "no-store"})
 
 
 class InvitationDetailApi(APIView):

@@ -83,7 +83,7 @@ class ApiKeyListCreateApi(APIView):
         data.is_valid(raise_exception=True)
         key, raw = services.api_key_create(tenant=request.tenant, created_by=request.user, **data.validated_data)
         key.key = raw
-        return Response(self.CreatedSerializer(key).data, status=201)
+        return Response(self.CreatedSerializer(key).data, status=201, headers={"Cache-Control": "no-store"})
 
 
 class ApiKeyDetailApi(APIView):

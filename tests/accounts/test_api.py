@@ -53,7 +53,7 @@ def test_admin_key_removes_a_member(alpha):
 def test_invite_over_the_api_returns_the_link_once(alpha, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         r = alpha.client().post("/api/v1/invitations/", {"email": "Trader@Ext.test", "role": "analyst"}, format="json")
-    assert r.status_code == 201
+    assert r.status_code == 201 and r["Cache-Control"] == "no-store"
     body = r.json()
     assert body["email"] == "trader@ext.test" and body["role"] == "analyst" and body["invited_by"] is None
     assert body["accept_url"].startswith("http://testserver/accounts/invite/")

@@ -75,7 +75,7 @@ class TestApiKeys:
     def test_admin_creates_key_shown_once_then_lists_without_secret(self, alpha):
         c = alpha.client(role="admin")
         r = c.post("/api/v1/api-keys/", {"name": "bot", "scopes": ["read", "trade"]}, format="json")
-        assert r.status_code == 201, r.content
+        assert r.status_code == 201 and r["Cache-Control"] == "no-store", r.content
         raw = r.json()["key"]
         assert raw.startswith("ati_") and r.json()["scopes"] == ["read", "trade"]
         stored = ApiKey.objects.get(pk=r.json()["id"])

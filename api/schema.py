@@ -22,6 +22,8 @@ ERRORS = {
     401: OpenApiResponse(ErrorSerializer, description="not_authenticated, invalid_api_key, invalid_token"),
     403: OpenApiResponse(ErrorSerializer, description="insufficient_role, insufficient_scope"),
     404: OpenApiResponse(ErrorSerializer, description="not_found (also for other tenants' objects)"),
+    409: OpenApiResponse(ErrorSerializer, description="conflicts: slug_taken, last_owner, overlapping_bars, …"),
+    413: OpenApiResponse(ErrorSerializer, description="file_too_large"),
     429: OpenApiResponse(ErrorSerializer, description="plan_limit_exceeded, rate_limited"),
 }
 

@@ -1,1 +1,61 @@
-# Models for this area arrive with its issue.
+"""Market data of one tenant (tenant schema): instruments and their OHLCV bars."""
+
+from django.db import models
+
+
+class Timeframe(models.TextChoices):
+    M1 = "1m"
+    M5 = "5m"
+    M15 = "15m"
+    M30 = "30m"
+    H1 = "1h"
+    H4 = "4h"
+    D1 = "1d"
+
+
+TIMEFRAME_SECONDS = {"1m": 60, "5m": 300, "15m": 900, "30m": 1800, "1h": 3600, "4h": 14400, "1d": 86400}
+
+
+class AssetClass(models.TextChoices):
+    CRYPTO = "crypto"
+    EQUITY = "equity"
+    FX = "fx"
+    FUTURE = "future"
+    INDEX = "index"
+    OTHER = "other"
+
+
+class Instrument(models.Model):
+    """A tradable symbol. Created on the first import of an unknown symbol, with editable defaults."""
+
+    symbol = models.CharField(max_length=32, unique=True)
+    name = models.CharField(max_length=120, blank=True)
+    asset_class = models.CharField(max_length=16, choices=AssetClass.choices, default=AssetClass.OTHER)
+    exchange = models.CharField(max_length=32, blank=True)
+    tick_size = models.DecimalField(max_digits=20, decimal_places=10, default="0.01")
+    currency = models.CharField(max_length=8, default="USD")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.symbol
+
+
+class Bar(models.Model):
+    """One OHLCV bar, labelled by its open time (UTC).
+
+    The composite primary key (instrument, timeframe, ts) is the only index: every read is a
+    range of one instrument and timeframe, which it serves in order; no surrogate id to maintain
+    on bulk loads (COPY)."""
+
+    pk = models.CompositePrimaryKey("instrument_id", "timeframe", "ts")
+    instrument = models.ForeignKey(Instrument, on_delete=models.CASCADE, related_name="bars")
+    timeframe = models.CharField(max_length=4, choices=Timeframe.choices)
+    ts = models.DateTimeField()
+    open = models.FloatField()
+    high = models.FloatField()
+    low = models.FloatField()
+    close = models.FloatField()
+    volume = models.FloatField()
+
+    def __str__(self) -> str:
+        return f"{self.instrument_id} {self.timeframe} {self.ts:%Y-%m-%d %H:%M}"

@@ -101,6 +101,8 @@ STATIC_ROOT = DATA_DIR / "staticfiles"
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 STATICFILES_DIRS = [BASE_DIR / "static"]
 WHITENOISE_USE_FINDERS = True  # serve from app dirs without collectstatic in dev/test
+# JSON bodies up to 50 MB (bars posted as JSON); uploads above 2.5 MB spool to a temp file
+DATA_UPLOAD_MAX_MEMORY_SIZE = 50 * 1024 * 1024
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Django 6.1 mailers; the console backend in dev, SMTP etc. through EMAIL_BACKEND in production.

@@ -1,0 +1,258 @@
+"""Reading and validating OHLCV files, all-or-nothing: every problem is reported with its row,
+column and a stable code, and nothing is imported unless there is none.
+
+Conventions: ``row`` is the 1-based data row (the header is not counted; in a CSV, line = row + 1).
+Timestamps are bar open times; ISO 8601 with or without an offset (naive ones are UTC, but a file
+may not mix the two or mix offsets), or epoch seconds / milliseconds. Gaps (a missing bar) are
+reported, never filled.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from api.errors import ApplicationError
+
+from .models import TIMEFRAME_SECONDS
+
+COLUMNS = ["timestamp", "open", "high", "low", "close", "volume"]
+ALIASES = {"time": "timestamp", "date": "timestamp", "datetime": "timestamp", "ts": "timestamp", "vol": "volume"}
+PRICE_COLUMNS = ["open", "high", "low", "close"]
+MAX_LISTED_ERRORS = 1000
+MAX_LISTED_GAPS = 200
+
+
+@dataclass
+class Report:
+    """What validation found. ``frame`` (UTC index, float columns) is set only when valid."""
+
+    rows: int = 0
+    errors: list[dict] = field(default_factory=list)
+    error_count: int = 0
+    gaps: list[dict] = field(default_factory=list)
+    gap_count: int = 0
+    missing_bars: int = 0
+    start: pd.Timestamp | None = None
+    end: pd.Timestamp | None = None
+    frame: pd.DataFrame | None = None
+
+    @property
+    def valid(self) -> bool:
+        return self.error_count == 0
+
+    def add(self, code: str, message: str, rows=None, column: str | None = None) -> None:
+        """Record one error per offending row (1-based), or one file-level error when rows is None."""
+        if rows is None:
+            self.error_count += 1
+            if len(self.errors) < MAX_LISTED_ERRORS:
+                self.errors.append({"row": None, "column": column, "code": code, "message": message})
+            return
+        rows = list(rows)
+        self.error_count += len(rows)
+        for r in rows[: max(0, MAX_LISTED_ERRORS - len(self.errors))]:
+            self.errors.append({"row": int(r), "column": column, "code": code, "message": message})
+
+    def as_dict(self) -> dict:
+        return {
+            "valid": self.valid,
+            "rows": self.rows,
+            "error_count": self.error_count,
+            "errors": sorted(self.errors, key=lambda e: (e["row"] or 0, e["column"] or "")),
+            "errors_truncated": self.error_count > len(self.errors),
+            "start": self.start.isoformat() if self.start is not None else None,
+            "end": self.end.isoformat() if self.end is not None else None,
+            "gap_count": self.gap_count,
+            "missing_bars": self.missing_bars,
+            "gaps": self.gaps,
+        }
+
+
+def read_table(data: bytes | str, fmt: str) -> pd.DataFrame:
+    """Parse CSV or Parquet into strings/numbers as found (no coercion yet: validation reports it)."""
+    try:
+        if fmt == "parquet":
+            return pd.read_parquet(io.BytesIO(data if isinstance(data, bytes) else data.encode()))
+        text = data.decode("utf-8-sig") if isinstance(data, bytes) else data
+        # numbers parse natively (fast); a column with anything else stays text and is checked cell by cell
+        return pd.read_csv(io.StringIO(text), keep_default_na=False, skipinitialspace=True)
+    except ApplicationError:
+        raise
+    except Exception as exc:  # the file isn't CSV/Parquet at all
+        raise ApplicationError(
+            "unreadable_file",
+            f"The file could not be read as {fmt.upper()}: {exc}. Send a CSV with a header row "
+            f"({','.join(COLUMNS)}) or a Parquet file.",
+            {"format": fmt},
+        ) from exc
+
+
+def frame_from_records(records: list) -> pd.DataFrame:
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise ApplicationError("invalid_input", "`bars` must be a list of objects.", {"bars": "not a list of objects"})
+    return pd.DataFrame.from_records(records)
+
+
+def _mixed_timezones_check(text: pd.Series, rows: np.ndarray, report: Report) -> None:
+    """Flag rows whose UTC offset (or lack of one) differs from the file's majority. The cheap
+    checks settle the common files (all 'Z', or all naive); only files with offsets pay a regex."""
+    ends_z = (text.str[-1] == "Z").to_numpy()
+    if ends_z.all():
+        return
+    has_sign = text.str[10:].str.contains(r"[+-]", regex=True).to_numpy()
+    if not ends_z.any() and not has_sign.any():
+        return
+    offset = text.str.extract(r"(Z|[+-]\d\d:?\d\d)$", expand=False).fillna("")
+    offset = offset.str.replace(r"^([+-]\d\d)(\d\d)$", r"\1:\2", regex=True).replace({"Z": "+00:00"})
+    kinds = offset.value_counts()
+    if len(kinds) > 1:
+        majority = kinds.index[0]
+        odd = rows[(offset != majority).to_numpy()]
+        report.add(
+            "mixed_timezones",
+            f"Time zone differs from the rest of the file ({majority or 'no offset'}); use one time zone.",
+            odd,
+            "timestamp",
+        )
+
+
+def _timestamps(raw: pd.Series, report: Report) -> pd.Series:
+    """Parse to UTC; report unparseable values and mixed time zones."""
+    numeric = pd.to_numeric(raw, errors="coerce") if raw.dtype == object else raw
+    if pd.api.types.is_datetime64_any_dtype(raw):
+        ts = pd.to_datetime(raw, utc=True)
+        return ts
+    if pd.api.types.is_numeric_dtype(numeric) and numeric.notna().all():
+        # epoch seconds, or milliseconds when the magnitude says so
+        unit = "ms" if numeric.abs().max() > 1e11 else "s"
+        return pd.to_datetime(numeric, unit=unit, utc=True)
+    text = raw.astype(str).str.strip()
+    ts = pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601")
+    parsed = ts.notna().to_numpy()
+    _mixed_timezones_check(text[parsed], np.flatnonzero(parsed) + 1, report)
+    bad = np.flatnonzero(ts.isna().to_numpy()) + 1
+    if len(bad):
+        report.add("invalid_timestamp", "Not a timestamp: use ISO 8601 or epoch seconds.", bad, "timestamp")
+    return ts
+
+
+_NONFINITE_TEXT = {"nan", "inf", "-inf", "+inf", "infinity", "-infinity"}
+
+
+def _numbers(s: pd.Series, col: str, report: Report) -> np.ndarray:
+    if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+        arr = s.to_numpy(dtype="float64", na_value=np.nan)
+        unparseable = np.zeros(len(arr), dtype=bool)
+    else:
+        text = s.astype(str).str.strip()
+        num = pd.to_numeric(text, errors="coerce")
+        unparseable = (num.isna() & ~text.str.lower().isin(_NONFINITE_TEXT)).to_numpy()
+        arr = num.to_numpy(dtype="float64", na_value=np.nan, copy=True)
+        arr[text.str.lower().isin(_NONFINITE_TEXT).to_numpy()] = np.nan
+    bad = np.flatnonzero(unparseable) + 1
+    if len(bad):
+        report.add("invalid_number", f"'{col}' is not a number.", bad, col)
+    nonfinite = np.flatnonzero(~unparseable & ~np.isfinite(arr)) + 1
+    if len(nonfinite):
+        report.add("not_finite", f"'{col}' is NaN or infinite.", nonfinite, col)
+    return arr
+
+
+def validate(raw: pd.DataFrame, *, timeframe: str, max_rows: int | None = None) -> Report:
+    """Check every rule on every row; the report lists what's wrong, or carries the clean frame."""
+    report = Report(rows=len(raw))
+    if timeframe not in TIMEFRAME_SECONDS:
+        raise ApplicationError(
+            "invalid_timeframe", f"Unknown timeframe '{timeframe}'.", {"choices": list(TIMEFRAME_SECONDS)}
+        )
+    df = raw.rename(columns={c: ALIASES.get(str(c).strip().lower(), str(c).strip().lower()) for c in raw.columns})
+    missing = [c for c in COLUMNS if c not in df.columns]
+    if missing:
+        for c in missing:
+            report.add(
+                "missing_column", f"Column '{c}' is missing; the header must name {', '.join(COLUMNS)}.", None, c
+            )
+        return report
+    if max_rows is not None and len(df) > max_rows:
+        report.add(
+            "too_many_rows",
+            f"{len(df):,} rows exceed your plan's {max_rows:,} rows per import; split the file or upgrade.",
+        )
+        return report
+    if len(df) == 0:
+        report.add("empty_file", "The file has a header but no rows.")
+        return report
+
+    ts = _timestamps(df["timestamp"], report)
+    values = {}
+    for col in PRICE_COLUMNS + ["volume"]:
+        values[col] = _numbers(df[col], col, report)
+
+    o, h, lo, c, v = (values[k] for k in ("open", "high", "low", "close", "volume"))
+    with np.errstate(invalid="ignore"):
+        for col in PRICE_COLUMNS:
+            bad = np.flatnonzero(values[col] <= 0) + 1
+            if len(bad):
+                report.add("non_positive_price", f"'{col}' must be greater than 0.", bad, col)
+        bad = np.flatnonzero(h < np.maximum(o, c)) + 1
+        if len(bad):
+            report.add("high_below_open_close", "'high' is below open or close.", bad, "high")
+        bad = np.flatnonzero(lo > np.minimum(o, c)) + 1
+        if len(bad):
+            report.add("low_above_open_close", "'low' is above open or close.", bad, "low")
+        bad = np.flatnonzero(v < 0) + 1
+        if len(bad):
+            report.add("negative_volume", "'volume' must not be negative.", bad, "volume")
+
+    step = TIMEFRAME_SECONDS[timeframe]
+    epoch = ts.to_numpy(dtype="datetime64[ns]").astype("int64") // 1_000_000_000
+    known = ts.notna().to_numpy()
+    misaligned = np.flatnonzero(known & (epoch % step != 0)) + 1
+    if len(misaligned):
+        report.add(
+            "misaligned_timestamp",
+            f"Not the open time of a {timeframe} bar (must be a multiple of {step} s since the epoch, UTC).",
+            misaligned,
+            "timestamp",
+        )
+    if known.any():
+        # order, spacing and gaps between consecutive parseable rows (unparseable ones are reported above)
+        rows = np.flatnonzero(known) + 1
+        kept = epoch[known]
+        diffs = np.diff(kept)
+        later = rows[1:]
+        dup = later[diffs == 0]
+        if len(dup):
+            report.add("duplicate_timestamp", "Same timestamp as the previous row.", dup, "timestamp")
+        back = later[diffs < 0]
+        if len(back):
+            report.add("non_increasing_timestamp", "Earlier than the previous row; sort by time.", back, "timestamp")
+        short = later[(diffs > 0) & (diffs < step)]
+        if len(short):
+            report.add(
+                "timeframe_mismatch",
+                f"Closer to the previous row than one {timeframe} bar: the file's timeframe differs.",
+                short,
+                "timestamp",
+            )
+        gap_idx = np.flatnonzero(diffs > step)
+        report.gap_count = len(gap_idx)
+        report.missing_bars = int(((diffs[gap_idx] // step) - 1).sum()) if len(gap_idx) else 0
+        stamps = ts[known]
+        for i in gap_idx[:MAX_LISTED_GAPS]:
+            report.gaps.append(
+                {
+                    "after": stamps.iloc[i].isoformat(),
+                    "before": stamps.iloc[i + 1].isoformat(),
+                    "missing_bars": int(diffs[i] // step - 1),
+                }
+            )
+        report.start, report.end = stamps.min(), stamps.max()
+    if report.valid:
+        report.frame = pd.DataFrame(
+            {"open": o, "high": h, "low": lo, "close": c, "volume": v}, index=pd.DatetimeIndex(ts, name="ts")
+        )
+    return report

@@ -98,8 +98,16 @@ def bars_statistics(*, instrument: Instrument, timeframe: str) -> dict:
     frame = bars_frame(instrument=instrument, timeframe=timeframe)
     step = TIMEFRAME_SECONDS[timeframe]
     out: dict = {"symbol": instrument.symbol, "timeframe": timeframe, "rows": len(frame)}
-    if frame.empty:
-        raise NotFound("bars", {"symbol": instrument.symbol, "timeframe": timeframe})
+    if frame.empty:  # nothing stored yet: say so in numbers, not with a 404 (the instrument exists)
+        return {
+            **out,
+            "start": None,
+            "end": None,
+            "expected_bars": 0,
+            "missing_bars": 0,
+            "gap_count": 0,
+            "largest_gap_bars": 0,
+        }
     epoch = frame.index.as_unit("ns").asi8 // 1_000_000_000
     diffs = np.diff(epoch)
     gaps = np.flatnonzero(diffs > step)

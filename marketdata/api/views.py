@@ -153,10 +153,33 @@ class InstrumentStatisticsApi(APIView):
 
     access = {"GET": READ}
 
+    class ReturnsSerializer(serializers.Serializer):
+        count = serializers.IntegerField()
+        mean = serializers.FloatField()
+        std = serializers.FloatField()
+        annualised_volatility = serializers.FloatField()
+        skew = serializers.FloatField()
+        kurtosis = serializers.FloatField()
+        min = serializers.FloatField()
+        max = serializers.FloatField()
+        percentiles = serializers.DictField(child=serializers.FloatField())
+
+    class OutputSerializer(serializers.Serializer):
+        symbol = serializers.CharField()
+        timeframe = serializers.CharField()
+        rows = serializers.IntegerField()
+        start = serializers.DateTimeField(allow_null=True)
+        end = serializers.DateTimeField(allow_null=True)
+        expected_bars = serializers.IntegerField()
+        missing_bars = serializers.IntegerField()
+        gap_count = serializers.IntegerField()
+        largest_gap_bars = serializers.IntegerField()
+        returns = serializers.DictField(required=False, help_text="Absent with fewer than 3 bars.")
+
     @extend_schema(
         operation_id="instruments_statistics",
         parameters=[OpenApiParameter("timeframe", str, enum=Timeframe.values, required=True)],
-        responses={200: serializers.DictField(), **ERRORS},
+        responses={200: OutputSerializer, **ERRORS},
     )
     def get(self, request, instrument_id: int):
         instrument = selectors.instrument_get(pk=instrument_id)
@@ -165,7 +188,11 @@ class InstrumentStatisticsApi(APIView):
             raise ApplicationError(
                 "invalid_timeframe", "Pass ?timeframe= one of the stored timeframes.", {"choices": Timeframe.values}
             )
-        return Response(selectors.bars_statistics(instrument=instrument, timeframe=timeframe))
+        stats = selectors.bars_statistics(instrument=instrument, timeframe=timeframe)
+        out = self.OutputSerializer(stats).data
+        if "returns" in stats:
+            out["returns"] = self.ReturnsSerializer(stats["returns"]).data
+        return Response(out)
 
 
 # --- validate / import -------------------------------------------------------------------------

@@ -182,6 +182,58 @@ class Operation:
         return path
 
 
+def _example(schema: dict):
+    """A small deterministic instance of an OpenAPI schema: required fields only, shortest values."""
+    schema = _deref(schema)
+    if "allOf" in schema:
+        parts = [_example(s) for s in schema["allOf"]]
+        if all(isinstance(p, dict) for p in parts):
+            return {k: v for p in parts for k, v in p.items()}
+        return parts[0]
+    for key in ("oneOf", "anyOf"):
+        if key in schema:
+            options = [s for s in schema[key] if _deref(s).get("type") != "null"] or schema[key]
+            return _example(options[0])
+    for key in ("example", "default"):
+        if key in schema:
+            return schema[key]
+    if "enum" in schema:
+        return next(v for v in schema["enum"] if v is not None)
+    kind = schema.get("type")
+    if kind == "object" or "properties" in schema:
+        props = schema.get("properties", {})
+        return {
+            name: _example(props.get(name, {}))
+            for name in schema.get("required", [])
+            if not _deref(props.get(name, {})).get("readOnly")
+        }
+    if kind == "array":
+        n = max(schema.get("minItems", 1), 1)
+        return [_example(schema.get("items", {}))] * min(n, schema.get("maxItems", n))
+    if kind in ("integer", "number"):
+        low = schema.get("minimum", 1)
+        low += 1 if schema.get("exclusiveMinimum") is True else 0
+        return min(max(low, 1), schema.get("maximum", max(low, 1)))
+    if kind == "boolean":
+        return True
+    fmt = schema.get("format")
+    value = {
+        "email": "walk@example.com",
+        "date-time": dt.datetime.now(dt.UTC).isoformat(),
+        "date": dt.date.today().isoformat(),
+        "uuid": str(uuid.UUID(int=1)),
+        "uri": "https://example.com/",
+        "ipv4": "192.0.2.1",
+        "decimal": "1.00",
+    }.get(fmt, "walk")
+    value = value.ljust(schema.get("minLength", 0), "x")[: schema.get("maxLength", len(value) or None)]
+    pattern = schema.get("pattern")
+    assert pattern is None or re.search(pattern, value), (
+        f"cannot generate a string matching {pattern!r}; add the operation to BODY_HINTS"
+    )
+    return value
+
+
 def _operations(doc: dict) -> list[Operation]:
     ops = []
     for path, item in doc["paths"].items():
@@ -327,58 +379,6 @@ def _path_values(fx: TenantFixture, op: Operation) -> dict[str, Obj]:
 
 
 # --- minimal valid instances of a schema -------------------------------------------------------
-
-
-def _example(schema: dict):
-    """A small deterministic instance of an OpenAPI schema: required fields only, shortest values."""
-    schema = _deref(schema)
-    if "allOf" in schema:
-        parts = [_example(s) for s in schema["allOf"]]
-        if all(isinstance(p, dict) for p in parts):
-            return {k: v for p in parts for k, v in p.items()}
-        return parts[0]
-    for key in ("oneOf", "anyOf"):
-        if key in schema:
-            options = [s for s in schema[key] if _deref(s).get("type") != "null"] or schema[key]
-            return _example(options[0])
-    for key in ("example", "default"):
-        if key in schema:
-            return schema[key]
-    if "enum" in schema:
-        return next(v for v in schema["enum"] if v is not None)
-    kind = schema.get("type")
-    if kind == "object" or "properties" in schema:
-        props = schema.get("properties", {})
-        return {
-            name: _example(props.get(name, {}))
-            for name in schema.get("required", [])
-            if not _deref(props.get(name, {})).get("readOnly")
-        }
-    if kind == "array":
-        n = max(schema.get("minItems", 1), 1)
-        return [_example(schema.get("items", {}))] * min(n, schema.get("maxItems", n))
-    if kind in ("integer", "number"):
-        low = schema.get("minimum", 1)
-        low += 1 if schema.get("exclusiveMinimum") is True else 0
-        return min(max(low, 1), schema.get("maximum", max(low, 1)))
-    if kind == "boolean":
-        return True
-    fmt = schema.get("format")
-    value = {
-        "email": "walk@example.com",
-        "date-time": dt.datetime.now(dt.UTC).isoformat(),
-        "date": dt.date.today().isoformat(),
-        "uuid": str(uuid.UUID(int=1)),
-        "uri": "https://example.com/",
-        "ipv4": "192.0.2.1",
-        "decimal": "1.00",
-    }.get(fmt, "walk")
-    value = value.ljust(schema.get("minLength", 0), "x")[: schema.get("maxLength", len(value) or None)]
-    pattern = schema.get("pattern")
-    assert pattern is None or re.search(pattern, value), (
-        f"cannot generate a string matching {pattern!r}; add the operation to BODY_HINTS"
-    )
-    return value
 
 
 def _generated_body(op: Operation):
@@ -556,7 +556,9 @@ def test_tenant_only_routes_are_guarded_by_tenant_access(op):
 
 # Operations that read-only callers (viewer role, read scope) may call with an unsafe method, each
 # with the reason. Empty: today every write needs at least analyst / a write scope.
-READ_ONLY_MAY_WRITE: dict[str, str] = {}
+READ_ONLY_MAY_WRITE: dict[str, str] = {
+    "data_validate": "checks a file and writes nothing",
+}
 
 
 @pytest.mark.parametrize("op", [op for op in TENANT_OPS if op.method not in SAFE_METHODS], ids=str)

@@ -70,6 +70,11 @@ class Command(BaseCommand):
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
             json.dump(data, fh, indent=2)
+        from marketdata.samples import sample_data_load
+
+        loaded = sample_data_load(tenant)
+        if loaded:
+            self.stdout.write("sample market data: " + ", ".join(loaded))
         self.stdout.write(f"demo tenant ready; credentials in {path}")
 
     def _print(self, d):

@@ -1,0 +1,43 @@
+"""The sample dataset every demo tenant gets: generated from fixed seeds, never downloaded."""
+
+from __future__ import annotations
+
+import pandas as pd
+from django_tenants.utils import schema_context
+
+from .models import Bar
+from .services import bars_import
+from .synthetic import as_csv, generate_bars
+from .validation import read_table
+
+# symbol, asset class, timeframe, bars, seed, start price, annual volatility
+SAMPLES = [
+    ("BTC-USD", "crypto", "1d", 1500, 101, 9000.0, 0.65),
+    ("BTC-USD", "crypto", "1h", 6000, 102, 30000.0, 0.65),
+    ("ETH-USD", "crypto", "1d", 1500, 103, 300.0, 0.8),
+    ("SYNTH-EQ", "equity", "1d", 1500, 104, 150.0, 0.25),
+]
+SAMPLE_END = pd.Timestamp("2026-11-01", tz="UTC")
+
+
+def sample_data_load(tenant) -> list[str]:
+    """Import the samples the tenant doesn't have yet (idempotent); returns what was loaded."""
+    loaded = []
+    with schema_context(tenant.schema_name):
+        for symbol, asset_class, timeframe, n, seed, price, vol in SAMPLES:
+            if Bar.objects.filter(instrument__symbol=symbol, timeframe=timeframe).exists():
+                continue
+            step = pd.Timedelta(timeframe.replace("m", "min"))
+            frame = generate_bars(
+                n, timeframe=timeframe, seed=seed, start=SAMPLE_END - step * n, start_price=price, annual_vol=vol
+            )
+            bars_import(
+                tenant=tenant,
+                symbol=symbol,
+                timeframe=timeframe,
+                raw=read_table(as_csv(frame), "csv"),
+                asset_class=asset_class,
+                actor="system:sample-data",
+            )
+            loaded.append(f"{symbol} {timeframe} ({n} bars)")
+    return loaded

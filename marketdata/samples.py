@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 from django_tenants.utils import schema_context
 
-from .models import Bar
+from .models import TIMEFRAME_SECONDS, Bar
 from .services import bars_import
 from .synthetic import as_csv, generate_bars
 from .validation import read_table
@@ -27,7 +27,7 @@ def sample_data_load(tenant) -> list[str]:
         for symbol, asset_class, timeframe, n, seed, price, vol in SAMPLES:
             if Bar.objects.filter(instrument__symbol=symbol, timeframe=timeframe).exists():
                 continue
-            step = pd.Timedelta(timeframe.replace("m", "min"))
+            step = pd.Timedelta(seconds=TIMEFRAME_SECONDS[timeframe])
             frame = generate_bars(
                 n, timeframe=timeframe, seed=seed, start=SAMPLE_END - step * n, start_price=price, annual_vol=vol
             )

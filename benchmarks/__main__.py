@@ -114,7 +114,63 @@ def bench_http():
         Tenant.objects.get(slug=slug).delete(force_drop=True)
 
 
+def bench_marketdata():
+    """Bulk import of 1 M one-minute bars (read CSV + validate + binary COPY, one transaction), the
+    read back of 1 M bars, and calculate-features for 500 posted bars through the whole Django stack
+    (middleware, API-key auth, JSON in/out; in-process client, so no socket time)."""
+    import django
+
+    django.setup()
+    from django_tenants.utils import schema_context
+    from rest_framework.test import APIClient
+
+    from marketdata import selectors, services
+    from marketdata.synthetic import as_csv, generate_bars
+    from marketdata.validation import read_table
+    from tenants.models import Tenant
+    from tenants.services import tenant_provision
+
+    slug = f"benchmd{int(time.time())}"
+    tenant, key = tenant_provision(slug=slug, plan="enterprise")
+    try:
+        csv = as_csv(generate_bars(1_000_000, timeframe="1m", seed=7)).encode()
+        with schema_context(tenant.schema_name):
+            t = time.perf_counter()
+            result = services.bars_import(tenant=tenant, symbol="BENCH", timeframe="1m", raw=read_table(csv, "csv"))
+            took = time.perf_counter() - t
+            print(f"import 1M bars     {took:7.2f} s   ({result.inserted:,} rows, {len(csv) / 1e6:.0f} MB CSV)")
+            instrument = selectors.instrument_get(symbol="BENCH")
+            t = time.perf_counter()
+            frame = selectors.bars_frame(instrument=instrument, timeframe="1m")
+            print(f"read 1M bars       {time.perf_counter() - t:7.2f} s   ({len(frame):,} rows)")
+        bars = generate_bars(500, timeframe="1h", seed=8)
+        body = {
+            "feature_set": "default",
+            "timeframe": "1h",
+            "limit": 500,
+            "bars": [{"timestamp": ts.isoformat(), **row} for ts, row in bars.to_dict("index").items()],
+        }
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Api-Key {key}")
+        times = []
+        for i in range(220):
+            t = time.perf_counter()
+            r = client.post("/api/v1/features/calculate/", body, format="json")
+            if i >= 20:
+                times.append(time.perf_counter() - t)
+            assert r.status_code == 200, r.content[:300]
+        print(
+            f"calculate 500 bars p50 {_pct(times, 0.5):6.2f} ms   p99 {_pct(times, 0.99):6.2f} ms   (REST, in-process)"
+        )
+    finally:
+        Tenant.objects.get(slug=slug).delete(force_drop=True)
+
+
 if __name__ == "__main__":
+    from benchmarks.features import bench_features
+
     print("== benchmarks (2-core machine; client and server share the cores) ==")
     bench_provision()
     bench_http()
+    bench_features()
+    bench_marketdata()

@@ -10,5 +10,6 @@ handler500 = "api.errors.server_error"
 urlpatterns = [
     path("api/v1/", include("tenants.api.urls")),
     path("api/v1/", include("marketdata.api.urls")),
+    path("api/v1/", include("features.api.urls")),
     *public_urlpatterns,
 ]

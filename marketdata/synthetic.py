@@ -26,7 +26,12 @@ REGIMES = {  # annualised drift, volatility multiplier
 _MEAN_REGIME_DAYS = 60
 
 
-def generate_bars(
+def generate_bars(n: int, **kwargs) -> pd.DataFrame:
+    """``n`` consecutive bars (no gaps) as a DataFrame indexed by open time (UTC)."""
+    return generate_market(n, **kwargs)[0]
+
+
+def generate_market(
     n: int,
     *,
     timeframe: str = "1d",
@@ -35,8 +40,8 @@ def generate_bars(
     start_price: float = 100.0,
     annual_vol: float = 0.5,
     planted_signal: float = 0.0,
-) -> pd.DataFrame:
-    """``n`` consecutive bars (no gaps) as a DataFrame indexed by open time (UTC)."""
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """The bars and the regime name of each bar (the hidden truth a regime agent can be tested on)."""
     if timeframe not in TIMEFRAME_SECONDS:
         raise ValueError(f"unknown timeframe {timeframe!r}")
     if not 0 <= planted_signal < 0.5:
@@ -91,8 +96,7 @@ def generate_bars(
     start_ts = start_ts.floor(f"{step}s")
     index = pd.DatetimeIndex(start_ts + pd.to_timedelta(np.arange(n) * step, unit="s"), name="ts")
     frame = pd.DataFrame({"open": open_, "high": high, "low": low, "close": close, "volume": volume}, index=index)
-    frame.attrs["regime"] = [names[s] for s in regime]
-    return frame
+    return frame, np.array(names)[regime]
 
 
 def as_csv(frame: pd.DataFrame) -> str:

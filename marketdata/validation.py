@@ -10,6 +10,7 @@ reported, never filled.
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -99,9 +100,15 @@ def frame_from_records(records: list) -> pd.DataFrame:
 def _mixed_timezones_check(text: pd.Series, rows: np.ndarray, report: Report) -> None:
     """Flag rows whose UTC offset (or lack of one) differs from the file's majority. The cheap
     checks settle the common files (all 'Z', or all naive); only files with offsets pay a regex."""
+    if text.empty:
+        return
     ends_z = (text.str[-1] == "Z").to_numpy()
     if ends_z.all():
         return
+    tail = text.str[-6:]
+    first = tail.iloc[0]
+    if re.fullmatch(r"[+-]\d\d:\d\d", first) and (tail == first).all():
+        return  # one explicit offset throughout (e.g. isoformat()'s +00:00)
     has_sign = text.str[10:].str.contains(r"[+-]", regex=True).to_numpy()
     if not ends_z.any() and not has_sign.any():
         return

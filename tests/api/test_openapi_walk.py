@@ -558,6 +558,7 @@ def test_tenant_only_routes_are_guarded_by_tenant_access(op):
 # with the reason. Empty: today every write needs at least analyst / a write scope.
 READ_ONLY_MAY_WRITE: dict[str, str] = {
     "data_validate": "checks a file and writes nothing",
+    "features_calculate": "computes features and writes nothing",
 }
 
 

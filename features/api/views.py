@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import pandas as pd
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
@@ -11,6 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api.errors import ApplicationError
+from api.renderers import FastJSONRenderer
 from api.schema import ERRORS
 from marketdata import selectors as md_selectors
 from marketdata.models import Timeframe
@@ -168,11 +167,27 @@ class IndicatorListApi(APIView):
         )
 
 
+class BarListField(serializers.ListField):
+    """A list of bar objects taken as parsed: the bar validation checks every row and cell, so the
+    per-item field validation (≈ 10 ms for 500 bars) is skipped."""
+
+    def __init__(self, **kwargs):
+        super().__init__(child=serializers.DictField(), max_length=CALCULATE_MAX_BARS, **kwargs)
+
+    def to_internal_value(self, data):
+        if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
+            self.fail("not_a_list", input_type=type(data).__name__)
+        if len(data) > CALCULATE_MAX_BARS:
+            self.fail("max_length", max_length=CALCULATE_MAX_BARS)
+        return data
+
+
 class FeaturesCalculateApi(APIView):
     """Features for stored bars of a symbol (with enough history before ``start`` for warm-up) or
     for posted bars. Rows in warm-up are null; nothing is written."""
 
     access = {"POST": READ}
+    renderer_classes = [FastJSONRenderer]  # 5,000 floats: orjson, NaN written as null
 
     class InputSerializer(serializers.Serializer):
         feature_set = serializers.CharField(default="default", help_text="name or name@version")
@@ -181,9 +196,7 @@ class FeaturesCalculateApi(APIView):
         start = serializers.DateTimeField(required=False)
         end = serializers.DateTimeField(required=False)
         limit = serializers.IntegerField(min_value=1, max_value=CALCULATE_MAX_BARS, default=500)
-        bars = serializers.ListField(
-            child=serializers.DictField(), required=False, max_length=CALCULATE_MAX_BARS, help_text="… or these bars."
-        )
+        bars = BarListField(required=False, help_text="… or these bars: a list of objects.")
 
         def validate(self, attrs):
             if bool(attrs.get("symbol")) == bool(attrs.get("bars")):
@@ -230,11 +243,11 @@ class FeaturesCalculateApi(APIView):
         else:  # the most recent
             features = features.iloc[-v["limit"] :]
         columns = list(features.columns)
-        rows = []
-        for ts, values in zip(features.index, features.itertuples(index=False, name=None), strict=True):
-            row = {"ts": ts.isoformat()}
-            row.update({c: (None if math.isnan(x) else x) for c, x in zip(columns, values, strict=True)})
-            rows.append(row)
+        stamps = [ts.isoformat() for ts in features.index]
+        rows = [
+            {"ts": ts, **dict(zip(columns, row, strict=True))}
+            for ts, row in zip(stamps, features.to_numpy().tolist(), strict=True)
+        ]
         return Response(
             {"feature_set": fs.ref, "timeframe": timeframe, "columns": columns, "warmup": fs.warmup, "rows": rows}
         )

@@ -14,5 +14,7 @@ def shell(request):
         "shell_tenants": list(tenant_list_for_user(user=user).order_by("name")),
         "active_tenant": getattr(request, "tenant", None),
         "active_role": getattr(request, "role", None),
-        "nav_areas": [(a, reverse("dashboard:area", args=[a.key])) for a in AREAS],
+        "nav_areas": [
+            (a, reverse(a.url_name) if a.url_name else reverse("dashboard:area", args=[a.key])) for a in AREAS
+        ],
     }

@@ -13,6 +13,7 @@ class Area:
     summary: str
     next_step: str
     api_hint: str = ""
+    url_name: str = ""  # the area's own page once it has one (else its placeholder)
 
 
 AREAS = [
@@ -23,6 +24,7 @@ AREAS = [
         "Instruments and OHLCV bars, validated on import.",
         "Import bars from CSV or Parquet, or let the live replay stream them in.",
         "/api/docs/#/market-data",
+        "dashboard:data",
     ),
     Area(
         "features",
@@ -30,6 +32,8 @@ AREAS = [
         "∿",
         "Versioned feature sets built from technical indicators.",
         "Create a feature set from indicators (RSI, MACD, Bollinger Bands, ATR, ADX).",
+        "",
+        "dashboard:features",
     ),
     Area(
         "models",

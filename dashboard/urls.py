@@ -17,4 +17,6 @@ urlpatterns = [
     path("tenants/switch/", views.tenant_switch, name="tenant-switch"),
     path("tenants/new/", views.tenant_new, name="tenant-new"),
     path("token/", views.token, name="token"),
+    path("data/", views.data, name="data"),
+    path("features/", views.features, name="features"),
 ]

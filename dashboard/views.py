@@ -24,6 +24,7 @@ from tenants.selectors import api_key_list, membership_list, tenant_list_for_use
 from tenants.services import api_key_create, api_key_revoke
 
 from .access import can, tenant_page
+from .forms import DataImportForm, FeatureSetForm
 from .navigation import AREAS, AREAS_BY_KEY
 
 
@@ -278,3 +279,112 @@ def token(request):
     access = refresh.access_token
     access["tenant_id"] = request.tenant.pk
     return JsonResponse({"access": str(access), "tenant": request.tenant.slug, "role": request.role})
+
+
+# --- market data and features ----------------------------------------------------------------
+
+
+def _sparkline(closes, width: int = 160, height: int = 32) -> str:
+    """SVG polyline points for a small price line (server-rendered: no chart library to load)."""
+    if len(closes) < 2:
+        return ""
+    lo, hi = float(min(closes)), float(max(closes))
+    span = (hi - lo) or 1.0
+    step = width / (len(closes) - 1)
+    return " ".join(f"{i * step:.1f},{height - (c - lo) / span * height:.1f}" for i, c in enumerate(closes))
+
+
+def _data_context(request, form=None, result=None, error=None) -> dict:
+    from marketdata import selectors as md
+
+    instruments = list(md.instrument_list())
+    coverage = md.coverage(instrument_ids=[i.pk for i in instruments])
+    starts = [c["first"] for covs in coverage.values() for c in covs]
+    ends = [c["last"] for covs in coverage.values() for c in covs]
+    lo, hi = (min(starts), max(ends)) if starts else (None, None)
+    total = (hi - lo).total_seconds() or 1 if lo else 1
+    for inst in instruments:
+        inst.cov = coverage.get(inst.pk, [])
+        for c in inst.cov:  # the coverage bar: where this series sits on the common time axis
+            c["left"] = round((c["first"] - lo).total_seconds() / total * 100, 2)
+            c["width"] = max(round((c["last"] - c["first"]).total_seconds() / total * 100, 2), 0.5)
+        if inst.cov:
+            recent = md.bars_frame(instrument=inst, timeframe=inst.cov[-1]["timeframe"], limit=120)
+            inst.spark = _sparkline(recent["close"].tolist())
+    return {
+        "instruments": instruments,
+        "range": (lo, hi),
+        "form": form or DataImportForm(),
+        "result": result,
+        "error": error,
+        "can_import": can(request, Role.ANALYST),
+    }
+
+
+@tenant_page()
+def data(request):
+    if request.method != "POST":
+        return _page(request, "dashboard/data.html", "dashboard/_data_panel.html", _data_context(request))
+    if not can(request, Role.ANALYST):
+        return render(request, "403.html", {"role": request.role, "required_role": Role.ANALYST}, status=403)
+    from marketdata import services as md_services
+    from marketdata.validation import read_table
+
+    form = DataImportForm(request.POST, request.FILES)
+    if not form.is_valid():
+        return _page(request, "dashboard/data.html", "dashboard/_data_panel.html", _data_context(request, form), 400)
+    d = form.cleaned_data
+    upload = d["file"]
+    try:
+        content = upload.read()
+        fmt = "parquet" if upload.name.lower().endswith(".parquet") or content[:4] == b"PAR1" else "csv"
+        result = md_services.bars_import(
+            tenant=request.tenant,
+            symbol=d["symbol"],
+            timeframe=d["timeframe"],
+            raw=read_table(content, fmt),
+            on_conflict=d["on_conflict"],
+            actor=request.user,
+        )
+    except ApplicationError as exc:
+        context = _data_context(request, form, error=exc)
+        return _page(request, "dashboard/data.html", "dashboard/_data_panel.html", context, exc.status)
+    context = _data_context(request, result=result.as_dict())
+    return _page(request, "dashboard/data.html", "dashboard/_data_panel.html", context, 201)
+
+
+@tenant_page()
+def features(request):
+    from features import selectors as fs_selectors
+    from features import services as fs_services
+
+    form = FeatureSetForm(request.POST or None)
+    status, created = 200, None
+    if request.method == "POST":
+        if not can(request, Role.ANALYST):
+            return render(request, "403.html", {"role": request.role, "required_role": Role.ANALYST}, status=403)
+        status = 400
+        if form.is_valid():
+            try:
+                created, is_new = fs_services.feature_set_create(
+                    name=form.cleaned_data["name"],
+                    spec=form.cleaned_data["spec"],
+                    description=form.cleaned_data["description"],
+                    actor=request.user,
+                )
+            except ApplicationError as exc:
+                for e in exc.details.get("errors", []) or [{"path": "", "message": exc.message}]:
+                    form.add_error(
+                        "spec" if exc.code == "invalid_spec" else "name", f"{e['path']}: {e['message']}".lstrip(": ")
+                    )
+            else:
+                messages.success(
+                    request, f"Saved {created.ref}." if is_new else f"Unchanged: {created.ref} already has this spec."
+                )
+                return redirect("dashboard:features")
+    context = {
+        "feature_sets": list(fs_selectors.feature_set_list()),
+        "form": form,
+        "can_edit": can(request, Role.ANALYST),
+    }
+    return render(request, "dashboard/features.html", context, status=status)

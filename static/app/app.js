@@ -22,3 +22,11 @@
     if (sel && !sel.form.hasAttribute("hx-post")) { sel.form.requestSubmit(); }
   });
 })();
+// Upload progress for htmx file forms (a <progress data-upload-progress> inside the form).
+document.addEventListener("htmx:xhr:progress", function (e) {
+  var bar = e.target.querySelector && e.target.querySelector("[data-upload-progress]");
+  if (bar && e.detail.lengthComputable) {
+    bar.style.display = "block";
+    bar.value = Math.round((e.detail.loaded / e.detail.total) * 100);
+  }
+});

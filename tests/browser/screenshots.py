@@ -23,6 +23,8 @@ PAGES = {
     "profile": "/accounts/profile/",
     "new-tenant": "/app/tenants/new/",
     "area-models": "/app/area/models/",
+    "data": "/app/data/",
+    "features": "/app/features/",
 }
 ADMIN_PAGES = {
     "admin": "/admin/",

@@ -164,7 +164,16 @@ def test_main_pages_fit_desktop_and_phone_widths(new_dashboard, unique):
     owner = new_dashboard()
     _signup(owner, unique)
     cookies = owner.page.context.cookies()
-    pages = ["/app/", "/app/api-keys/", "/app/members/", "/accounts/profile/", "/app/tenants/new/", "/app/area/models/"]
+    pages = [
+        "/app/",
+        "/app/api-keys/",
+        "/app/members/",
+        "/accounts/profile/",
+        "/app/tenants/new/",
+        "/app/area/models/",
+        "/app/data/",
+        "/app/features/",
+    ]
     for viewport in (DESKTOP, PHONE):
         d = new_dashboard(viewport)
         d.page.context.add_cookies(cookies)

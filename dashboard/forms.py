@@ -1,0 +1,42 @@
+"""Forms of the dashboard's data and feature pages (the rules live in the services)."""
+
+import json
+
+from django import forms
+
+from marketdata.models import Timeframe
+
+EXAMPLE_SPEC = {
+    "features": [
+        {"indicator": "rsi", "params": {"length": 14}, "lags": [1]},
+        {"indicator": "ema", "params": {"length": 50}},
+        {"indicator": "rsi", "params": {"length": 14}, "timeframe": "1d"},
+    ]
+}
+
+
+class DataImportForm(forms.Form):
+    file = forms.FileField(help_text="CSV with the header timestamp,open,high,low,close,volume, or Parquet.")
+    symbol = forms.CharField(max_length=32, help_text="Created with editable defaults if new.")
+    timeframe = forms.ChoiceField(choices=Timeframe.choices, initial="1d")
+    on_conflict = forms.ChoiceField(
+        choices=[("error", "Stop if bars already exist"), ("skip", "Keep existing bars"), ("replace", "Replace them")],
+        initial="error",
+        label="If bars already exist",
+    )
+
+
+class FeatureSetForm(forms.Form):
+    name = forms.SlugField(max_length=64, help_text="Saving a changed spec under a name creates its next version.")
+    description = forms.CharField(max_length=500, required=False)
+    spec = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 12, "spellcheck": "false", "class": "mono"}),
+        initial=json.dumps(EXAMPLE_SPEC, indent=2),
+        help_text="JSON: a list of features, each an indicator with params, optional lags, diff and timeframe.",
+    )
+
+    def clean_spec(self):
+        try:
+            return json.loads(self.cleaned_data["spec"])
+        except ValueError as exc:
+            raise forms.ValidationError(f"Not valid JSON: {exc}") from exc

@@ -29,7 +29,7 @@ class Migration(migrations.Migration):
             name='Bar',
             fields=[
                 ('pk', models.CompositePrimaryKey('instrument_id', 'timeframe', 'ts', blank=True, editable=False, primary_key=True, serialize=False)),
-                ('timeframe', models.CharField(choices=[('1m', 'M1'), ('5m', 'M5'), ('15m', 'M15'), ('30m', 'M30'), ('1h', 'H1'), ('4h', 'H4'), ('1d', 'D1')], max_length=4)),
+                ('timeframe', models.CharField(choices=[('1m', '1 minute'), ('5m', '5 minutes'), ('15m', '15 minutes'), ('30m', '30 minutes'), ('1h', '1 hour'), ('4h', '4 hours'), ('1d', '1 day')], max_length=4)),
                 ('ts', models.DateTimeField()),
                 ('open', models.FloatField()),
                 ('high', models.FloatField()),

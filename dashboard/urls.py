@@ -19,4 +19,5 @@ urlpatterns = [
     path("token/", views.token, name="token"),
     path("data/", views.data, name="data"),
     path("features/", views.features, name="features"),
+    path("features/preview/", views.features_preview, name="features-preview"),
 ]

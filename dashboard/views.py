@@ -382,9 +382,80 @@ def features(request):
                     request, f"Saved {created.ref}." if is_new else f"Unchanged: {created.ref} already has this spec."
                 )
                 return redirect("dashboard:features")
+    from marketdata import selectors as md
+
     context = {
         "feature_sets": list(fs_selectors.feature_set_list()),
+        "instruments": list(md.instrument_list()),
         "form": form,
         "can_edit": can(request, Role.ANALYST),
     }
     return render(request, "dashboard/features.html", context, status=status)
+
+
+PRICE_SCALE_PREFIXES = ("bb_upper", "bb_middle", "bb_lower", "sma_", "ema_", "vwap_")
+PREVIEW_COLORS = ["#2f5bea", "#d9480f", "#2b8a3e", "#862e9c", "#e67700", "#0b7285"]
+
+
+def _polyline(values, lo: float, hi: float, width: int, height: int, top: int = 0) -> str:
+    span = (hi - lo) or 1.0
+    step = width / max(len(values) - 1, 1)
+    return " ".join(
+        f"{i * step:.1f},{top + height - (v - lo) / span * height:.1f}" for i, v in enumerate(values) if v == v
+    )
+
+
+@tenant_page()
+def features_preview(request):
+    """An SVG preview of a feature set over the last bars of an instrument: price-scale features
+    (bands, moving averages) over the price, the others below, each on its own scale."""
+    from features import selectors as fs_selectors
+    from features.engine import compute_batch
+    from marketdata import selectors as md
+
+    ref, symbol, timeframe = (request.GET.get(k, "") for k in ("ref", "symbol", "timeframe"))
+    context: dict = {"instruments": list(md.instrument_list()), "ref": ref, "symbol": symbol, "timeframe": timeframe}
+    try:
+        fs = fs_selectors.feature_set_get(ref=ref)
+        instrument = md.instrument_get(symbol=symbol)
+        bars = md.bars_frame(instrument=instrument, timeframe=timeframe or "1d", limit=200 + fs.warmup * 3)
+        if bars.empty:
+            raise ApplicationError("no_bars", f"{symbol} has no {timeframe} bars; import some first.")
+        feats = compute_batch(bars, fs_selectors.feature_set_spec(fs), timeframe or "1d").iloc[-200:]
+    except ApplicationError as exc:
+        context["error"] = exc.message
+        return render(request, "dashboard/_features_preview.html", context, status=200)
+    close = bars["close"].iloc[-200:]
+    overlay = [c for c in feats.columns if c.startswith(PRICE_SCALE_PREFIXES)]
+    lower = [c for c in feats.columns if c not in overlay][:6]
+    lo = float(min(close.min(), *(feats[c].min() for c in overlay))) if overlay else float(close.min())
+    hi = float(max(close.max(), *(feats[c].max() for c in overlay))) if overlay else float(close.max())
+    width, h_top, h_low = 760, 220, 140
+    lines = [{"label": "close", "color": "#172033", "points": _polyline(close.tolist(), lo, hi, width, h_top)}]
+    for i, c in enumerate(overlay):
+        lines.append(
+            {"label": c, "color": PREVIEW_COLORS[i % 6], "points": _polyline(feats[c].tolist(), lo, hi, width, h_top)}
+        )
+    lower_lines = []
+    for i, c in enumerate(lower):
+        values = feats[c]
+        lower_lines.append(
+            {
+                "label": c,
+                "color": PREVIEW_COLORS[i % 6],
+                "points": _polyline(
+                    values.tolist(), float(values.min()), float(values.max()), width, h_low, h_top + 20
+                ),
+                "last": values.iloc[-1],
+            }
+        )
+    context.update(
+        fs=fs,
+        lines=lines,
+        lower_lines=lower_lines,
+        width=width,
+        height=h_top + h_low + 30,
+        first=close.index[0],
+        last=close.index[-1],
+    )
+    return render(request, "dashboard/_features_preview.html", context)

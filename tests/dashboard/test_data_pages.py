@@ -81,3 +81,22 @@ def test_viewer_cannot_create_feature_sets(alpha):
     assert 'data-form="feature-set"' not in c.get("/app/features/").content.decode()
     r = c.post("/app/features/", {"name": "v", "spec": '{"features": [{"indicator": "ema"}]}'})
     assert r.status_code == 403
+
+
+def test_feature_preview_draws_the_set_over_price(alpha):
+    from marketdata import services as md_services
+    from marketdata.validation import read_table
+
+    with schema_context(alpha.tenant.schema_name):
+        md_services.bars_import(
+            tenant=alpha.tenant, symbol="PV", timeframe="1d", raw=read_table(as_csv(generate_bars(300, seed=5)), "csv")
+        )
+    c = _client(alpha, "viewer")
+    assert 'data-form="preview"' in c.get("/app/features/").content.decode()
+    html = c.get("/app/features/preview/?ref=default&symbol=PV&timeframe=1d").content.decode()
+    assert html.count("<polyline") == 1 + 3 + 6  # close, the three bands over price; six lines below
+    assert "bb_upper_20_2" in html and "rsi_14" in html and "adx_14" in html
+    html = c.get("/app/features/preview/?ref=default&symbol=PV&timeframe=1h").content.decode()
+    assert "data-preview-error" in html and "no 1h bars" in html
+    html = c.get("/app/features/preview/?ref=nope&symbol=PV&timeframe=1d").content.decode()
+    assert "data-preview-error" in html

@@ -57,7 +57,7 @@ def instrument_update(*, instrument: Instrument, actor=None, **fields) -> Instru
 
 
 def _instrument_for_import(tenant, symbol: str, asset_class: str | None) -> tuple[Instrument, bool]:
-    instrument = Instrument.objects.filter(symbol=symbol).first()
+    instrument = Instrument.objects.select_for_update().filter(symbol=symbol).first()
     if instrument is not None:
         return instrument, False
     limits.count_check(tenant, "instruments", Instrument.objects.count())

@@ -123,3 +123,11 @@ def test_import_bars_command(alpha, tmp_path):
     assert exc.value.returncode == 2 and "negative_volume" in err.getvalue() and "row 1" in err.getvalue()
     with pytest.raises(CommandError, match="No active tenant"):
         call_command("import_bars", tenant="nope", symbol="X", timeframe="1d", input=str(path))
+
+
+def test_deleting_an_instrument_deletes_its_bars(alpha):
+    _import(alpha, generate_bars(20, seed=9), symbol="GONE")
+    with schema_context(alpha.tenant.schema_name):
+        inst = Instrument.objects.get(symbol="GONE")
+        inst.delete()
+        assert not Bar.objects.filter(instrument_id=inst.pk).exists()

@@ -401,17 +401,8 @@ def _rolling_moments_py(x: np.ndarray, p: int, ddof: int):  # pragma: no cover -
     return mean, var
 
 
-def _neumaier(values: np.ndarray) -> float:  # pragma: no cover - runs compiled
-    s = 0.0
-    comp = 0.0
-    for x in values:
-        t = s + x
-        if abs(s) >= abs(x):
-            comp += (s - t) + x
-        else:
-            comp += (x - t) + s
-        s = t
-    return s + comp
+# the streaming engine's compensated sum, compiled for the batch kernel: one loop serves both
+_neumaier = st.neumaier_sum
 
 
 @functools.cache

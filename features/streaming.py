@@ -452,7 +452,8 @@ class _WindowSum:
 
 
 def neumaier_sum(values) -> float:
-    """Compensated sum; ``features.indicators.rolling_moments`` (the batch twin) runs the same loop."""
+    """Compensated sum; ``features.indicators.rolling_moments`` (the batch twin) runs this same
+    function compiled by numba."""
     s = 0.0
     comp = 0.0
     for x in values:

@@ -288,10 +288,7 @@ def _sparkline(closes, width: int = 160, height: int = 32) -> str:
     """SVG polyline points for a small price line (server-rendered: no chart library to load)."""
     if len(closes) < 2:
         return ""
-    lo, hi = float(min(closes)), float(max(closes))
-    span = (hi - lo) or 1.0
-    step = width / (len(closes) - 1)
-    return " ".join(f"{i * step:.1f},{height - (c - lo) / span * height:.1f}" for i, c in enumerate(closes))
+    return _polyline(closes, float(min(closes)), float(max(closes)), width, height)
 
 
 def _data_context(request, form=None, result=None, error=None) -> dict:
@@ -328,7 +325,7 @@ def data(request):
     if not can(request, Role.ANALYST):
         return render(request, "403.html", {"role": request.role, "required_role": Role.ANALYST}, status=403)
     from marketdata import services as md_services
-    from marketdata.validation import read_table
+    from marketdata.validation import read_upload
 
     form = DataImportForm(request.POST, request.FILES)
     if not form.is_valid():
@@ -336,13 +333,11 @@ def data(request):
     d = form.cleaned_data
     upload = d["file"]
     try:
-        content = upload.read()
-        fmt = "parquet" if upload.name.lower().endswith(".parquet") or content[:4] == b"PAR1" else "csv"
         result = md_services.bars_import(
             tenant=request.tenant,
             symbol=d["symbol"],
             timeframe=d["timeframe"],
-            raw=read_table(content, fmt),
+            raw=read_upload(upload.name, upload.read()),
             on_conflict=d["on_conflict"],
             actor=request.user,
         )

@@ -10,7 +10,7 @@ from django.db.models import Count, Max, Min, QuerySet
 from api.errors import ApplicationError, NotFound
 
 from .models import TIMEFRAME_SECONDS, Bar, Instrument
-from .services import symbol_clean
+from .services import _PG_EPOCH_US, symbol_clean
 
 _BAR_TABLE = Bar._meta.db_table
 
@@ -75,7 +75,6 @@ def bars_frame(
     return _frame_from_copy(data)
 
 
-_PG_EPOCH_US = 946_684_800 * 1_000_000
 _COLUMNS = ("open", "high", "low", "close", "volume")
 _ROW = np.dtype(
     [("n", ">i2"), ("l_ts", ">i4"), ("ts", ">i8")] + [f for c in _COLUMNS for f in ((f"l_{c}", ">i4"), (c, ">f8"))]

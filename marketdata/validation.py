@@ -91,6 +91,12 @@ def read_table(data: bytes | str, fmt: str) -> pd.DataFrame:
         ) from exc
 
 
+def read_upload(name: str, content: bytes) -> pd.DataFrame:
+    """An uploaded file: Parquet by its extension or its magic bytes, else CSV."""
+    fmt = "parquet" if name.lower().endswith(".parquet") or content[:4] == b"PAR1" else "csv"
+    return read_table(content, fmt)
+
+
 def frame_from_records(records: list) -> pd.DataFrame:
     if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
         raise ApplicationError("invalid_input", "`bars` must be a list of objects.", {"bars": "not a list of objects"})

@@ -15,7 +15,7 @@ from tenants.permissions import READ, WRITE
 
 from .. import selectors, services
 from ..models import AssetClass, Instrument, Timeframe
-from ..validation import frame_from_records, read_table
+from ..validation import frame_from_records, read_upload
 
 BARS_MAX = 10_000
 
@@ -223,9 +223,7 @@ def _raw_frame(request, data: dict):
             {"size_bytes": upload.size, "limit_mb": cap_mb},
             status=413,
         )
-    content = upload.read()
-    fmt = "parquet" if upload.name.lower().endswith(".parquet") or content[:4] == b"PAR1" else "csv"
-    return read_table(content, fmt)
+    return read_upload(upload.name, upload.read())
 
 
 class ValidationReportSerializer(serializers.Serializer):

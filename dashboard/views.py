@@ -405,7 +405,6 @@ def features_preview(request):
     """An SVG preview of a feature set over the last bars of an instrument: price-scale features
     (bands, moving averages) over the price, the others below, each on its own scale."""
     from features import selectors as fs_selectors
-    from features.engine import compute_batch
     from marketdata import selectors as md
 
     ref, symbol, timeframe = (request.GET.get(k, "") for k in ("ref", "symbol", "timeframe"))
@@ -413,14 +412,16 @@ def features_preview(request):
     try:
         fs = fs_selectors.feature_set_get(ref=ref)
         instrument = md.instrument_get(symbol=symbol)
-        bars = md.bars_frame(instrument=instrument, timeframe=timeframe or "1d", limit=200 + fs.warmup * 3)
+        bars = md.bars_frame(instrument=instrument, timeframe=timeframe or "1d", limit=200)
         if bars.empty:
             raise ApplicationError("no_bars", f"{symbol} has no {timeframe} bars; import some first.")
-        feats = compute_batch(bars, fs_selectors.feature_set_spec(fs), timeframe or "1d").iloc[-200:]
+        # the values the API, training and the live engine see: computed from the start of the series
+        feats = fs_selectors.stored_features(instrument=instrument, timeframe=timeframe or "1d", fs=fs)
+        feats = feats.reindex(bars.index)
     except ApplicationError as exc:
         context["error"] = exc.message
         return render(request, "dashboard/_features_preview.html", context, status=200)
-    close = bars["close"].iloc[-200:]
+    close = bars["close"]
     overlay = [c for c in feats.columns if c.startswith(PRICE_SCALE_PREFIXES)]
     lower = [c for c in feats.columns if c not in overlay][:6]
     lo = float(min(close.min(), *(feats[c].min() for c in overlay))) if overlay else float(close.min())

@@ -33,10 +33,13 @@ _NAN = math.nan
 # --- batch ---------------------------------------------------------------------------------------
 
 
-def compute_batch(bars: pd.DataFrame, spec: FeatureSpec, base_timeframe: str) -> pd.DataFrame:
+def compute_batch(bars: pd.DataFrame, spec: FeatureSpec, base_timeframe: str, *, direct: bool = False) -> pd.DataFrame:
     """Features for every bar: same index as ``bars``, one column per ``spec.columns()``, NaN during
     each column's warm-up. ``bars`` has float columns open/high/low/close/volume and a strictly
-    increasing DatetimeIndex of bar open times (naive timestamps are taken as UTC)."""
+    increasing DatetimeIndex of bar open times (naive timestamps are taken as UTC).
+
+    ``direct=True`` makes the TA-Lib calls pandas-ta would make, on the arrays (bit-identical, see
+    ``Indicator.direct``): for request-sized inputs, where pandas-ta's wrappers are most of the cost."""
     spec.validate(base_timeframe)
     base_s = TIMEFRAMES[base_timeframe]
     arrays = bars_arrays(bars)
@@ -52,7 +55,7 @@ def compute_batch(bars: pd.DataFrame, spec: FeatureSpec, base_timeframe: str) ->
             )
     data: dict[str, np.ndarray] = {}
     for entry in spec.features:
-        values = _entry_values(entry, arrays, epoch, base_s)
+        values = _entry_values(entry, arrays, epoch, base_s, direct)
         for key in entry.outputs:
             col = entry.output_column(key)
             x = values[key]
@@ -118,11 +121,11 @@ def _shift(x: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
-def _entry_values(entry: FeatureEntry, arrays: Bars, epoch: np.ndarray | None, base_s: int) -> dict:
+def _entry_values(entry: FeatureEntry, arrays: Bars, epoch: np.ndarray | None, base_s: int, direct: bool) -> dict:
     definition = entry.definition
     params = entry.param_dict
     if not entry.timeframe or TIMEFRAMES[entry.timeframe] == base_s:
-        return definition.batch(arrays, params)
+        return definition.values(arrays, params, direct=direct)
     higher_s = TIMEFRAMES[entry.timeframe]
     n = len(epoch)
     if n == 0:
@@ -141,7 +144,7 @@ def _entry_values(entry: FeatureEntry, arrays: Bars, epoch: np.ndarray | None, b
         arrays.close[ends],
         np.add.reduceat(arrays.volume, starts),
     )
-    values = definition.batch(higher, params)
+    values = definition.values(higher, params, direct=direct)
     complete_at = bucket[starts] + higher_s
     seen = np.searchsorted(complete_at, epoch + base_s, side="right") - 1  # last complete higher bar
     visible = seen >= 0

@@ -155,6 +155,13 @@ class Indicator:
     batch: Callable[[Bars, dict], Values]  # output key -> values (all outputs)
     stream: Callable[[dict], Any]  # a features.streaming object yielding every output, in order
     check: Callable[[dict], list[tuple[str, str]]] = field(default=lambda p: [])  # cross-parameter rules
+    # The TA-Lib call pandas-ta makes, made on the arrays: bit-identical to ``batch`` (tested), without
+    # pandas-ta's Series round trips (~1 ms per indicator, which is the whole cost on 500 bars).
+    direct: Callable[[Bars, dict], Values] | None = None
+
+    def values(self, bars: Bars, params: dict, *, direct: bool = False) -> Values:
+        """All outputs; ``direct`` takes the TA-Lib shortcut where there is one."""
+        return (self.direct if direct and self.direct is not None else self.batch)(bars, params)
 
     @property
     def output_keys(self) -> tuple[str, ...]:
@@ -332,6 +339,45 @@ def _obv(b: Bars, p: dict) -> Values:
     return {"obv": _np(ta.obv(b.series("close"), b.series("volume"), talib=True), len(b))}
 
 
+# Direct twins of the pandas-ta paths above: the same TA-Lib function with the same arguments.
+def _rsi_direct(b: Bars, p: dict) -> Values:
+    return {"rsi": talib.RSI(b.close, p["length"])}
+
+
+def _macd_direct(b: Bars, p: dict) -> Values:
+    macd, signal, hist = talib.MACD(b.close, p["fast"], p["slow"], p["signal"])
+    return {"macd": macd, "signal": signal, "hist": hist}
+
+
+def _bbands_direct(b: Bars, p: dict) -> Values:
+    upper, mid, lower = talib.BBANDS(b.close, p["length"], p["std"], p["std"], talib.MA_Type.SMA)
+    percent_b, width = bbands_derived(b.close, upper, mid, lower)
+    return {"upper": upper, "middle": mid, "lower": lower, "percent_b": percent_b, "width": width}
+
+
+def _atr_direct(b: Bars, p: dict) -> Values:
+    return {"atr": talib.ATR(b.high, b.low, b.close, p["length"])}
+
+
+def _sma_direct(b: Bars, p: dict) -> Values:
+    return {"sma": talib.SMA(b.close, p["length"])}
+
+
+def _ema_direct(b: Bars, p: dict) -> Values:
+    return {"ema": talib.EMA(b.close, p["length"])}
+
+
+def _obv_direct(b: Bars, p: dict) -> Values:
+    return {"obv": talib.OBV(b.close, b.volume)}
+
+
+def _returns_direct(b: Bars, p: dict) -> Values:
+    n = p["length"]
+    r = b.close / np.roll(b.close, n)
+    r[:n] = np.nan
+    return {"returns": np.log(r) if p["kind"] == "log" else r - 1}
+
+
 def _vwap(b: Bars, p: dict) -> Values:
     n = p["length"]
     tp = (b.high + b.low + b.close) / 3.0
@@ -446,15 +492,22 @@ def candle_lookback(pattern: str) -> int:
 
 def _cdl(b: Bars, p: dict) -> Values:
     pattern = p["pattern"]
-    n = len(b)
     if pattern in _PANDAS_TA_OWN_PATTERNS:
-        raw = getattr(talib, CANDLE_PATTERNS[pattern])(b.open, b.high, b.low, b.close).astype(np.float64)
-    else:
-        df = ta.cdl_pattern(b.series("open"), b.series("high"), b.series("low"), b.series("close"), name=pattern)
-        raw = _pick(df, "CDL_", n)
+        return _cdl_direct(b, p)
+    df = ta.cdl_pattern(b.series("open"), b.series("high"), b.series("low"), b.series("close"), name=pattern)
+    return {"cdl": _cdl_signs(_pick(df, "CDL_", len(b)), pattern)}
+
+
+def _cdl_direct(b: Bars, p: dict) -> Values:
+    pattern = p["pattern"]
+    raw = getattr(talib, CANDLE_PATTERNS[pattern])(b.open, b.high, b.low, b.close).astype(np.float64)
+    return {"cdl": _cdl_signs(raw, pattern)}
+
+
+def _cdl_signs(raw: np.ndarray, pattern: str) -> np.ndarray:
     out = np.sign(raw)
     out[: candle_lookback(pattern)] = np.nan  # TA-Lib writes 0 there, but nothing was evaluated
-    return {"cdl": out}
+    return out
 
 
 def _macd_check(p: dict) -> list[tuple[str, str]]:
@@ -483,6 +536,7 @@ REGISTRY: dict[str, Indicator] = {
             lambda p: _all(p["length"], "rsi"),
             _rsi,
             lambda p: st.RsiStream(p["length"]),
+            direct=_rsi_direct,
         ),
         Indicator(
             "macd",
@@ -494,6 +548,7 @@ REGISTRY: dict[str, Indicator] = {
             _macd,
             lambda p: st.MacdStream(p["fast"], p["slow"], p["signal"]),
             _macd_check,
+            direct=_macd_direct,
         ),
         Indicator(
             "bbands",
@@ -511,6 +566,7 @@ REGISTRY: dict[str, Indicator] = {
             lambda p: _all(p["length"] - 1, "upper", "middle", "lower", "percent_b", "width"),
             _bbands,
             lambda p: st.BbandsStream(p["length"], p["std"]),
+            direct=_bbands_direct,
         ),
         Indicator(
             "atr",
@@ -521,6 +577,7 @@ REGISTRY: dict[str, Indicator] = {
             lambda p: _all(p["length"], "atr"),
             _atr,
             lambda p: st.AtrStream(p["length"]),
+            direct=_atr_direct,
         ),
         Indicator(
             "adx",
@@ -541,6 +598,7 @@ REGISTRY: dict[str, Indicator] = {
             lambda p: _all(p["length"] - 1, "sma"),
             _sma,
             lambda p: st.SmaStream(p["length"]),
+            direct=_sma_direct,
         ),
         Indicator(
             "ema",
@@ -551,6 +609,7 @@ REGISTRY: dict[str, Indicator] = {
             lambda p: _all(p["length"] - 1, "ema"),
             _ema,
             lambda p: st.EmaStream(p["length"]),
+            direct=_ema_direct,
         ),
         Indicator(
             "stoch",
@@ -576,6 +635,7 @@ REGISTRY: dict[str, Indicator] = {
             lambda p: _all(0, "obv"),
             _obv,
             lambda p: st.ObvStream(),
+            direct=_obv_direct,
         ),
         Indicator(
             "vwap",
@@ -597,6 +657,7 @@ REGISTRY: dict[str, Indicator] = {
             lambda p: _all(p["length"], "returns"),
             _returns,
             lambda p: st.ReturnsStream(p["kind"], p["length"]),
+            direct=_returns_direct,
         ),
         Indicator(
             "volatility",
@@ -627,6 +688,7 @@ REGISTRY: dict[str, Indicator] = {
             lambda p: _all(candle_lookback(p["pattern"]), "cdl"),
             _cdl,
             _candle_stream,
+            direct=_cdl_direct,
         ),
     )
 }

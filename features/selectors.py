@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import time
+
+import pandas as pd
+from django.db import connection
 from django.db.models import QuerySet
 
 from api.errors import ApplicationError, NotFound
 
+from . import cache
+from .engine import compute_batch
 from .models import FeatureSet
 from .spec import FeatureSpec
+
+HISTORY_MAX = 200_000  # bars of one instrument and timeframe that features are computed over
 
 
 def feature_set_list(*, latest_only: bool = False) -> QuerySet[FeatureSet]:
@@ -32,8 +40,44 @@ def feature_set_get(*, ref: str) -> FeatureSet:
     return fs
 
 
+def feature_set_resolve(*, ref: str) -> FeatureSet:
+    """``feature_set_get`` for hot read paths (calculate-features, live inference): answered from a
+    per-process cache for up to ``FEATURES_CACHE["REF_TTL"]`` seconds, so a request makes no query.
+    Writes in this process clear it at once; in another process, ``name`` may still resolve to the
+    previous latest version for that long (responses name the version they used)."""
+    key = (connection.schema_name, (ref or "").strip().lower())
+    now = time.monotonic()
+    hit = cache.refs.get(key)
+    if hit is not None and hit[0] > now:
+        return hit[1]
+    fs = feature_set_get(ref=ref)
+    cache.refs.put(key, (now + cache.REF_TTL, fs))
+    return fs
+
+
 def feature_set_spec(fs: FeatureSet) -> FeatureSpec:
-    return FeatureSpec.from_json(fs.spec)
+    """The parsed spec (parsed once per process per spec hash)."""
+    return cache.specs.get_or_compute(fs.spec_hash, lambda: FeatureSpec.from_json(fs.spec))
+
+
+def stored_features(*, instrument, timeframe: str, fs: FeatureSet) -> pd.DataFrame:
+    """Features of the stored bars of one instrument and timeframe: the most recent
+    ``HISTORY_MAX`` bars, computed from the first of them (exponential indicators depend on every
+    earlier bar, so this is what training and the live engine, which start there too, see). Cached
+    per process until the instrument's bars change; the frame is shared: do not modify it."""
+    from marketdata import selectors as md_selectors
+
+    key = (connection.schema_name, instrument.pk, instrument.bars_version, timeframe, fs.spec_hash)
+
+    def compute() -> pd.DataFrame:
+        spec = feature_set_spec(fs)
+        bars = md_selectors.bars_frame(instrument=instrument, timeframe=timeframe, limit=HISTORY_MAX)
+        if bars.empty:
+            spec.validate(timeframe)
+            return pd.DataFrame(columns=spec.columns(), index=bars.index, dtype="float64")
+        return compute_batch(bars, spec, timeframe, direct=True)
+
+    return cache.stored_features.get_or_compute(key, compute)
 
 
 def feature_set_diff(*, a: FeatureSet, b: FeatureSet) -> dict:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from api.errors import ApplicationError
 from compliance.services import audit_record
 
+from . import cache
 from .models import FeatureSet
 from .spec import FeatureSpec
 
@@ -61,6 +62,7 @@ def feature_set_create(
                     created_by=_actor_name(actor),
                 )
                 audit_record(actor, "feature_set.created", fs, {"ref": fs.ref, "hash": digest})
+            _references_changed()
             return fs, True
         except IntegrityError:
             continue
@@ -91,3 +93,10 @@ def feature_set_delete(*, feature_set: FeatureSet, actor=None) -> None:
         ref = feature_set.ref
         feature_set.delete()
         audit_record(actor, "feature_set.deleted", None, {"ref": ref})
+    _references_changed()
+
+
+def _references_changed() -> None:
+    """What ``name`` (or a deleted ``name@version``) resolves to changed: forget this schema's resolutions."""
+    schema = connection.schema_name
+    cache.refs.discard(lambda key: key[0] == schema)

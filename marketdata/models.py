@@ -35,6 +35,8 @@ class Instrument(models.Model):
     tick_size = models.DecimalField(max_digits=20, decimal_places=10, default="0.01")
     currency = models.CharField(max_length=8, default="USD")
     created_at = models.DateTimeField(auto_now_add=True)
+    # +1 on every write of its bars (import, delete): part of the key of computed-feature caches
+    bars_version = models.PositiveBigIntegerField(default=0, editable=False)
 
     def __str__(self) -> str:
         return self.symbol

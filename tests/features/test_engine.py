@@ -75,6 +75,15 @@ def test_incremental_equals_batch_for_every_indicator_and_timeframe(seed, start)
     assert_rows_equal_batch(rows, batch, engine.warmup)
 
 
+def test_direct_batch_is_bit_identical_to_the_pandas_ta_batch():
+    # given every indicator, lags, transforms and higher-timeframe features on 5k hourly bars
+    bars = random_walk_bars(5_000, 4, start="2024-02-29 05:00")
+    # when computed with the direct TA-Lib calls (the request path) and through pandas-ta
+    direct = compute_batch(bars, EVERYTHING, "1h", direct=True)
+    # then the frames are the same, bit for bit
+    pd.testing.assert_frame_equal(direct, compute_batch(bars, EVERYTHING, "1h"), check_exact=True)
+
+
 def test_incremental_default_set_stays_equal_over_100k_bars():
     # running sums would drift over a long stream; TA-Lib's and ours must drift identically, or not at all
     bars = random_walk_bars(100_000, seed=9, freq="1min")

@@ -1,7 +1,10 @@
 """Feature sets in a tenant: versioned, immutable once used, referenced as name@version; and the
 calculate endpoint, whose values equal the batch engine on the same bars."""
 
+import time
+
 import numpy as np
+import pandas as pd
 import pytest
 from django_tenants.utils import schema_context
 
@@ -10,6 +13,7 @@ from features import selectors, services
 from features.engine import compute_batch
 from features.models import FeatureSet
 from features.spec import DEFAULT_SPEC, FeatureSpec
+from marketdata import selectors as md_selectors
 from marketdata import services as md_services
 from marketdata.synthetic import as_csv, generate_bars
 from marketdata.validation import read_table
@@ -139,3 +143,93 @@ def test_calculate_for_posted_bars_with_warmup_nulls(alpha):
     assert r.status_code == 400 and error_code(r) == "invalid_data"
     r = alpha.client().post("/api/v1/features/calculate/", {"timeframe": "1d"}, format="json")
     assert r.status_code == 400
+
+
+def test_calculate_up_to_an_end_date_sees_no_later_bar(alpha):
+    frame = generate_bars(300, seed=24)
+    with schema_context(alpha.tenant.schema_name):
+        md_services.bars_import(tenant=alpha.tenant, symbol="END", timeframe="1d", raw=read_table(as_csv(frame), "csv"))
+    end = frame.index[200]
+    r = alpha.client(scope="read").post(
+        "/api/v1/features/calculate/",
+        {"symbol": "END", "timeframe": "1d", "end": end.isoformat(), "limit": 5},
+        format="json",
+    )
+    rows = r.json()["rows"]
+    assert [row["ts"] for row in rows] == [ts.isoformat() for ts in frame.index[196:201]]
+    truncated = compute_batch(frame.iloc[:201], DEFAULT_SPEC, "1d")  # as if the later bars did not exist
+    assert rows[-1]["macd_hist_12_26_9"] == pytest.approx(truncated["macd_hist_12_26_9"].iloc[-1], rel=1e-12)
+
+
+def test_cached_features_follow_every_change_of_the_bars(alpha):
+    # given features computed (and cached) for stored bars
+    frame = generate_bars(120, seed=25)
+    c = alpha.client(scope="read")
+    body = {"symbol": "CHG", "timeframe": "1d", "limit": 1}
+
+    def last_close_feature():
+        return c.post("/api/v1/features/calculate/", body, format="json").json()["rows"]
+
+    with schema_context(alpha.tenant.schema_name):
+        md_services.bars_import(tenant=alpha.tenant, symbol="CHG", timeframe="1d", raw=read_table(as_csv(frame), "csv"))
+    before = last_close_feature()
+    assert before[0]["ts"] == frame.index[-1].isoformat()
+    # when the last bar is replaced with a different close
+    changed = frame.iloc[-1:].copy()
+    changed[["open", "high", "low", "close"]] *= 1.1
+    with schema_context(alpha.tenant.schema_name):
+        md_services.bars_import(
+            tenant=alpha.tenant,
+            symbol="CHG",
+            timeframe="1d",
+            raw=read_table(as_csv(changed), "csv"),
+            on_conflict="replace",
+        )
+    # then the answer is computed from the new bars, not served from the cache
+    after = last_close_feature()
+    expected = compute_batch(pd.concat([frame.iloc[:-1], changed]), DEFAULT_SPEC, "1d")
+    assert after[0]["rsi_14"] == pytest.approx(expected["rsi_14"].iloc[-1], rel=1e-12)
+    assert after[0]["rsi_14"] != pytest.approx(before[0]["rsi_14"], rel=1e-6)
+    # and after the bars are deleted there is nothing to compute from
+    with schema_context(alpha.tenant.schema_name):
+        md_services.bars_delete(instrument=md_selectors.instrument_get(symbol="CHG"), timeframe="1d")
+    assert last_close_feature() == []
+
+
+def test_posted_json_must_be_json(alpha):
+    c = alpha.client()
+    r = c.post("/api/v1/features/calculate/", '{"timeframe": "1d", "bars": [', content_type="application/json")
+    assert r.status_code == 400 and error_code(r) == "malformed_request"
+    r = c.post("/api/v1/features/calculate/", '{"timeframe": "1d", "x": NaN}', content_type="application/json")
+    assert r.status_code == 400 and error_code(r) == "malformed_request"
+
+
+def test_resolved_references_are_cached_briefly_and_never_across_tenants(alpha, beta, monkeypatch):
+    from features import cache
+
+    c = alpha.client()
+    body = {"feature_set": "fast", "timeframe": "1d", "bars": _posted_bars(60), "limit": 1}
+    c.post("/api/v1/feature-sets/", {"name": "fast", "spec": SPEC_A}, format="json")
+    assert c.post("/api/v1/features/calculate/", body, format="json").json()["feature_set"] == "fast@1"
+    # a version created through the service (this process) is seen at once
+    c.post("/api/v1/feature-sets/", {"name": "fast", "spec": SPEC_B}, format="json")
+    assert c.post("/api/v1/features/calculate/", body, format="json").json()["feature_set"] == "fast@2"
+    # one created by another process (no local invalidation) is seen once the TTL has passed
+    with schema_context(alpha.tenant.schema_name):
+        v2 = FeatureSet.objects.get(name="fast", version=2)
+        FeatureSet.objects.create(
+            name="fast", version=3, spec=v2.spec, spec_hash=v2.spec_hash, columns=v2.columns, warmup=v2.warmup
+        )
+    assert c.post("/api/v1/features/calculate/", body, format="json").json()["feature_set"] == "fast@2"
+    later = cache.REF_TTL + 0.5
+    real = time.monotonic
+    monkeypatch.setattr(time, "monotonic", lambda: real() + later)
+    assert c.post("/api/v1/features/calculate/", body, format="json").json()["feature_set"] == "fast@3"
+    # the other tenant has no "fast", whatever this process resolved for alpha
+    r = beta.client().post("/api/v1/features/calculate/", body, format="json")
+    assert r.status_code == 404
+
+
+def _posted_bars(n, seed=22):
+    frame = generate_bars(n, seed=seed)
+    return [{"timestamp": ts.isoformat(), **row} for ts, row in frame.to_dict("index").items()]

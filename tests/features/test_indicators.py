@@ -323,3 +323,32 @@ def test_compute_keeps_the_index(bars):
     frame = get_indicator("rsi").compute(bars)
     assert list(frame.columns) == ["rsi_14"]
     pd.testing.assert_index_equal(frame.index, bars.index)
+
+
+# --- the direct TA-Lib shortcut ------------------------------------------------------------------
+
+DIRECT_CASES = [(name, params) for name, params in WARMUP_CASES if REGISTRY[name].direct is not None]
+
+
+def test_every_pandas_ta_backed_indicator_has_a_direct_twin():
+    # the ones without a twin compute on the arrays already (no pandas-ta round trip to skip)
+    without = {name for name, ind in REGISTRY.items() if ind.direct is None}
+    assert without == {"adx", "stoch", "vwap", "volatility", "zscore"}
+
+
+@pytest.mark.parametrize(("name", "params"), DIRECT_CASES)
+@pytest.mark.parametrize("n", [3000, 40, 3, 0])
+def test_direct_twin_is_bit_identical_to_the_pandas_ta_path(name, params, n):
+    # given the same bars (flat runs included: zero ranges and zero volume)
+    from features.indicators import Bars
+
+    frame = random_walk_bars(n, seed=23, flat_runs=n > 100)
+    indicator = get_indicator(name)
+    full = indicator.resolve(params)
+    # when computed through pandas-ta and through the direct TA-Lib call
+    via_pandas_ta = indicator.values(Bars.from_frame(frame), full)
+    direct = indicator.values(Bars.from_frame(frame), full, direct=True)
+    # then every output is the same array, bit for bit (NaN where NaN)
+    assert via_pandas_ta.keys() == direct.keys()
+    for key in via_pandas_ta:
+        np.testing.assert_array_equal(direct[key], via_pandas_ta[key], err_msg=f"{name}.{key}")

@@ -150,7 +150,7 @@ def bars_import(
     Overlap with stored bars is never silent: ``error`` (default) refuses, ``skip`` keeps the stored
     bars, ``replace`` overwrites them. A fresh range goes straight in with COPY; an overlapping one
     through a temporary table and one INSERT … ON CONFLICT. ``progress(percent, message)`` is called
-    between the steps (the Celery job reports it).
+    between the steps (import_bars prints it as a bar).
     """
     symbol = symbol_clean(symbol)
     if on_conflict not in ON_CONFLICT:

@@ -11,5 +11,6 @@ urlpatterns = [
     path("api/v1/", include("tenants.api.urls")),
     path("api/v1/", include("marketdata.api.urls")),
     path("api/v1/", include("features.api.urls")),
+    path("api/v1/", include("models_registry.api.urls")),
     *public_urlpatterns,
 ]

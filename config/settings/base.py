@@ -113,6 +113,12 @@ FEATURES_CACHE = {
     "REF_TTL": env_int("FEATURES_REF_TTL_SECONDS", 2),  # how long "name" may mean the previous latest
 }
 
+# Model registry: artifacts kept per model (aliased versions are never pruned), loaded models
+# cached per process, and the schema of Optuna's study tables.
+MODEL_VERSION_LIMIT = env_int("MODEL_VERSION_LIMIT", 10)
+AI_MODEL_CACHE_SIZE = env_int("AI_MODEL_CACHE_SIZE", 32)
+OPTUNA_SCHEMA = "optuna"
+
 # Django 6.1 mailers; the console backend in dev, SMTP etc. through EMAIL_BACKEND in production.
 # EMAIL_FILE_PATH (with the filebased backend) keeps each message as a file, e.g. for browser tests.
 _MAIL_OPTIONS = {"file_path": env_str("EMAIL_FILE_PATH")} if env_str("EMAIL_FILE_PATH") else {}

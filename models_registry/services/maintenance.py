@@ -1,0 +1,49 @@
+"""The registry's periodic work for one tenant: re-queue jobs whose worker died, start scheduled
+retrains, and check drift of production versions (at most once a day each)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.db import connection
+from django.utils import timezone
+
+from api.errors import ApplicationError
+
+from ..models import JobState, ModelAlert, ModelAlias, RegisteredModel, TrainingJob
+from .training import model_retrain, training_jobs_reap
+
+
+def registry_sweep_run(now: dt.datetime | None = None) -> dict:
+    from tenants.models import Tenant
+
+    from ..drift import drift_check
+
+    now = now or timezone.now()
+    tenant = Tenant.objects.get(schema_name=connection.schema_name)
+    reaped = training_jobs_reap()
+    retrained, checked = [], []
+    for model in RegisteredModel.objects.filter(retrain_every_days__isnull=False):
+        due = model.last_retrain_at is None or now - model.last_retrain_at >= dt.timedelta(
+            days=model.retrain_every_days
+        )
+        busy = TrainingJob.objects.filter(model_name=model.name, state__in=[JobState.QUEUED, JobState.RUNNING]).exists()
+        if due and not busy:
+            try:
+                model_retrain(tenant=tenant, model=model, actor="schedule", reason="scheduled")
+                retrained.append(model.name)
+            except ApplicationError as exc:
+                ModelAlert.objects.create(
+                    model=model, kind=ModelAlert.Kind.TRAINING_FAILED, message=f"Scheduled retrain: {exc.message}"[:500]
+                )
+    since = now - dt.timedelta(days=1)
+    for alias in ModelAlias.objects.filter(name="production").select_related("version__model", "model"):
+        recent = ModelAlert.objects.filter(version=alias.version, kind=ModelAlert.Kind.DRIFT, created_at__gte=since)
+        checked_today = (alias.version.drift or {}).get("checked_at", "") >= since.isoformat()
+        if not recent.exists() and not checked_today:
+            try:
+                drift_check(version=alias.version, record=True)
+                checked.append(alias.version.ref)
+            except ApplicationError:
+                pass
+    return {"reaped": reaped, "retrained": retrained, "drift_checked": checked}

@@ -1,0 +1,147 @@
+"""Serving registered models: which version answers (alias, A/B and canary split, circuit breaker),
+loading it (sha256-verified, then cached per process), and predicting one row or a batch.
+
+Loaded bundles are cached per (schema, version, sha256) in a bounded LRU (``AI_MODEL_CACHE_SIZE``):
+versions are immutable, so an entry is never stale; a pruned version can't be loaded again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+
+import numpy as np
+from django.conf import settings
+from django.db import connection
+
+from api.errors import ApplicationError, NotFound
+from compliance import vault
+from features.cache import BoundedCache
+
+from .models import CircuitState, ModelAlias, ModelVersion, RegisteredModel
+from .services.registry import CHALLENGER, PRODUCTION, artifact_context
+
+_bundles = BoundedCache(settings.AI_MODEL_CACHE_SIZE)
+
+CLASS_NAMES = {"binary": ("down", "up"), "multiclass": ("down", "flat", "up")}
+
+
+def bundle_get(version: ModelVersion):
+    """The fitted bundle of a version: decrypted, verified against its sha256, then loaded."""
+    key = (connection.schema_name, version.pk, version.artifact_sha256)
+    bundle = _bundles.get(key)
+    if bundle is not None:
+        return bundle
+    if version.artifact is None:
+        raise ApplicationError(
+            "version_pruned", f"{version.ref} was pruned (retention limit); use a kept version.", status=409
+        )
+    data = vault.decrypt(version.artifact, artifact_context(version.model.name, version.version))
+    if hashlib.sha256(data).hexdigest() != version.artifact_sha256:
+        raise ApplicationError(
+            "artifact_tampered", f"The artifact of {version.ref} does not match its recorded sha256.", status=500
+        )
+    from .ml import artifacts  # xgboost/skops load only in processes that predict
+
+    bundle = artifacts.load(data)
+    _bundles.put(key, bundle)
+    return bundle
+
+
+def bundle_cache_stats() -> dict:
+    return _bundles.stats()
+
+
+def _bucket(request_key: str) -> float:
+    """A stable number in [0, 100) per request key: the same key always takes the same arm."""
+    digest = hashlib.blake2b(request_key.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % 10_000 / 100
+
+
+def version_resolve(
+    *, model: RegisteredModel, alias: str | None = None, version: int | None = None, request_key: str | None = None
+) -> ModelVersion:
+    """An explicit version; or an alias (default ``production``). With a traffic split, a
+    ``production`` request whose key falls in the challenger's share goes to the challenger; a
+    version whose circuit is open is skipped for production."""
+    if version is not None:
+        found = ModelVersion.objects.filter(model=model, version=version).select_related("model").first()
+        if found is None:
+            raise NotFound("model version", {"model": model.name, "version": version})
+        return found
+    alias = alias or PRODUCTION
+    aliases = {a.name: a.version for a in ModelAlias.objects.filter(model=model).select_related("version__model")}
+    chosen = aliases.get(alias)
+    if chosen is None:
+        raise ApplicationError(
+            "alias_not_found",
+            f"{model.name} has no '{alias}' version yet; deploy one first.",
+            {"aliases": sorted(aliases)},
+            status=404,
+        )
+    if alias == PRODUCTION and request_key:
+        pct = float((model.traffic or {}).get("challenger_percent") or 0)
+        challenger = aliases.get(CHALLENGER)
+        if pct and challenger is not None and challenger.circuit != CircuitState.OPEN and _bucket(request_key) < pct:
+            chosen = challenger
+    return chosen
+
+
+def predict(*, version: ModelVersion, rows: list[dict]) -> list[dict]:
+    """One prediction per row of features (a dict naming every feature of the version)."""
+    names = version.feature_names
+    missing = sorted({n for row in rows for n in names if n not in row})
+    if missing:
+        raise ApplicationError(
+            "missing_features",
+            f"Each row needs every feature of {version.ref}: {', '.join(missing[:10])} missing.",
+            {"missing": missing, "feature_names": names},
+        )
+    try:
+        x = np.array([[row[n] for n in names] for row in rows], dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ApplicationError("invalid_features", f"Feature values must be numbers: {exc}") from exc
+    if not np.isfinite(x).all():
+        raise ApplicationError(
+            "invalid_features",
+            "Feature values must be finite numbers (no null, NaN or infinity): warm-up rows can't be predicted.",
+        )
+    bundle = bundle_get(version)
+    return _format(version, bundle, x)
+
+
+def _format(version: ModelVersion, bundle, x: np.ndarray) -> list[dict]:
+    if version.task == "regression":
+        values = bundle.predict(x)
+        return [{"prediction": float(v), "version": version.ref} for v in values]
+    proba = bundle.predict_proba(x)
+    names = CLASS_NAMES[version.task]
+    out = []
+    for p in proba:
+        k = int(np.argmax(p))
+        out.append(
+            {
+                "prediction": names[k],
+                "confidence": float(p[k]),
+                "probabilities": {names[i]: float(p[i]) for i in range(len(names))},
+                "version": version.ref,
+            }
+        )
+    return out
+
+
+def predict_latest(*, version: ModelVersion, symbol: str | None = None) -> dict:
+    """The prediction for the latest closed bar of the version's instrument and timeframe."""
+    from features import selectors as fs_selectors
+    from marketdata import selectors as md_selectors
+
+    instrument = md_selectors.instrument_get(symbol=symbol or version.symbol)
+    feats = fs_selectors.stored_features(instrument=instrument, timeframe=version.timeframe, fs=version.feature_set)
+    if feats.empty:
+        raise ApplicationError("no_bars", f"{instrument.symbol} has no {version.timeframe} bars.")
+    last = feats.iloc[-1]
+    row = {n: float(last[n]) for n in version.feature_names}
+    if any(math.isnan(v) for v in row.values()):
+        raise ApplicationError("warming_up", f"{instrument.symbol} has too few bars for the features of {version.ref}.")
+    result = predict(version=version, rows=[row])[0]
+    return {**result, "symbol": instrument.symbol, "ts": feats.index[-1].isoformat()}

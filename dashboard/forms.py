@@ -40,3 +40,32 @@ class FeatureSetForm(forms.Form):
             return json.loads(self.cleaned_data["spec"])
         except ValueError as exc:
             raise forms.ValidationError(f"Not valid JSON: {exc}") from exc
+
+
+class TrainForm(forms.Form):
+    model = forms.SlugField(max_length=64, help_text="The registered model; a new name creates it.")
+    symbol = forms.CharField(max_length=32)
+    timeframe = forms.ChoiceField(choices=Timeframe.choices, initial="1d")
+    feature_set = forms.CharField(max_length=80, initial="default", help_text="name or name@version")
+    target = forms.ChoiceField(
+        choices=[
+            ("direction", "Direction (up / down)"),
+            ("ternary", "Direction with a flat band"),
+            ("return", "Return"),
+        ],
+        initial="direction",
+    )
+    horizon = forms.IntegerField(min_value=1, max_value=500, initial=1, help_text="Bars ahead.")
+    dead_band = forms.FloatField(min_value=0, initial=0.0, required=False, help_text="Flat band in % (ternary).")
+    n_trials = forms.IntegerField(min_value=1, max_value=2000, initial=20, label="Trials")
+
+
+class DeployForm(forms.Form):
+    version = forms.IntegerField(min_value=1)
+    alias = forms.SlugField(max_length=32, initial="production")
+    reason = forms.CharField(max_length=500, required=False)
+
+
+class RollbackForm(forms.Form):
+    version = forms.IntegerField(min_value=1, required=False, help_text="Empty: the version before the last move.")
+    reason = forms.CharField(max_length=500, required=False)

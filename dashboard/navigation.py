@@ -41,6 +41,8 @@ AREAS = [
         "◎",
         "AutoML training jobs and the model registry: versions, deploy, rollback, A/B.",
         "Start a training job on a feature set; the best honest model lands in the registry.",
+        "/api/docs/#/models",
+        "dashboard:models",
     ),
     Area(
         "decisions",

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import models_views, views
 
 app_name = "dashboard"
 
@@ -20,4 +20,8 @@ urlpatterns = [
     path("data/", views.data, name="data"),
     path("features/", views.features, name="features"),
     path("features/preview/", views.features_preview, name="features-preview"),
+    path("models/", models_views.models_home, name="models"),
+    path("models/jobs/<uuid:job_id>/", models_views.training_job, name="training-job"),
+    path("models/<slug:name>/", models_views.model_detail, name="model"),
+    path("models/<slug:name>/v/<int:version>/", models_views.model_version, name="model-version"),
 ]

@@ -1,4 +1,8 @@
-"""The sample dataset every demo tenant gets: generated from fixed seeds, never downloaded."""
+"""The sample dataset every demo tenant gets: generated from fixed seeds, never downloaded.
+
+BTC-USD daily carries a planted momentum edge (the next day's direction follows today's with
+probability 0.58), so the demo's model has something real to find; the other series carry none,
+and an honest model trained on them must say so (no_edge)."""
 
 from __future__ import annotations
 
@@ -10,12 +14,12 @@ from .services import bars_import
 from .synthetic import as_csv, generate_bars
 from .validation import read_table
 
-# symbol, asset class, timeframe, bars, seed, start price, annual volatility
+# symbol, asset class, timeframe, bars, seed, start price, annual volatility, planted signal
 SAMPLES = [
-    ("BTC-USD", "crypto", "1d", 1500, 101, 9000.0, 0.65),
-    ("BTC-USD", "crypto", "1h", 6000, 102, 30000.0, 0.65),
-    ("ETH-USD", "crypto", "1d", 1500, 103, 300.0, 0.8),
-    ("SYNTH-EQ", "equity", "1d", 1500, 104, 150.0, 0.25),
+    ("BTC-USD", "crypto", "1d", 1500, 101, 9000.0, 0.65, 0.08),
+    ("BTC-USD", "crypto", "1h", 6000, 102, 30000.0, 0.65, 0.0),
+    ("ETH-USD", "crypto", "1d", 1500, 103, 300.0, 0.8, 0.0),
+    ("SYNTH-EQ", "equity", "1d", 1500, 104, 150.0, 0.25, 0.0),
 ]
 SAMPLE_END = pd.Timestamp("2026-11-01", tz="UTC")
 
@@ -24,12 +28,18 @@ def sample_data_load(tenant) -> list[str]:
     """Import the samples the tenant doesn't have yet (idempotent); returns what was loaded."""
     loaded = []
     with schema_context(tenant.schema_name):
-        for symbol, asset_class, timeframe, n, seed, price, vol in SAMPLES:
+        for symbol, asset_class, timeframe, n, seed, price, vol, signal in SAMPLES:
             if Bar.objects.filter(instrument__symbol=symbol, timeframe=timeframe).exists():
                 continue
             step = pd.Timedelta(seconds=TIMEFRAME_SECONDS[timeframe])
             frame = generate_bars(
-                n, timeframe=timeframe, seed=seed, start=SAMPLE_END - step * n, start_price=price, annual_vol=vol
+                n,
+                timeframe=timeframe,
+                seed=seed,
+                start=SAMPLE_END - step * n,
+                start_price=price,
+                annual_vol=vol,
+                planted_signal=signal,
             )
             bars_import(
                 tenant=tenant,

@@ -23,8 +23,6 @@ from .services.registry import CHALLENGER, PRODUCTION, artifact_context
 
 _bundles = BoundedCache(settings.AI_MODEL_CACHE_SIZE)
 
-CLASS_NAMES = {"binary": ("down", "up"), "multiclass": ("down", "flat", "up")}
-
 
 def bundle_get(version: ModelVersion):
     """The fitted bundle of a version: decrypted, verified against its sha256, then loaded."""
@@ -111,13 +109,24 @@ def predict(*, version: ModelVersion, rows: list[dict]) -> list[dict]:
 
 
 def _format(version: ModelVersion, bundle, x: np.ndarray) -> list[dict]:
+    if len(x) == 1:  # the live path: one row, no batch machinery (p99 well under 1 ms)
+        one = bundle.predict_one(x[0])
+        if version.task == "regression":
+            return [{"prediction": one["prediction"], "version": version.ref}]
+        probs = one["probabilities"]
+        return [
+            {
+                "prediction": one["class"],
+                "confidence": float(probs[one["class"]]),
+                "probabilities": {k: float(p) for k, p in probs.items()},
+                "version": version.ref,
+            }
+        ]
     if version.task == "regression":
-        values = bundle.predict(x)
-        return [{"prediction": float(v), "version": version.ref} for v in values]
-    proba = bundle.predict_proba(x)
-    names = CLASS_NAMES[version.task]
+        return [{"prediction": float(v), "version": version.ref} for v in bundle.predict(x)]
+    names = bundle.classes
     out = []
-    for p in proba:
+    for p in bundle.predict_proba(x):
         k = int(np.argmax(p))
         out.append(
             {

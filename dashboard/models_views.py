@@ -1,0 +1,216 @@
+"""The dashboard's Models area: train (with live progress), the registry, version reports, and
+deploy / rollback for admins. Every rule lives in models_registry's services; these views only
+render and forward."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.shortcuts import redirect, render
+from django.urls import reverse
+
+from api.errors import ApplicationError
+from tenants.models import Role
+
+from .access import can, tenant_page
+from .forms import DeployForm, RollbackForm, TrainForm
+
+
+def _is_htmx(request) -> bool:
+    return request.headers.get("HX-Request") == "true"
+
+
+@tenant_page()
+def models_home(request):
+    from marketdata import selectors as md
+    from models_registry import selectors, services
+
+    form = TrainForm(request.POST or None)
+    status = 200
+    if request.method == "POST":
+        if not can(request, Role.ANALYST):
+            return render(request, "403.html", {"role": request.role, "required_role": Role.ANALYST}, status=403)
+        status = 400
+        if form.is_valid():
+            d = form.cleaned_data
+            target = {"kind": d["target"], "horizon": d["horizon"]}
+            if d["target"] == "ternary":
+                target.update(dead_band=(d["dead_band"] or 0) / 100, dead_band_unit="pct")
+            try:
+                job, _ = services.training_job_create(
+                    tenant=request.tenant,
+                    actor=request.user,
+                    model_name=d["model"],
+                    symbol=d["symbol"],
+                    timeframe=d["timeframe"],
+                    feature_set=d["feature_set"],
+                    target=target,
+                    n_trials=d["n_trials"],
+                )
+            except ApplicationError as exc:
+                form.add_error(None, exc.message)
+            else:
+                messages.success(request, f"Training job started for {job.model_name}.")
+                return redirect("dashboard:training-job", job_id=job.pk)
+    context = {
+        "models": list(selectors.model_list()),
+        "jobs": list(selectors.job_list()[:20]),
+        "form": form,
+        "instruments": list(md.instrument_list()),
+        "can_train": can(request, Role.ANALYST),
+    }
+    for model in context["models"]:
+        model.alias_list = sorted((a.name, a.version.version) for a in model.aliases.all())
+        model.latest = selectors.version_list(model=model).first()
+    return render(request, "dashboard/models.html", context, status=status)
+
+
+@tenant_page()
+def training_job(request, job_id):
+    from models_registry import selectors
+
+    job = selectors.job_get(job_id=job_id)
+    context = {"job": job, "chart": _trials_chart(job.trials), "log": job.log.splitlines()[-30:]}
+    template = "dashboard/_training_job_panel.html" if _is_htmx(request) else "dashboard/training_job.html"
+    return render(request, template, context)
+
+
+def _trials_chart(trials: list[dict], width: int = 600, height: int = 160) -> dict | None:
+    """Each finished trial's score (a dot) and the best so far (a line), as SVG coordinates."""
+    scored = [t for t in trials if t.get("score") is not None]
+    if not scored:
+        return None
+    scores = [t["score"] for t in scored]
+    lo, hi = min(scores), max(scores)
+    span = (hi - lo) or 1.0
+    n = max(t["number"] for t in scored) or 1
+    dots, best, line = [], None, []
+    for t in scored:
+        x = round(t["number"] / n * (width - 10) + 5, 1)
+        y = round(height - 5 - (t["score"] - lo) / span * (height - 10), 1)
+        dots.append({"x": x, "y": y, "family": t.get("family", ""), "score": t["score"], "number": t["number"]})
+        if best is None or t["score"] < best:
+            best = t["score"]
+        line.append(f"{x},{round(height - 5 - (best - lo) / span * (height - 10), 1)}")
+    return {"dots": dots, "best_line": " ".join(line), "width": width, "height": height, "lo": lo, "hi": hi}
+
+
+@tenant_page()
+def model_detail(request, name: str):
+    from models_registry import selectors, services
+
+    model = selectors.model_get(name=name)
+    deploy_form, rollback_form = DeployForm(prefix="deploy"), RollbackForm(prefix="rollback")
+    status = 200
+    if request.method == "POST":
+        if not can(request, Role.ADMIN):
+            return render(request, "403.html", {"role": request.role, "required_role": Role.ADMIN}, status=403)
+        status = 400
+        action = request.POST.get("action")
+        try:
+            if action == "deploy":
+                deploy_form = DeployForm(request.POST, prefix="deploy")
+                if deploy_form.is_valid():
+                    d = deploy_form.cleaned_data
+                    version = selectors.version_get(model=model, version=d["version"])
+                    services.model_deploy(
+                        model=model, version=version, alias=d["alias"], reason=d["reason"], actor=request.user
+                    )
+                    messages.success(request, f"{d['alias']} now points at {version.ref}.")
+                    return redirect("dashboard:model", name=model.name)
+            elif action == "rollback":
+                rollback_form = RollbackForm(request.POST, prefix="rollback")
+                if rollback_form.is_valid():
+                    d = rollback_form.cleaned_data
+                    version = selectors.version_get(model=model, version=d["version"]) if d["version"] else None
+                    alias = services.model_rollback(
+                        model=model, version=version, reason=d["reason"], actor=request.user
+                    )
+                    messages.success(request, f"production rolled back to {alias.version.ref}.")
+                    return redirect("dashboard:model", name=model.name)
+        except ApplicationError as exc:
+            form = deploy_form if action == "deploy" else rollback_form
+            form.add_error(None, exc.message)
+            status = exc.status
+    versions = list(selectors.version_list(model=model).defer(None).defer("artifact", "reference"))
+    for v in versions:
+        v.oos = (v.report or {}).get("oos") or {}
+        v.best_baseline = _best_baseline(v.report or {})
+    context = {
+        "model": model,
+        "aliases": selectors.alias_map(model=model),
+        "versions": versions,
+        "history": list(selectors.alias_history(model=model, limit=30)),
+        "deploy_form": deploy_form,
+        "rollback_form": rollback_form,
+        "can_deploy": can(request, Role.ADMIN),
+        "api_url": reverse("model-detail", kwargs={"name": model.name}),
+    }
+    return render(request, "dashboard/model.html", context, status=status)
+
+
+def _best_baseline(report: dict) -> dict | None:
+    baselines = report.get("baselines") or {}
+    scored = [(name, b.get("accuracy")) for name, b in baselines.items() if isinstance(b, dict)]
+    scored = [(n, a) for n, a in scored if a is not None]
+    if not scored:
+        return None
+    name, accuracy = max(scored, key=lambda kv: kv[1])
+    return {"name": name, "accuracy": accuracy}
+
+
+@tenant_page()
+def model_version(request, name: str, version: int):
+    from models_registry import selectors
+
+    model = selectors.model_get(name=name)
+    v = selectors.version_get(model=model, version=version)
+    report = v.report or {}
+    oos = report.get("oos") or {}
+    baselines = report.get("baselines") or {}
+    metric_names = [k for k, val in oos.items() if isinstance(val, int | float)]
+    rows = [
+        {
+            "metric": k,
+            "model": oos.get(k),
+            "baselines": [(b, (baselines[b] or {}).get(k)) for b in baselines],
+        }
+        for k in metric_names
+    ]
+    importance = report.get("importance") or {}
+    gain = importance.get("gain") or {}
+    top = sorted(gain.items(), key=lambda kv: -(kv[1] or 0))[:15]
+    peak = max((val or 0 for _, val in top), default=1) or 1
+    context = {
+        "model": model,
+        "v": v,
+        "report": report,
+        "rows": rows,
+        "baseline_names": list(baselines),
+        "importance": [{"name": n, "value": val, "pct": round((val or 0) / peak * 100, 1)} for n, val in top],
+        "permutation": (importance.get("permutation") or {}),
+        "calibration": _calibration_chart(report.get("calibration") or {}),
+        "confusion": report.get("confusion"),
+        "confusion_rows": [
+            {"label": label, "cells": cells}
+            for label, cells in zip(
+                (report.get("confusion") or {}).get("labels", []),
+                (report.get("confusion") or {}).get("matrix", []),
+                strict=False,
+            )
+        ],
+        "trading": report.get("trading") or {},
+        "significance": report.get("significance") or {},
+    }
+    return render(request, "dashboard/model_version.html", context)
+
+
+def _calibration_chart(calibration, size: int = 220) -> dict | None:
+    """Reliability diagram: mean predicted probability (x) against observed frequency (y)."""
+    points = []
+    bins = calibration.get("bins", []) if isinstance(calibration, dict) else []
+    for b in bins:
+        p, f = b.get("mean_predicted"), b.get("observed_frequency")
+        if p is None or f is None:
+            continue
+        points.append(f"{round(p * size, 1)},{round(size - f * size, 1)}")
+    return {"points": " ".join(points), "size": size} if points else None

@@ -5,9 +5,11 @@ makes real series hard: regimes (a hidden Markov chain of bull / bear / sideways
 clustering (GARCH(1,1) shocks with fat tails), and consistent OHLCV (high ≥ max(open, close),
 low ≤ min(open, close), volume rising with |return|).
 
-``planted_signal`` adds a known, learnable edge for tests of the ML pipeline: the sign of the next
-bar's return follows the sign of the current bar's return with probability ``0.5 + planted_signal``
-(momentum). With ``planted_signal=0`` nothing beats a coin, which honest models must say.
+``planted_signal`` adds a known, learnable edge for tests of the ML pipeline: the sign of a bar's
+return follows the sign of the return ``planted_lag`` bars earlier with probability
+``0.5 + planted_signal`` (momentum). With lag 1 the naive persistence baseline ("tomorrow like
+today") captures the whole edge; with lag 2 or more only a model that looks further back does.
+With ``planted_signal=0`` nothing beats a coin, which honest models must say.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ def generate_market(
     start_price: float = 100.0,
     annual_vol: float = 0.5,
     planted_signal: float = 0.0,
+    planted_lag: int = 1,
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """The bars and the regime name of each bar (the hidden truth a regime agent can be tested on)."""
     if timeframe not in TIMEFRAME_SECONDS:
@@ -79,8 +82,8 @@ def generate_market(
     ret = drift + bar_vol * vol_mult * shocks * np.sqrt(var)
     if planted_signal > 0:
         follow = rng.random(n) < 0.5 + planted_signal
-        for i in range(1, n):
-            same = np.sign(ret[i]) == np.sign(ret[i - 1])
+        for i in range(planted_lag, n):
+            same = np.sign(ret[i]) == np.sign(ret[i - planted_lag])
             if same != follow[i]:
                 ret[i] = -ret[i]
 

@@ -75,6 +75,14 @@ class Command(BaseCommand):
         loaded = sample_data_load(tenant)
         if loaded:
             self.stdout.write("sample market data: " + ", ".join(loaded))
+        from models_registry.samples import demo_model_ensure
+
+        def echo(percent, message):
+            self.stderr.write(
+                f"\r  training the demo model [{'#' * (percent // 5):<20}] {percent:3d}% {message[:50]:<50}", ending=""
+            )
+
+        self.stdout.write(demo_model_ensure(tenant, echo=echo))
         self.stdout.write(f"demo tenant ready; credentials in {path}")
 
     def _print(self, d):

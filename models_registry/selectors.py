@@ -20,7 +20,7 @@ def model_list() -> QuerySet[RegisteredModel]:
 def model_get(*, name: str) -> RegisteredModel:
     model = RegisteredModel.objects.filter(name=(name or "").lower()).first()
     if model is None:
-        raise NotFound("model", {"model": name})
+        raise NotFound("model")
     return model
 
 
@@ -36,7 +36,7 @@ def version_list(*, model: RegisteredModel) -> QuerySet[ModelVersion]:
 def version_get(*, model: RegisteredModel, version: int) -> ModelVersion:
     found = ModelVersion.objects.filter(model=model, version=version).select_related("feature_set", "model").first()
     if found is None:
-        raise NotFound("model version", {"model": model.name, "version": version})
+        raise NotFound("model version")
     return found
 
 
@@ -70,8 +70,8 @@ def job_get(*, job_id) -> TrainingJob:
     try:
         key = uuid.UUID(str(job_id))
     except ValueError:
-        raise NotFound("training job", {"id": str(job_id)}) from None
+        raise NotFound("training job") from None
     job = TrainingJob.objects.select_related("model_version").filter(pk=key).first()
     if job is None:
-        raise NotFound("training job", {"id": str(job_id)})
+        raise NotFound("training job")
     return job

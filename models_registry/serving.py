@@ -65,7 +65,7 @@ def version_resolve(
     if version is not None:
         found = ModelVersion.objects.filter(model=model, version=version).select_related("model").first()
         if found is None:
-            raise NotFound("model version", {"model": model.name, "version": version})
+            raise NotFound("model version")
         return found
     alias = alias or PRODUCTION
     aliases = {a.name: a.version for a in ModelAlias.objects.filter(model=model).select_related("version__model")}

@@ -35,7 +35,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
-    "ENUM_NAME_OVERRIDES": {},
+    "ENUM_NAME_OVERRIDES": {
+        "TimeframeEnum": "marketdata.models.Timeframe",
+        "JobStateEnum": "models_registry.models.JobState",
+        "CircuitStateEnum": "models_registry.models.CircuitState",
+    },
 }
 
 SIMPLE_JWT = {

@@ -3,6 +3,7 @@ training-status/:jobId, user-models, predict, deploy-ai-model, automl-recommenda
 
 from __future__ import annotations
 
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
@@ -154,7 +155,7 @@ class RecommendationsApi(APIView):
     @extend_schema(
         operation_id="automl_recommendations",
         parameters=[OpenApiParameter("symbol", str, required=True), OpenApiParameter("timeframe", str, required=True)],
-        responses={200: serializers.DictField(), **ERRORS},
+        responses={200: OpenApiTypes.OBJECT, **ERRORS},
     )
     def get(self, request):
         from features import selectors as fs_selectors
@@ -278,7 +279,7 @@ class ModelDetailApi(APIView):
         traffic = serializers.DictField(required=False, help_text='{"challenger_percent": 10}')
         retrain_every_days = serializers.IntegerField(min_value=1, max_value=365, required=False, allow_null=True)
 
-    @extend_schema(operation_id="models_retrieve", responses={200: serializers.DictField(), **ERRORS})
+    @extend_schema(operation_id="models_retrieve", responses={200: OpenApiTypes.OBJECT, **ERRORS})
     def get(self, request, name: str):
         model = selectors.model_get(name=name)
         return Response(
@@ -353,7 +354,7 @@ class PredictApi(APIView):
             return attrs
 
     @extend_schema(
-        operation_id="models_predict", request=InputSerializer, responses={200: serializers.DictField(), **ERRORS}
+        operation_id="models_predict", request=InputSerializer, responses={200: OpenApiTypes.OBJECT, **ERRORS}
     )
     def post(self, request, name: str):
         data = self.InputSerializer(data=request.data)
@@ -429,9 +430,7 @@ class DriftApi(APIView):
 
     access = {"POST": WRITE}
 
-    @extend_schema(
-        operation_id="model_versions_drift", request=None, responses={200: serializers.DictField(), **ERRORS}
-    )
+    @extend_schema(operation_id="model_versions_drift", request=None, responses={200: OpenApiTypes.OBJECT, **ERRORS})
     def post(self, request, name: str, version: int):
         model = selectors.model_get(name=name)
         return Response(drift.drift_check(version=selectors.version_get(model=model, version=version)))

@@ -332,10 +332,46 @@ def _invitation_object(fx: TenantFixture) -> Obj:
     return Obj(invitation.pk, (invitation.email,))
 
 
+def _walk_model(fx: TenantFixture):
+    """The name of a registered model of this tenant with a deployable version 1 (unique per tenant)."""
+    from django_tenants.utils import schema_context
+
+    from models_registry.models import ModelVersion
+    from tests.models_registry.factories import stored_version
+
+    name = f"walk-{fx.slug}"
+    with schema_context(fx.tenant.schema_name):
+        if not ModelVersion.objects.filter(model__name=name, version=1).exists():
+            stored_version(name)
+    return name
+
+
+def _model_object(fx: TenantFixture) -> Obj:
+    return Obj(_walk_model(fx), (f"walk-{fx.slug}",))
+
+
+def _version_object(fx: TenantFixture) -> Obj:
+    _walk_model(fx)
+    return Obj(1)
+
+
+def _job_object(fx: TenantFixture) -> Obj:
+    from django_tenants.utils import schema_context
+
+    from models_registry.models import TrainingJob
+
+    with schema_context(fx.tenant.schema_name):
+        job = TrainingJob.objects.create(model_name=f"walkjob-{fx.slug}", params={"symbol": "WALK"})
+    return Obj(str(job.pk), (f"walkjob-{fx.slug}",))
+
+
 OBJECT_FACTORIES: dict[str, Callable[[TenantFixture], Obj]] = {
     "key_id": _api_key_object,
     "member_id": _member_object,
     "invitation_id": _invitation_object,
+    "name": _model_object,
+    "version": _version_object,
+    "job_id": _job_object,
 }
 
 # Request bodies that reach further than a generated one (a real login reaches the 200).
@@ -559,6 +595,7 @@ def test_tenant_only_routes_are_guarded_by_tenant_access(op):
 READ_ONLY_MAY_WRITE: dict[str, str] = {
     "data_validate": "checks a file and writes nothing",
     "features_calculate": "computes features and writes nothing",
+    "models_predict": "predicts and writes nothing",
 }
 
 

@@ -18,7 +18,9 @@ URL = "/api/v1/training-jobs/"
 @pytest.fixture
 def bars(alpha):
     with schema_context(alpha.tenant.schema_name):
-        md_services.bars_import(tenant=alpha.tenant, symbol="TRN", timeframe="1d", raw=read_table(as_csv(generate_bars(400, seed=3)), "csv"))
+        md_services.bars_import(
+            tenant=alpha.tenant, symbol="TRN", timeframe="1d", raw=read_table(as_csv(generate_bars(400, seed=3)), "csv")
+        )
     return "TRN"
 
 

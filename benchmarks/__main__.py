@@ -180,6 +180,7 @@ def bench_marketdata():
 
 
 if __name__ == "__main__":
+    from benchmarks.automl import bench_automl
     from benchmarks.features import bench_features
 
     print("== benchmarks (2-core machine; client and server share the cores) ==")
@@ -187,3 +188,4 @@ if __name__ == "__main__":
     bench_http()
     bench_features()
     bench_marketdata()
+    bench_automl()

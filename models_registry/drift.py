@@ -56,6 +56,7 @@ def drift_check(*, version: ModelVersion, window: int = WINDOW, record: bool = T
     for name, ref in reference.items():
         if name in recent.columns:
             per_feature[name] = round(psi(ref["shares"], shares(recent[name].to_numpy(float), ref["edges"])), 4)
+    prediction = _prediction_drift(version, recent)
     worst = max(per_feature.items(), key=lambda kv: kv[1], default=(None, 0.0))
     result = {
         "checked_at": timezone.now().isoformat(),
@@ -65,7 +66,8 @@ def drift_check(*, version: ModelVersion, window: int = WINDOW, record: bool = T
         "max_psi": worst[1],
         "worst_feature": worst[0],
         "features": per_feature,
-        "drifted": worst[1] > PSI_ALERT,
+        "prediction": prediction,
+        "drifted": worst[1] > PSI_ALERT or (prediction or {}).get("psi", 0) > PSI_ALERT,
     }
     if record:
         ModelVersion.objects.filter(pk=version.pk).update(drift=result)
@@ -81,3 +83,26 @@ def drift_check(*, version: ModelVersion, window: int = WINDOW, record: bool = T
                 details=result,
             )
     return result
+
+
+def _prediction_drift(version: ModelVersion, recent) -> dict | None:
+    """PSI of the predicted-class shares: out-of-sample predictions at training (the confusion
+    matrix's column sums) against the version's predictions on the recent window."""
+    from .serving import bundle_get
+
+    confusion = (version.report or {}).get("confusion") or {}
+    matrix = np.asarray(confusion.get("matrix") or [], dtype=float)
+    if version.task == "regression" or matrix.ndim != 2 or not matrix.sum():
+        return None
+    rows = recent[version.feature_names].dropna()
+    if rows.empty or version.artifact is None:
+        return None
+    expected = matrix.sum(axis=0) / matrix.sum()
+    predicted = bundle_get(version).predict(rows.to_numpy(dtype=float))
+    actual = np.bincount(predicted.astype(int), minlength=len(expected))[: len(expected)] / len(predicted)
+    return {
+        "psi": round(psi(expected, actual), 4),
+        "training": [round(float(x), 4) for x in expected],
+        "recent": [round(float(x), 4) for x in actual],
+        "classes": confusion.get("labels"),
+    }

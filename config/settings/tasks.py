@@ -36,3 +36,9 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # One tenant may hold at most this many worker slots at once; excess tasks are re-queued
 # with a short delay so other tenants' tasks run (see tenants.tasks.TenantFairTask).
 TENANT_TASK_CONCURRENCY = env_int("TENANT_TASK_CONCURRENCY", 2)
+
+# Periodic work (celery beat): the registry's sweep re-queues training jobs whose worker died,
+# starts scheduled retrains and checks drift of production versions, tenant by tenant.
+CELERY_BEAT_SCHEDULE = {
+    "models-registry-sweep": {"task": "models_registry.sweep", "schedule": 300.0},
+}

@@ -62,7 +62,7 @@ class TrainForm(forms.Form):
 
 class DeployForm(forms.Form):
     version = forms.IntegerField(min_value=1)
-    alias = forms.SlugField(max_length=32, initial="production")
+    alias = forms.SlugField(max_length=32, initial="production", required=False, help_text="Empty: production.")
     reason = forms.CharField(max_length=500, required=False)
 
 

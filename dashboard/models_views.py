@@ -5,10 +5,11 @@ render and forward."""
 from __future__ import annotations
 
 from django.contrib import messages
+from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
 
-from api.errors import ApplicationError
+from api.errors import ApplicationError, NotFound
 from tenants.models import Role
 
 from .access import can, tenant_page
@@ -17,6 +18,13 @@ from .forms import DeployForm, RollbackForm, TrainForm
 
 def _is_htmx(request) -> bool:
     return request.headers.get("HX-Request") == "true"
+
+
+def _or_404(selector, **kwargs):
+    try:
+        return selector(**kwargs)
+    except NotFound as exc:
+        raise Http404(exc.message) from exc
 
 
 @tenant_page()
@@ -68,7 +76,7 @@ def models_home(request):
 def training_job(request, job_id):
     from models_registry import selectors
 
-    job = selectors.job_get(job_id=job_id)
+    job = _or_404(selectors.job_get, job_id=job_id)
     context = {"job": job, "chart": _trials_chart(job.trials), "log": job.log.splitlines()[-30:]}
     template = "dashboard/_training_job_panel.html" if _is_htmx(request) else "dashboard/training_job.html"
     return render(request, template, context)
@@ -98,7 +106,7 @@ def _trials_chart(trials: list[dict], width: int = 600, height: int = 160) -> di
 def model_detail(request, name: str):
     from models_registry import selectors, services
 
-    model = selectors.model_get(name=name)
+    model = _or_404(selectors.model_get, name=name)
     deploy_form, rollback_form = DeployForm(prefix="deploy"), RollbackForm(prefix="rollback")
     status = 200
     if request.method == "POST":
@@ -112,10 +120,11 @@ def model_detail(request, name: str):
                 if deploy_form.is_valid():
                     d = deploy_form.cleaned_data
                     version = selectors.version_get(model=model, version=d["version"])
+                    alias = d["alias"] or "production"
                     services.model_deploy(
-                        model=model, version=version, alias=d["alias"], reason=d["reason"], actor=request.user
+                        model=model, version=version, alias=alias, reason=d["reason"], actor=request.user
                     )
-                    messages.success(request, f"{d['alias']} now points at {version.ref}.")
+                    messages.success(request, f"{alias} now points at {version.ref}.")
                     return redirect("dashboard:model", name=model.name)
             elif action == "rollback":
                 rollback_form = RollbackForm(request.POST, prefix="rollback")
@@ -162,8 +171,8 @@ def _best_baseline(report: dict) -> dict | None:
 def model_version(request, name: str, version: int):
     from models_registry import selectors
 
-    model = selectors.model_get(name=name)
-    v = selectors.version_get(model=model, version=version)
+    model = _or_404(selectors.model_get, name=name)
+    v = _or_404(selectors.version_get, model=model, version=version)
     report = v.report or {}
     oos = report.get("oos") or {}
     baselines = report.get("baselines") or {}
@@ -177,9 +186,17 @@ def model_version(request, name: str, version: int):
         for k in metric_names
     ]
     importance = report.get("importance") or {}
-    gain = importance.get("gain") or {}
+    names = importance.get("features") or []
+    gain = dict(zip(names, importance.get("gain") or [], strict=False))
     top = sorted(gain.items(), key=lambda kv: -(kv[1] or 0))[:15]
     peak = max((val or 0 for _, val in top), default=1) or 1
+    permutation = [
+        {"name": n, "mean": m, "std": sd}
+        for n, m, sd in zip(
+            names, importance.get("permutation_mean") or [], importance.get("permutation_std") or [], strict=False
+        )
+    ]
+    permutation.sort(key=lambda p: -(p["mean"] or 0))
     context = {
         "model": model,
         "v": v,
@@ -187,7 +204,8 @@ def model_version(request, name: str, version: int):
         "rows": rows,
         "baseline_names": list(baselines),
         "importance": [{"name": n, "value": val, "pct": round((val or 0) / peak * 100, 1)} for n, val in top],
-        "permutation": (importance.get("permutation") or {}),
+        "permutation": permutation[:15],
+        "permutation_metric": importance.get("permutation_metric", ""),
         "calibration": _calibration_chart(report.get("calibration") or {}),
         "confusion": report.get("confusion"),
         "confusion_rows": [

@@ -1,0 +1,112 @@
+"""The Models pages: train from a form (analysts), watch the job, read the honest report, and
+deploy / roll back (admins); viewers see everything and change nothing."""
+
+import pytest
+from django.test import Client
+from django_tenants.utils import schema_context
+
+from marketdata import services as md_services
+from marketdata.synthetic import as_csv, generate_bars
+from marketdata.validation import read_table
+from models_registry.models import ModelAlias, TrainingJob
+from models_registry.services.training import training_job_run
+from tenants.middleware import SESSION_TENANT_KEY
+
+pytestmark = pytest.mark.django_db
+HX = {"HTTP_HX_REQUEST": "true"}
+
+
+def _client(fx, role) -> Client:
+    c = Client()
+    c.force_login(fx.users[role])
+    s = c.session
+    s[SESSION_TENANT_KEY] = fx.tenant.pk
+    s.save()
+    return c
+
+
+def _bars(fx):
+    with schema_context(fx.tenant.schema_name):
+        raw = read_table(as_csv(generate_bars(500, seed=41)), "csv")
+        md_services.bars_import(tenant=fx.tenant, symbol="PAGE", timeframe="1d", raw=raw)
+
+
+FORM = {
+    "model": "page-model",
+    "symbol": "PAGE",
+    "timeframe": "1d",
+    "feature_set": "default",
+    "target": "direction",
+    "horizon": "1",
+    "dead_band": "0",
+    "n_trials": "3",
+}
+
+
+def test_train_watch_report_and_deploy_from_the_pages(alpha):
+    _bars(alpha)
+    analyst = _client(alpha, "analyst")
+    assert "No models yet" in analyst.get("/app/models/").content.decode()
+    # a bad request shows what to fix and starts nothing
+    r = analyst.post("/app/models/", {**FORM, "symbol": "NOPE"})
+    assert r.status_code == 400 and "data-form-errors" in r.content.decode()
+    with schema_context(alpha.tenant.schema_name):
+        assert not TrainingJob.objects.exists()
+    r = analyst.post("/app/models/", FORM)
+    assert r.status_code == 302
+    with schema_context(alpha.tenant.schema_name):
+        job = TrainingJob.objects.get()
+    assert r["Location"] == f"/app/models/jobs/{job.pk}/"
+    page = analyst.get(r["Location"]).content.decode()
+    assert 'data-state="queued"' in page and 'hx-trigger="every 2s"' in page  # polls while it runs
+    with schema_context(alpha.tenant.schema_name):
+        training_job_run(job_id=job.pk)  # what the worker does
+    panel = analyst.get(f"/app/models/jobs/{job.pk}/", **HX).content.decode()
+    assert 'data-state="succeeded"' in panel and "every 2s" not in panel and "page-model@1" in panel
+    assert "<circle" in panel  # the trials chart
+    # the report: metrics next to baselines, verdict, calibration
+    report = analyst.get("/app/models/page-model/v/1/").content.decode()
+    assert "data-metrics" in report and "majority" in report and "persistence" in report
+    assert 'data-verdict="no_edge"' in report or 'data-verdict="edge"' in report
+    # analysts can't move aliases; admins can (the gate may refuse a version without an edge)
+    assert analyst.post("/app/models/page-model/", {"action": "deploy", "deploy-version": "1"}).status_code == 403
+    admin = _client(alpha, "admin")
+    r = admin.post(
+        "/app/models/page-model/",
+        {"action": "deploy", "deploy-version": "1", "deploy-alias": "challenger", "deploy-reason": "try it"},
+    )
+    assert r.status_code == 302
+    with schema_context(alpha.tenant.schema_name):
+        assert ModelAlias.objects.get(name="challenger").version.version == 1
+    page = _client(alpha, "viewer").get("/app/models/page-model/").content.decode()
+    assert 'data-alias="challenger"' in page and "try it" in page and 'data-form="deploy"' not in page
+
+
+def test_viewers_cannot_start_training(alpha):
+    _bars(alpha)
+    viewer = _client(alpha, "viewer")
+    assert 'data-form="train"' not in viewer.get("/app/models/").content.decode()
+    assert viewer.post("/app/models/", FORM).status_code == 403
+    with schema_context(alpha.tenant.schema_name):
+        assert not TrainingJob.objects.exists()
+
+
+def test_gate_refusal_is_shown_on_the_page(alpha):
+    from tests.models_registry.factories import stored_version
+
+    with schema_context(alpha.tenant.schema_name):
+        stored_version("gate-page", no_edge=True)
+    r = _client(alpha, "admin").post("/app/models/gate-page/", {"action": "deploy", "deploy-version": "1"})
+    html = r.content.decode()
+    assert r.status_code == 409 and "does not beat its naive baselines" in html
+
+
+def test_other_tenants_models_are_not_found(alpha, beta):
+    from tests.models_registry.factories import stored_version
+
+    with schema_context(alpha.tenant.schema_name):
+        stored_version("secret-model")
+    c = _client(beta, "owner")
+    assert c.get("/app/models/secret-model/").status_code == 404
+    assert c.get("/app/models/secret-model/v/1/").status_code == 404
+    assert "secret-model" not in c.get("/app/models/").content.decode()

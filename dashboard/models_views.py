@@ -216,8 +216,8 @@ def model_version(request, name: str, version: int):
                 strict=False,
             )
         ],
-        "trading": report.get("trading") or {},
-        "significance": report.get("significance") or {},
+        "trading": _trading_rows(report.get("trading") or {}),
+        "significance": _significance_text(report.get("significance") or {}),
     }
     return render(request, "dashboard/model_version.html", context)
 
@@ -232,3 +232,35 @@ def _calibration_chart(calibration, size: int = 220) -> dict | None:
             continue
         points.append(f"{round(p * size, 1)},{round(size - f * size, 1)}")
     return {"points": " ".join(points), "size": size} if points else None
+
+
+def _pct(x) -> str:
+    return "—" if x is None else f"{x * 100:+.1f} %"
+
+
+def _trading_rows(t: dict) -> list[tuple[str, str]]:
+    """The trading readout in words and units (compounded returns of the model's long/short signal)."""
+    if not t:
+        return []
+    rows = [
+        ("Net return (after fees)", _pct(t.get("total_return"))),
+        ("Gross return", _pct(t.get("gross_return"))),
+        ("Buy and hold", _pct(t.get("buy_and_hold_return"))),
+        ("Fees paid", _pct(t.get("fees_paid")).lstrip("+")),
+        ("Position changes", str(t.get("trades", "—"))),
+        ("Hit rate", "—" if t.get("hit_rate") is None else f"{t['hit_rate'] * 100:.1f} %"),
+        ("Sharpe per bar", "—" if t.get("sharpe_per_bar") is None else f"{t['sharpe_per_bar']:.3f}"),
+        ("Periods (bars)", f"{t.get('periods', '—')} ({t.get('fee_bps', '—')} bps per side)"),
+    ]
+    return rows
+
+
+def _significance_text(sig: dict) -> str:
+    if not sig:
+        return ""
+    p = sig.get("p_value")
+    test = str(sig.get("test", "")).replace("_", " ")
+    if p is None:
+        return ""
+    model, base = sig.get("model_accuracy", 0), sig.get("baseline_accuracy", 0)
+    return f"accuracy {model:.3f} against {sig.get('against')} {base:.3f}; p = {p:.2g} ({test}, n = {sig.get('n')})"

@@ -22,7 +22,9 @@ PAGES = {
     "members": "/app/members/",
     "profile": "/accounts/profile/",
     "new-tenant": "/app/tenants/new/",
-    "area-models": "/app/area/models/",
+    "models": "/app/models/",
+    "model": "/app/models/btc-daily/",
+    "model-report": "/app/models/btc-daily/v/1/",
     "data": "/app/data/",
     "features": "/app/features/",
 }

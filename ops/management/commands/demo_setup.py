@@ -82,7 +82,9 @@ class Command(BaseCommand):
                 f"\r  training the demo model [{'#' * (percent // 5):<20}] {percent:3d}% {message[:50]:<50}", ending=""
             )
 
-        self.stdout.write(demo_model_ensure(tenant, echo=echo))
+        outcome = demo_model_ensure(tenant, echo=echo)
+        self.stderr.write("")  # end the progress line
+        self.stdout.write(outcome)
         self.stdout.write(f"demo tenant ready; credentials in {path}")
 
     def _print(self, d):

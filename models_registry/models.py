@@ -74,6 +74,7 @@ class RegisteredModel(models.Model):
     # A/B and canary: {"challenger_percent": 10}; routing is deterministic by request key
     traffic = models.JSONField(default=dict)
     retrain_every_days = models.PositiveSmallIntegerField(null=True, blank=True)
+    retrain_on_drift = models.BooleanField(default=False)  # a drifted production version starts a retrain
     last_retrain_at = models.DateTimeField(null=True, blank=True)
     created_by = models.CharField(max_length=254, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -28,7 +28,7 @@ def version_list(*, model: RegisteredModel) -> QuerySet[ModelVersion]:
     return (
         ModelVersion.objects.filter(model=model)
         .select_related("feature_set", "model")
-        .defer("artifact", "report", "reference")
+        .defer("artifact", "reference")
         .order_by("-version")
     )
 

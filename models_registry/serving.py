@@ -42,6 +42,7 @@ def bundle_get(version: ModelVersion):
     from .ml import artifacts  # xgboost/skops load only in processes that predict
 
     bundle = artifacts.load(data)
+    bundle.predict_one(np.zeros(len(bundle.feature_names)))  # warm: the first live request pays nothing extra
     _bundles.put(key, bundle)
     return bundle
 

@@ -245,6 +245,7 @@ class ModelSerializer(serializers.ModelSerializer):
             "deploy_policy",
             "traffic",
             "retrain_every_days",
+            "retrain_on_drift",
             "last_retrain_at",
             "recipe",
             "created_by",
@@ -278,6 +279,7 @@ class ModelDetailApi(APIView):
         )
         traffic = serializers.DictField(required=False, help_text='{"challenger_percent": 10}')
         retrain_every_days = serializers.IntegerField(min_value=1, max_value=365, required=False, allow_null=True)
+        retrain_on_drift = serializers.BooleanField(required=False, help_text="Retrain into challenger on drift.")
 
     @extend_schema(operation_id="models_retrieve", responses={200: OpenApiTypes.OBJECT, **ERRORS})
     def get(self, request, name: str):
@@ -313,6 +315,7 @@ class ModelDetailApi(APIView):
             deploy_policy=v.get("deploy_policy"),
             traffic=v.get("traffic"),
             retrain_every_days=v["retrain_every_days"] if "retrain_every_days" in v else False,
+            retrain_on_drift=v.get("retrain_on_drift"),
             description=v.get("description"),
         )
         return Response(ModelSerializer(model).data)

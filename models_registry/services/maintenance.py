@@ -42,8 +42,16 @@ def registry_sweep_run(now: dt.datetime | None = None) -> dict:
         checked_today = (alias.version.drift or {}).get("checked_at", "") >= since.isoformat()
         if not recent.exists() and not checked_today:
             try:
-                drift_check(version=alias.version, record=True)
+                result = drift_check(version=alias.version, record=True)
                 checked.append(alias.version.ref)
             except ApplicationError:
-                pass
+                continue
+            model = alias.model
+            busy = TrainingJob.objects.filter(model_name=model.name, state__in=[JobState.QUEUED, JobState.RUNNING])
+            if result["drifted"] and model.retrain_on_drift and not busy.exists():
+                try:
+                    model_retrain(tenant=tenant, model=model, actor="drift", reason=f"drift: PSI {result['max_psi']}")
+                    retrained.append(model.name)
+                except ApplicationError:
+                    pass
     return {"reaped": reaped, "retrained": retrained, "drift_checked": checked}

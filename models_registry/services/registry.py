@@ -257,9 +257,13 @@ def model_settings_update(
     deploy_policy: dict | None = None,
     traffic: dict | None = None,
     retrain_every_days: int | None | bool = False,
+    retrain_on_drift: bool | None = None,
     description: str | None = None,
 ) -> RegisteredModel:
     changed = {}
+    if retrain_on_drift is not None:
+        model.retrain_on_drift = bool(retrain_on_drift)
+        changed["retrain_on_drift"] = model.retrain_on_drift
     if deploy_policy is not None:
         gate = deploy_policy.get("gate", "edge")
         if gate not in GATES:

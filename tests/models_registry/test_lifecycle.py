@@ -162,3 +162,23 @@ def test_training_progress_reaches_the_tenants_websocket_only(alpha, beta):
             await c.disconnect()
 
     asyncio.run(scenario())
+
+
+def test_a_drifted_production_version_can_trigger_a_retrain_into_challenger(alpha, trained):
+    from models_registry.services import model_deploy, model_settings_update
+
+    with schema_context(alpha.tenant.schema_name):
+        model = trained.model
+        model_settings_update(model=model, deploy_policy={"gate": "none"}, retrain_on_drift=True)
+        model_deploy(model=model, version=trained)
+        start = generate_bars(600, seed=31).index[-1] + pd.Timedelta("1D")
+    _import(alpha, generate_bars(120, seed=35, start=start, start_price=100.0, annual_vol=2.5))
+    with schema_context(alpha.tenant.schema_name):
+        with mock.patch("models_registry.tasks.train_model.delay") as delay:
+            result = registry_sweep_run()
+        assert result["drift_checked"] == [trained.ref] and result["retrained"] == ["life"]
+        job = TrainingJob.objects.filter(model_name="life", state=JobState.QUEUED).get()
+        assert job.params["deploy_to"] == "challenger" and delay.call_count == 0  # sent on commit
+        assert ModelAlert.objects.filter(kind="drift", version=trained).count() == 1
+        # checked today: the next sweep neither re-checks nor queues another job
+        assert registry_sweep_run()["drift_checked"] == []

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import pytest
+from django.conf import settings
 from django.db import connection
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import RefreshToken
@@ -146,3 +147,28 @@ def tenant_schema_exists(schema: str) -> bool:
     with connection.cursor() as cur:
         cur.execute("SELECT 1 FROM information_schema.schemata WHERE schema_name = %s", [schema])
         return cur.fetchone() is not None
+
+
+def service_env() -> dict[str, str]:
+    """Environment for a child process (a server, a worker) that must use this test session's
+    database and Redis databases."""
+    from urllib.parse import quote
+
+    from config.settings import services
+
+    s = connection.settings_dict
+    user = quote(s["USER"] or "postgres")
+    auth = f"{user}:{quote(s['PASSWORD'])}" if s.get("PASSWORD") else user
+    host = s.get("HOST") or ""
+    if host.startswith("/"):
+        url = f"postgresql://{auth}@/{s['NAME']}?host={quote(host)}"
+    else:
+        url = f"postgresql://{auth}@{host or '127.0.0.1'}:{s.get('PORT') or 5432}/{s['NAME']}"
+    return {
+        "DATABASE_URL": url,
+        "REDIS_URL": settings.REDIS_URL,
+        "REDIS_DB_CACHE": str(services.REDIS_DB_CACHE),
+        "REDIS_DB_BROKER": str(services.REDIS_DB_BROKER),
+        "REDIS_DB_CHANNELS": str(services.REDIS_DB_CHANNELS),
+        "REDIS_DB_USAGE": str(services.REDIS_DB_USAGE),
+    }

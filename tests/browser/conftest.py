@@ -11,11 +11,11 @@ from __future__ import annotations
 import os
 import uuid
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
-from django.conf import settings
 from django.db import connection
+
+from tests.conftest import service_env
 
 from .support import DESKTOP, Dashboard, WebServer, browser_launch, chromium_missing_reason
 
@@ -33,16 +33,6 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.browser)
             if _missing:
                 item.add_marker(pytest.mark.skip(reason=_missing))
-
-
-def _database_url() -> str:
-    s = connection.settings_dict
-    user = quote(s["USER"] or "postgres")
-    auth = f"{user}:{quote(s['PASSWORD'])}" if s.get("PASSWORD") else user
-    host = s.get("HOST") or ""
-    if host.startswith("/"):
-        return f"postgresql://{auth}@/{s['NAME']}?host={quote(host)}"
-    return f"postgresql://{auth}@{host or '127.0.0.1'}:{s.get('PORT') or 5432}/{s['NAME']}"
 
 
 @pytest.fixture(scope="session")
@@ -72,19 +62,13 @@ def test_database(django_db_setup, django_db_blocker):
 @pytest.fixture(scope="session")
 def web(test_database, django_db_blocker, mail_dir):
     """The app served by gunicorn against the test database and the tests' Redis databases."""
-    from config.settings import services
 
     with django_db_blocker.unblock():
         from tenants.services import tenant_template_ensure
 
         tenant_template_ensure()
         env = {
-            "DATABASE_URL": _database_url(),
-            "REDIS_URL": settings.REDIS_URL,
-            "REDIS_DB_CACHE": str(services.REDIS_DB_CACHE),
-            "REDIS_DB_BROKER": str(services.REDIS_DB_BROKER),
-            "REDIS_DB_CHANNELS": str(services.REDIS_DB_CHANNELS),
-            "REDIS_DB_USAGE": str(services.REDIS_DB_USAGE),
+            **service_env(),
             "EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend",
             "EMAIL_FILE_PATH": str(mail_dir),
             "DJANGO_DEBUG": "false",

@@ -2,29 +2,18 @@
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.test import Client
 from django_tenants.utils import schema_context
 
 from features.models import FeatureSet
 from marketdata.models import Bar, Instrument
 from marketdata.synthetic import as_csv, generate_bars
-from tenants.middleware import SESSION_TENANT_KEY
+from tests.dashboard.support import HX, dashboard_client
 
 pytestmark = pytest.mark.django_db
-HX = {"HTTP_HX_REQUEST": "true"}
-
-
-def _client(fx, role) -> Client:
-    c = Client()
-    c.force_login(fx.users[role])
-    s = c.session
-    s[SESSION_TENANT_KEY] = fx.tenant.pk
-    s.save()
-    return c
 
 
 def test_import_from_the_page_then_it_is_listed(alpha):
-    c = _client(alpha, "analyst")
+    c = dashboard_client(alpha, "analyst")
     assert 'data-empty="instruments"' in c.get("/app/data/").content.decode()
     upload = SimpleUploadedFile("btc.csv", as_csv(generate_bars(90, seed=31)).encode())
     r = c.post("/app/data/", {"file": upload, "symbol": "BTC-USD", "timeframe": "1d", "on_conflict": "error"}, **HX)
@@ -34,7 +23,7 @@ def test_import_from_the_page_then_it_is_listed(alpha):
 
 
 def test_bad_file_lists_row_errors_and_writes_nothing(alpha):
-    c = _client(alpha, "admin")
+    c = dashboard_client(alpha, "admin")
     csv = "timestamp,open,high,low,close,volume\n2024-01-01,1,2,0.5,1,10\n2024-01-02,1,0.5,0.5,1,-1\n"
     upload = SimpleUploadedFile("bad.csv", csv.encode())
     r = c.post("/app/data/", {"file": upload, "symbol": "BAD", "timeframe": "1d", "on_conflict": "error"}, **HX)
@@ -48,7 +37,7 @@ def test_bad_file_lists_row_errors_and_writes_nothing(alpha):
 
 
 def test_viewer_sees_data_but_cannot_import(alpha):
-    c = _client(alpha, "viewer")
+    c = dashboard_client(alpha, "viewer")
     page = c.get("/app/data/").content.decode()
     assert 'data-form="import"' not in page and "Ask an analyst" in page
     upload = SimpleUploadedFile("b.csv", as_csv(generate_bars(5, seed=1)).encode())
@@ -58,7 +47,7 @@ def test_viewer_sees_data_but_cannot_import(alpha):
 
 
 def test_feature_set_editor(alpha):
-    c = _client(alpha, "analyst")
+    c = dashboard_client(alpha, "analyst")
     page = c.get("/app/features/").content.decode()
     assert 'data-feature-set="default@1"' in page and "rsi_14" in page
     r = c.post(
@@ -77,7 +66,7 @@ def test_feature_set_editor(alpha):
 
 
 def test_viewer_cannot_create_feature_sets(alpha):
-    c = _client(alpha, "viewer")
+    c = dashboard_client(alpha, "viewer")
     assert 'data-form="feature-set"' not in c.get("/app/features/").content.decode()
     r = c.post("/app/features/", {"name": "v", "spec": '{"features": [{"indicator": "ema"}]}'})
     assert r.status_code == 403
@@ -91,7 +80,7 @@ def test_feature_preview_draws_the_set_over_price(alpha):
         md_services.bars_import(
             tenant=alpha.tenant, symbol="PV", timeframe="1d", raw=read_table(as_csv(generate_bars(300, seed=5)), "csv")
         )
-    c = _client(alpha, "viewer")
+    c = dashboard_client(alpha, "viewer")
     assert 'data-form="preview"' in c.get("/app/features/").content.decode()
     html = c.get("/app/features/preview/?ref=default&symbol=PV&timeframe=1d").content.decode()
     assert html.count("<polyline") == 1 + 3 + 6  # close, the three bands over price; six lines below

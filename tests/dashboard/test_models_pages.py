@@ -2,7 +2,6 @@
 deploy / roll back (admins); viewers see everything and change nothing."""
 
 import pytest
-from django.test import Client
 from django_tenants.utils import schema_context
 
 from marketdata import services as md_services
@@ -10,19 +9,9 @@ from marketdata.synthetic import as_csv, generate_bars
 from marketdata.validation import read_table
 from models_registry.models import ModelAlias, TrainingJob
 from models_registry.services.training import training_job_run
-from tenants.middleware import SESSION_TENANT_KEY
+from tests.dashboard.support import HX, dashboard_client
 
 pytestmark = pytest.mark.django_db
-HX = {"HTTP_HX_REQUEST": "true"}
-
-
-def _client(fx, role) -> Client:
-    c = Client()
-    c.force_login(fx.users[role])
-    s = c.session
-    s[SESSION_TENANT_KEY] = fx.tenant.pk
-    s.save()
-    return c
 
 
 def _bars(fx):
@@ -45,7 +34,7 @@ FORM = {
 
 def test_train_watch_report_and_deploy_from_the_pages(alpha):
     _bars(alpha)
-    analyst = _client(alpha, "analyst")
+    analyst = dashboard_client(alpha, "analyst")
     assert "No models yet" in analyst.get("/app/models/").content.decode()
     # a bad request shows what to fix and starts nothing
     r = analyst.post("/app/models/", {**FORM, "symbol": "NOPE"})
@@ -70,7 +59,7 @@ def test_train_watch_report_and_deploy_from_the_pages(alpha):
     assert 'data-verdict="no_edge"' in report or 'data-verdict="edge"' in report
     # analysts can't move aliases; admins can (the gate may refuse a version without an edge)
     assert analyst.post("/app/models/page-model/", {"action": "deploy", "deploy-version": "1"}).status_code == 403
-    admin = _client(alpha, "admin")
+    admin = dashboard_client(alpha, "admin")
     r = admin.post(
         "/app/models/page-model/",
         {"action": "deploy", "deploy-version": "1", "deploy-alias": "challenger", "deploy-reason": "try it"},
@@ -78,13 +67,13 @@ def test_train_watch_report_and_deploy_from_the_pages(alpha):
     assert r.status_code == 302
     with schema_context(alpha.tenant.schema_name):
         assert ModelAlias.objects.get(name="challenger").version.version == 1
-    page = _client(alpha, "viewer").get("/app/models/page-model/").content.decode()
+    page = dashboard_client(alpha, "viewer").get("/app/models/page-model/").content.decode()
     assert 'data-alias="challenger"' in page and "try it" in page and 'data-form="deploy"' not in page
 
 
 def test_viewers_cannot_start_training(alpha):
     _bars(alpha)
-    viewer = _client(alpha, "viewer")
+    viewer = dashboard_client(alpha, "viewer")
     assert 'data-form="train"' not in viewer.get("/app/models/").content.decode()
     assert viewer.post("/app/models/", FORM).status_code == 403
     with schema_context(alpha.tenant.schema_name):
@@ -96,7 +85,7 @@ def test_gate_refusal_is_shown_on_the_page(alpha):
 
     with schema_context(alpha.tenant.schema_name):
         stored_version("gate-page", no_edge=True)
-    r = _client(alpha, "admin").post("/app/models/gate-page/", {"action": "deploy", "deploy-version": "1"})
+    r = dashboard_client(alpha, "admin").post("/app/models/gate-page/", {"action": "deploy", "deploy-version": "1"})
     html = r.content.decode()
     assert r.status_code == 409 and "does not beat its naive baselines" in html
 
@@ -106,7 +95,7 @@ def test_other_tenants_models_are_not_found(alpha, beta):
 
     with schema_context(alpha.tenant.schema_name):
         stored_version("secret-model")
-    c = _client(beta, "owner")
+    c = dashboard_client(beta, "owner")
     assert c.get("/app/models/secret-model/").status_code == 404
     assert c.get("/app/models/secret-model/v/1/").status_code == 404
     assert "secret-model" not in c.get("/app/models/").content.decode()

@@ -16,7 +16,7 @@ from marketdata.synthetic import as_csv, generate_bars
 from marketdata.validation import read_table
 from models_registry.models import JobState, ModelVersion, TrainingJob
 from models_registry.services.training import training_job_create, training_job_run
-from tests.browser.conftest import _database_url
+from tests.conftest import service_env
 
 N_TRIALS = 12
 
@@ -48,23 +48,13 @@ def committed_job(django_db_setup, django_db_blocker):
 
 
 def _worker(schema: str, job_id) -> subprocess.Popen:
-    from config.settings import services
-
     code = (
         "from django_tenants.utils import schema_context\n"
         "from models_registry.services.training import training_job_run\n"
         f"with schema_context({schema!r}):\n"
         f"    training_job_run(job_id={str(job_id)!r})\n"
     )
-    env = {
-        **os.environ,
-        "DATABASE_URL": _database_url(),
-        "REDIS_URL": settings.REDIS_URL,
-        "REDIS_DB_CACHE": str(services.REDIS_DB_CACHE),
-        "REDIS_DB_BROKER": str(services.REDIS_DB_BROKER),
-        "REDIS_DB_CHANNELS": str(services.REDIS_DB_CHANNELS),
-        "REDIS_DB_USAGE": str(services.REDIS_DB_USAGE),
-    }
+    env = {**os.environ, **service_env()}
     return subprocess.Popen(
         [sys.executable, "manage.py", "shell", "-c", code],
         cwd=settings.BASE_DIR,

@@ -30,6 +30,7 @@ SHARED_APPS = [
     "api",
     "ops",
     "dashboard",
+    "eventbus",
 ]
 TENANT_APPS = [
     "django.contrib.contenttypes",

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class EventbusConfig(AppConfig):
+    name = "eventbus"
+    verbose_name = "Event bus"

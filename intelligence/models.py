@@ -1,1 +1,162 @@
-# Models for this area arrive with its issue.
+"""Decisions of one tenant (tenant schema): the flow that configures the pipeline, every decision
+with its explanation and later its outcome, the consensus engine's learned state, and the paper
+ledger (positions and fills) the risk agent reads."""
+
+from __future__ import annotations
+
+from django.contrib.postgres.indexes import BrinIndex
+from django.db import models
+
+
+class Flow(models.Model):
+    """A versioned configuration of the decision pipeline: agents, their settings and initial
+    weights, thresholds, model alias, risk limits. A version never changes; one is active."""
+
+    name = models.SlugField(max_length=64)
+    version = models.PositiveIntegerField()
+    config = models.JSONField()
+    active = models.BooleanField(default=False)
+    created_by = models.CharField(max_length=254, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["name", "version"], name="flow_version_unique"),
+            models.UniqueConstraint(fields=["active"], condition=models.Q(active=True), name="one_active_flow"),
+        ]
+
+    def __str__(self) -> str:
+        return self.ref
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+class Action(models.TextChoices):
+    BUY = "BUY"
+    SELL = "SELL"
+    HOLD = "HOLD"
+
+
+class Decision(models.Model):
+    """One decision. ``id`` is the tenant's increasing decision number (REST and WebSocket alike).
+    Written in batches by the stream; outcome fields are filled when the horizon has passed."""
+
+    class Source(models.TextChoices):
+        STREAM = "stream"
+        API = "api"
+
+    id = models.BigAutoField(primary_key=True)
+    source = models.CharField(max_length=8, choices=Source.choices)
+    symbol = models.CharField(max_length=32)
+    timeframe = models.CharField(max_length=4)
+    ts = models.DateTimeField()  # the bar's open time; decided at its close
+    action = models.CharField(max_length=4, choices=Action.choices)
+    confidence = models.FloatField()
+    raw_score = models.FloatField(default=0.0)
+    size = models.FloatField(default=0.0)
+    votes = models.JSONField(default=list)
+    weights = models.JSONField(default=dict)
+    explanation = models.TextField(blank=True)
+    conservative = models.BooleanField(default=False)
+    vetoed_by = models.CharField(max_length=32, blank=True)
+    flow = models.CharField(max_length=80, blank=True)  # name@version
+    model_version = models.CharField(max_length=80, blank=True)
+    features = models.JSONField(default=dict)
+    inputs_fingerprint = models.CharField(max_length=64, blank=True)
+    latency_ms = models.FloatField(default=0.0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    # outcome
+    horizon = models.PositiveSmallIntegerField(default=1)
+    realized = models.SmallIntegerField(null=True, blank=True)  # +1 up, -1 down, 0 flat
+    correct = models.BooleanField(null=True, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            BrinIndex(fields=["created_at"], name="decision_created_brin"),
+            models.Index(fields=["symbol", "-id"], name="decision_symbol_id"),
+            models.Index(
+                fields=["symbol", "timeframe", "ts"], name="decision_unresolved", condition=models.Q(resolved_at=None)
+            ),
+        ]
+        constraints = [
+            # the stream decides each bar once, whatever redelivery happens
+            models.UniqueConstraint(
+                fields=["symbol", "timeframe", "ts"], condition=models.Q(source="stream"), name="stream_bar_once"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.id} {self.symbol} {self.action}"
+
+
+class EngineState(models.Model):
+    """The consensus engine's learned state per flow name (weights, calibration, accuracy window)."""
+
+    flow = models.CharField(max_length=64, unique=True)
+    state = models.JSONField(default=dict)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"engine state of {self.flow}"
+
+
+class WeightSnapshot(models.Model):
+    """Agent weights per instrument over time (kept for the weights-over-time chart)."""
+
+    flow = models.CharField(max_length=64)
+    symbol = models.CharField(max_length=32)
+    weights = models.JSONField()
+    accuracy = models.FloatField(null=True)
+    at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-at"]
+        indexes = [models.Index(fields=["flow", "symbol", "-at"], name="weights_flow_symbol_at")]
+
+    def __str__(self) -> str:
+        return f"{self.flow} {self.symbol} {self.at:%Y-%m-%d %H:%M}"
+
+
+class Position(models.Model):
+    """The paper position in one instrument (signed quantity: > 0 long, < 0 short)."""
+
+    symbol = models.CharField(max_length=32, unique=True)
+    qty = models.FloatField(default=0.0)
+    avg_price = models.FloatField(default=0.0)
+    realized_pnl = models.FloatField(default=0.0)
+    fees = models.FloatField(default=0.0)
+    last_price = models.FloatField(default=0.0)
+    peak_equity = models.FloatField(default=0.0)
+    opened_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.symbol} {self.qty:+g}"
+
+    @property
+    def unrealized_pnl(self) -> float:
+        return (self.last_price - self.avg_price) * self.qty if self.qty else 0.0
+
+
+class Fill(models.Model):
+    """A paper fill from an actionable decision."""
+
+    decision = models.ForeignKey(Decision, on_delete=models.PROTECT, related_name="fills")
+    symbol = models.CharField(max_length=32)
+    qty = models.FloatField()  # signed
+    price = models.FloatField()
+    fee = models.FloatField(default=0.0)
+    realized_pnl = models.FloatField(default=0.0)
+    at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [models.UniqueConstraint(fields=["decision"], name="one_fill_per_decision")]
+
+    def __str__(self) -> str:
+        return f"{self.symbol} {self.qty:+g} @ {self.price:g}"

@@ -8,6 +8,7 @@ from api.schema import ERRORS
 from tenants import limits, selectors, services
 from tenants.models import ApiKey, Scope
 from tenants.permissions import MANAGE, READ
+from tenants.resolution import KeyInfo
 
 METRICS = ("decisions_per_day", "api_requests")
 
@@ -101,3 +102,23 @@ class ApiKeyDetailApi(APIView):
     def delete(self, request, key_id: int):
         key = services.api_key_revoke(tenant=request.tenant, key_id=key_id, actor=request.user)
         return Response(ApiKeyOutputSerializer(key).data)
+
+
+class WsTicketApi(APIView):
+    """A one-use ticket for a WebSocket handshake from a browser (which can't send an API key
+    header): connect to ``ws/...?ticket=<ticket>`` within 60 seconds."""
+
+    access = {"POST": READ}
+
+    class OutputSerializer(serializers.Serializer):
+        ticket = serializers.CharField()
+        expires_in = serializers.IntegerField()
+
+    @extend_schema(operation_id="ws_tickets_create", request=None, responses={201: OutputSerializer, **ERRORS})
+    def post(self, request):
+        from tenants.channels import TICKET_TTL, ws_ticket_issue
+
+        key = request.auth if isinstance(request.auth, KeyInfo) else None
+        user_id = None if key is not None else getattr(request.user, "pk", None)
+        ticket = ws_ticket_issue(tenant_id=request.tenant.pk, user_id=user_id, key_id=key.id if key else None)
+        return Response({"ticket": ticket, "expires_in": TICKET_TTL}, status=201, headers={"Cache-Control": "no-store"})

@@ -596,6 +596,7 @@ READ_ONLY_MAY_WRITE: dict[str, str] = {
     "data_validate": "checks a file and writes nothing",
     "features_calculate": "computes features and writes nothing",
     "models_predict": "predicts and writes nothing",
+    "ws_tickets_create": "issues a one-use 60-second handshake ticket and writes no data",
 }
 
 

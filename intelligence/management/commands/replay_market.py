@@ -1,0 +1,73 @@
+"""Replay stored bars of a tenant's instrument as live market events."""
+
+import sys
+
+from django.core.management.base import BaseCommand, CommandError
+from django_tenants.utils import schema_context
+
+from api.errors import ApplicationError
+from intelligence import replay
+from marketdata import selectors as md
+from marketdata.models import Timeframe
+from tenants.models import Tenant
+
+
+class Command(BaseCommand):
+    help = (
+        "Publish stored bars as market.data.update events at --speed bars per second. --mode live (default) "
+        "continues the series after its last bar, re-stamped, forever (or --limit bars); --mode history replays "
+        "the stored bars from --start. Example: python manage.py replay_market --tenant demo --symbol BTC-USD "
+        "--speed 50"
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--tenant", required=True)
+        parser.add_argument("--symbol", required=True)
+        parser.add_argument("--timeframe", choices=Timeframe.values, help="Default: the symbol's only timeframe.")
+        parser.add_argument("--speed", type=float, default=50.0, help="Bars per second.")
+        parser.add_argument("--mode", choices=["live", "history"], default="live")
+        parser.add_argument("--start", help="history mode: first bar (ISO 8601).")
+        parser.add_argument("--limit", type=int, help="Stop after this many bars.")
+
+    def handle(self, *args, **o):
+        tenant = Tenant.objects.filter(slug=o["tenant"], status=Tenant.Status.ACTIVE).first()
+        if tenant is None:
+            raise CommandError(f"No active tenant '{o['tenant']}'.")
+        with schema_context(tenant.schema_name):
+            try:
+                instrument = md.instrument_get(symbol=o["symbol"])
+                timeframe = o["timeframe"] or self._only_timeframe(instrument)
+                if o["mode"] == "history":
+                    bars = md.bars_frame(instrument=instrument, timeframe=timeframe, start=o["start"])
+                    events = replay.history_events(bars, instrument.symbol, timeframe)
+                else:
+                    bars = md.bars_frame(instrument=instrument, timeframe=timeframe, limit=5000)
+                    if bars.empty:
+                        raise ApplicationError("no_bars", f"{instrument.symbol} has no {timeframe} bars.")
+                    last_ts = int(bars.index[-1].timestamp())
+                    events = replay.live_events(
+                        bars, instrument.symbol, timeframe, after_ts=last_ts, last_close=float(bars["close"].iloc[-1])
+                    )
+
+                def show(n):
+                    sys.stderr.write(f"\r{instrument.symbol} {timeframe}: {n:,} bars published")
+
+                n = replay.replay(
+                    events, schema=tenant.schema_name, speed=o["speed"], limit=o["limit"], on_publish=show
+                )
+            except ApplicationError as exc:
+                raise CommandError(f"{exc.code}: {exc.message}") from exc
+            except KeyboardInterrupt:
+                sys.stderr.write("\n")
+                return
+        sys.stderr.write("\n")
+        self.stdout.write(f"published {n} bar(s)")
+
+    def _only_timeframe(self, instrument) -> str:
+        stored = [c["timeframe"] for c in md.coverage(instrument_ids=[instrument.pk]).get(instrument.pk, [])]
+        if len(stored) != 1:
+            raise ApplicationError(
+                "timeframe_required",
+                f"{instrument.symbol} has bars in {', '.join(stored) or 'none'}; pass --timeframe.",
+            )
+        return stored[0]

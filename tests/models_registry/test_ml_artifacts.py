@@ -6,7 +6,6 @@ from __future__ import annotations
 import ast
 import io
 import json
-import time
 import zipfile
 from pathlib import Path
 
@@ -92,21 +91,6 @@ def test_round_trip_gives_identical_predictions(bundle):
     )
     names = zipfile.ZipFile(io.BytesIO(data)).namelist()
     assert names == ["manifest.json", "member_0.ubj", "member_1.skops", "member_2.skops", "member_3.skops"]
-
-
-def test_single_row_latency_within_budget():
-    """Bounds-sized members of every family in one bundle; the benchmark gives the real figures."""
-    bundle = _bundle("binary")
-    X, _ = _data("binary", 200, seed=4)
-    for x in X[:50]:
-        bundle.predict_one(x)
-    times = []
-    for x in X:
-        t = time.perf_counter()
-        bundle.predict_one(x)
-        times.append(time.perf_counter() - t)
-    times.sort()
-    assert times[int(0.99 * len(times))] < 0.005  # generous for a shared CI core; bench target is 1 ms
 
 
 def test_skops_types_are_what_the_families_produce():

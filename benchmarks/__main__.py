@@ -181,6 +181,7 @@ def bench_marketdata():
 
 if __name__ == "__main__":
     from benchmarks.automl import bench_automl
+    from benchmarks.decisions import bench_decide
     from benchmarks.features import bench_features
 
     print("== benchmarks (2-core machine; client and server share the cores) ==")
@@ -189,3 +190,4 @@ if __name__ == "__main__":
     bench_features()
     bench_marketdata()
     bench_automl()
+    bench_decide()

@@ -12,5 +12,6 @@ urlpatterns = [
     path("api/v1/", include("marketdata.api.urls")),
     path("api/v1/", include("features.api.urls")),
     path("api/v1/", include("models_registry.api.urls")),
+    path("api/v1/", include("intelligence.api.urls")),
     *public_urlpatterns,
 ]

@@ -365,7 +365,31 @@ def _job_object(fx: TenantFixture) -> Obj:
     return Obj(str(job.pk), (f"walkjob-{fx.slug}",))
 
 
+_decision_ids = itertools.count(1)
+
+
+def _decision_object(fx: TenantFixture) -> Obj:
+    """A decision with an id no other tenant has (each tenant numbers its decisions from 1)."""
+    from django_tenants.utils import schema_context
+
+    from intelligence.models import Decision
+
+    base = 1_000_000 * (1 + sorted(("alpha", "beta")).index(fx.slug)) if fx.slug in ("alpha", "beta") else 3_000_000
+    with schema_context(fx.tenant.schema_name):
+        d = Decision.objects.create(
+            id=base + next(_decision_ids),
+            source="api",
+            symbol=f"WALK{fx.slug.upper()}",
+            timeframe="1d",
+            ts=timezone.now(),
+            action="HOLD",
+            confidence=0.5,
+        )
+    return Obj(d.id, (f"WALK{fx.slug.upper()}",))
+
+
 OBJECT_FACTORIES: dict[str, Callable[[TenantFixture], Obj]] = {
+    "decision_id": _decision_object,
     "key_id": _api_key_object,
     "member_id": _member_object,
     "invitation_id": _invitation_object,

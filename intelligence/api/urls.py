@@ -1,0 +1,10 @@
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("decisions/", views.DecisionListCreateApi.as_view(), name="decision-list"),
+    path("decisions/<int:decision_id>/", views.DecisionDetailApi.as_view(), name="decision-detail"),
+    path("positions/", views.PositionListApi.as_view(), name="position-list"),
+    path("ensemble-status/", views.EnsembleStatusApi.as_view(), name="ensemble-status"),
+]

@@ -1,0 +1,149 @@
+"""Decisions over REST (seed: make-decision), the paper ledger, and the engine's status
+(seed: ensemble-status)."""
+
+from __future__ import annotations
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from api.errors import ApplicationError
+from api.schema import ERRORS
+from marketdata.models import Timeframe
+from tenants.models import Role, Scope
+from tenants.permissions import READ, Access
+
+from .. import selectors, services
+from ..ledger import position_state
+
+TRADE = Access(role=Role.ANALYST, scope=Scope.TRADE)
+
+
+class DecisionSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    symbol = serializers.CharField()
+    timeframe = serializers.CharField()
+    ts = serializers.DateTimeField()
+    action = serializers.ChoiceField(choices=["BUY", "SELL", "HOLD"])
+    confidence = serializers.FloatField()
+    size = serializers.FloatField()
+    votes = serializers.ListField(child=serializers.DictField())
+    weights = serializers.DictField(child=serializers.FloatField())
+    explanation = serializers.CharField()
+    conservative = serializers.BooleanField()
+    vetoed_by = serializers.CharField(allow_null=True)
+    flow = serializers.CharField()
+    model_version = serializers.CharField(allow_null=True)
+    latency_ms = serializers.FloatField()
+    created_at = serializers.DateTimeField()
+    outcome = serializers.DictField(allow_null=True)
+
+
+class DecisionListCreateApi(APIView):
+    """``POST``: decide now for a symbol's latest stored bar, or for posted bars (a what-if: the
+    paper ledger is not touched). ``GET``: recent decisions, or those after an id (resume a feed)."""
+
+    access = {"GET": READ, "POST": TRADE}
+
+    class InputSerializer(serializers.Serializer):
+        symbol = serializers.CharField(max_length=32)
+        timeframe = serializers.ChoiceField(choices=Timeframe.choices, required=False)
+        bars = serializers.ListField(child=serializers.DictField(), required=False, max_length=20_000)
+
+    @extend_schema(
+        operation_id="decisions_list",
+        parameters=[
+            OpenApiParameter("symbol", str, required=False),
+            OpenApiParameter("after", int, required=False, description="Only decisions after this id, oldest first."),
+            OpenApiParameter("limit", int, required=False),
+        ],
+        responses={200: DecisionSerializer(many=True), **ERRORS},
+    )
+    def get(self, request):
+        after = request.query_params.get("after")
+        limit = request.query_params.get("limit", "100")
+        if (after is not None and not after.isdigit()) or not limit.isdigit() or not 1 <= int(limit) <= 1000:
+            raise ApplicationError("invalid_input", "after is a decision id and limit 1-1000.")
+        qs = selectors.decision_list(
+            symbol=request.query_params.get("symbol"), after=int(after) if after else None, limit=int(limit)
+        )
+        return Response([selectors.decision_payload(d) for d in qs])
+
+    @extend_schema(
+        operation_id="decisions_create", request=InputSerializer, responses={201: DecisionSerializer, **ERRORS}
+    )
+    def post(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        decision = services.decision_make(
+            tenant=request.tenant,
+            symbol=v["symbol"],
+            timeframe=v.get("timeframe"),
+            bars=v.get("bars"),
+            actor=request.user,
+        )
+        return Response(selectors.decision_payload(decision), status=201)
+
+
+class DecisionDetailApi(APIView):
+    access = {"GET": READ}
+
+    @extend_schema(operation_id="decisions_retrieve", responses={200: DecisionSerializer, **ERRORS})
+    def get(self, request, decision_id: int):
+        return Response(selectors.decision_payload(selectors.decision_get(decision_id=decision_id)))
+
+
+class PositionSerializer(serializers.Serializer):
+    symbol = serializers.CharField()
+    qty = serializers.FloatField()
+    avg_price = serializers.FloatField()
+    last_price = serializers.FloatField()
+    realized_pnl = serializers.FloatField()
+    fees = serializers.FloatField()
+    unrealised_pnl = serializers.FloatField()
+    exposure = serializers.FloatField()
+    drawdown = serializers.FloatField()
+    opened_at = serializers.DateTimeField(allow_null=True)
+
+
+class PositionListApi(APIView):
+    """The paper ledger: one position per instrument, with P&L, exposure and drawdown."""
+
+    access = {"GET": READ}
+
+    @extend_schema(operation_id="positions_list", responses={200: PositionSerializer(many=True), **ERRORS})
+    def get(self, request):
+        cfg = services.pipeline_load(request.tenant).ledger
+        return Response(
+            [
+                {
+                    "symbol": p.symbol,
+                    "qty": p.qty,
+                    "avg_price": p.avg_price,
+                    "last_price": p.last_price,
+                    "realized_pnl": p.realized_pnl,
+                    "fees": p.fees,
+                    **{
+                        k: v
+                        for k, v in position_state(p, cfg).items()
+                        if k in ("unrealised_pnl", "exposure", "drawdown")
+                    },
+                    "opened_at": p.opened_at,
+                }
+                for p in selectors.position_list()
+            ]
+        )
+
+
+class EnsembleStatusApi(APIView):
+    """The active flow, its agents and their learned weights, conservative mode, calibration."""
+
+    access = {"GET": READ}
+
+    @extend_schema(operation_id="ensemble_status", responses={200: OpenApiTypes.OBJECT, **ERRORS})
+    def get(self, request):
+        pipeline = services.pipeline_load(request.tenant)
+        return Response({"flow": pipeline.flow_ref, "agents": pipeline.flow["agents"], **pipeline.engine.status()})

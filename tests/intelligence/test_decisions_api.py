@@ -1,0 +1,72 @@
+"""Decisions over REST: from stored bars (traded on the paper ledger, explained, published) or
+posted bars (a what-if), with the production model's vote; scopes, roles and tenants enforced."""
+
+import pytest
+from django_tenants.utils import schema_context
+
+from intelligence.models import Decision, Fill
+from marketdata import services as md_services
+from marketdata.synthetic import as_csv, generate_bars
+from marketdata.validation import read_table
+from tests.conftest import error_code
+
+pytestmark = pytest.mark.django_db
+URL = "/api/v1/decisions/"
+
+
+@pytest.fixture
+def stored(alpha):
+    with schema_context(alpha.tenant.schema_name):
+        raw = read_table(as_csv(generate_bars(400, seed=51)), "csv")
+        md_services.bars_import(tenant=alpha.tenant, symbol="DEC", timeframe="1d", raw=raw)
+
+
+def test_decide_on_stored_bars_explains_itself_and_can_be_read_back(alpha, stored, usage_redis):
+    r = alpha.client(scope="trade").post(URL, {"symbol": "dec"}, format="json")
+    assert r.status_code == 201, r.content
+    d = r.json()
+    assert d["symbol"] == "DEC" and d["timeframe"] == "1d" and d["action"] in ("BUY", "SELL", "HOLD")
+    assert 0 <= d["confidence"] <= 1 and d["latency_ms"] > 0 and d["explanation"]
+    agents = {v["agent"] for v in d["votes"]}
+    assert {"technical", "trend", "risk"} <= agents
+    assert d["model_version"] is None  # no production model for DEC: the ML agent abstains
+    again = alpha.client(scope="trade").post(URL, {"symbol": "DEC"}, format="json").json()
+    assert again["id"] > d["id"]  # ids only increase
+    listed = alpha.client(scope="read").get(URL + f"?after={d['id']}").json()
+    assert [x["id"] for x in listed] == [again["id"]]
+    assert alpha.client().get(f"{URL}{d['id']}/").json()["id"] == d["id"]
+    status = alpha.client().get("/api/v1/ensemble-status/").json()
+    assert status["flow"] == "default@0" and "technical" in status["agents"]
+
+
+def test_actionable_decisions_trade_on_paper_posted_bars_do_not(alpha, stored, usage_redis):
+    c = alpha.client(scope="trade")
+    for _ in range(3):
+        c.post(URL, {"symbol": "DEC"}, format="json")
+    bars = [{"timestamp": ts.isoformat(), **row} for ts, row in generate_bars(300, seed=52).to_dict("index").items()]
+    r = c.post(URL, {"symbol": "WHATIF", "timeframe": "1d", "bars": bars}, format="json")
+    assert r.status_code == 201, r.content
+    with schema_context(alpha.tenant.schema_name):
+        traded = Decision.objects.filter(symbol="DEC").exclude(action="HOLD").exclude(size=0).count()
+        assert Fill.objects.filter(symbol="DEC").count() <= traded
+        assert not Fill.objects.filter(symbol="WHATIF").exists()
+    positions = alpha.client(scope="read").get("/api/v1/positions/").json()
+    assert all(p["symbol"] != "WHATIF" for p in positions)
+
+
+def test_bad_requests_roles_scopes_and_tenants(alpha, beta, stored, usage_redis):
+    c = alpha.client(scope="trade")
+    r = c.post(URL, {"symbol": "NOPE"}, format="json")
+    assert r.status_code == 404
+    r = c.post(URL, {"symbol": "X", "bars": [{"timestamp": "2024-01-01", "open": 1}]}, format="json")
+    assert r.status_code == 400 and error_code(r) == "timeframe_required"
+    r = c.post(URL, {"symbol": "X", "timeframe": "1d", "bars": [{"timestamp": "2024-01-01", "open": 1}]}, format="json")
+    assert r.status_code == 400 and error_code(r) == "invalid_data"
+    with schema_context(alpha.tenant.schema_name):
+        assert not Decision.objects.exists()
+    assert alpha.client(scope="read").post(URL, {"symbol": "DEC"}, format="json").status_code == 403
+    assert alpha.client(role="viewer").post(URL, {"symbol": "DEC"}, format="json").status_code == 403
+    assert alpha.client(role="analyst").post(URL, {"symbol": "DEC"}, format="json").status_code == 201
+    mine = alpha.client().get(URL).json()[0]["id"]
+    assert beta.client().get(f"{URL}{mine}/").status_code == 404
+    assert beta.client(scope="trade").post(URL, {"symbol": "DEC"}, format="json").status_code == 404

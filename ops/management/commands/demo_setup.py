@@ -96,7 +96,7 @@ class Command(BaseCommand):
         w(f"  Swagger UI   {d['base_url']}/api/docs/")
         w(f"  Health       {d['base_url']}/health/ready")
         w(f"  Admin        {d['base_url']}/admin/   ({d.get('admin_email', '')} / {d.get('admin_password', '')})")
-        w(f"  WebSocket    {d['ws_url']}/ws/echo/?api_key=<api_key>")
+        w(f"  Decisions    {d['ws_url']}/ws/decisions/?api_key=<api_key>   (live feed; REST: /api/v1/decisions/)")
         w(f"  Demo login   {d['email']} / {d['password']}   (tenant: {d['tenant']})")
         w(f"  API key      {d['api_key']}")
         w(f"  Try:  curl -H 'Authorization: Api-Key {d['api_key']}' {d['base_url']}/api/v1/tenant/")

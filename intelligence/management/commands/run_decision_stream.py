@@ -1,0 +1,47 @@
+"""Consume every active tenant's market stream and decide, until stopped."""
+
+import signal
+import time
+
+from django.core.management.base import BaseCommand
+
+from intelligence.stream import TenantStream
+from tenants.models import Tenant
+
+
+class Command(BaseCommand):
+    help = (
+        "Consume market.data.update events of every active tenant (consumer group 'decisions'), decide each "
+        "closed bar, store decisions, update the paper ledger and publish the live feed. Safe to run several "
+        "(they share the work) and to kill at any moment (pending events are re-delivered)."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--tenant", help="Only this tenant (slug).")
+        parser.add_argument("--once", action="store_true", help="Drain what is there, then exit.")
+        parser.add_argument("--name", help="Consumer name (default: host-pid).")
+
+    def handle(self, *args, **o):
+        stop = {"now": False}
+        signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+        streams: dict[int, TenantStream] = {}
+        refreshed = 0.0
+        try:
+            while not stop["now"]:
+                if time.monotonic() - refreshed > 30:
+                    qs = Tenant.objects.filter(status=Tenant.Status.ACTIVE).exclude(schema_name="public")
+                    if o["tenant"]:
+                        qs = qs.filter(slug=o["tenant"])
+                    for tenant in qs.select_related("plan"):
+                        if tenant.pk not in streams and tenant.status == Tenant.Status.ACTIVE:
+                            stream = TenantStream(tenant, consumer_name=o["name"])
+                            stream.start()
+                            streams[tenant.pk] = stream
+                    refreshed = time.monotonic()
+                handled = sum(s.run_once(block_ms=20 if len(streams) > 1 else 500) for s in list(streams.values()))
+                if o["once"] and handled == 0:
+                    break
+        except KeyboardInterrupt:
+            pass
+        total = sum(s.decided for s in streams.values())
+        self.stdout.write(f"decided {total} bar(s)")

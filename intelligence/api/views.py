@@ -147,3 +147,75 @@ class EnsembleStatusApi(APIView):
     def get(self, request):
         pipeline = services.pipeline_load(request.tenant)
         return Response({"flow": pipeline.flow_ref, "agents": pipeline.flow["agents"], **pipeline.engine.status()})
+
+
+class DataStreamStatusApi(APIView):
+    """The live stream of this tenant (seed ``data-stream-status``): events waiting, consumer groups
+    with their pending entries and lag, decisions per second over the last minute, and the last
+    stored bar per instrument and timeframe."""
+
+    access = {"GET": READ}
+
+    @extend_schema(operation_id="data_stream_status", responses={200: OpenApiTypes.OBJECT, **ERRORS})
+    def get(self, request):
+        import datetime as dt
+
+        from django.utils import timezone
+
+        from marketdata import selectors as md_selectors
+
+        from ..models import Decision
+        from ..stream import stream_status
+
+        since = timezone.now() - dt.timedelta(minutes=1)
+        recent = Decision.objects.filter(source=Decision.Source.STREAM, created_at__gte=since).count()
+        coverage = md_selectors.coverage()
+        instruments = {i.pk: i.symbol for i in md_selectors.instrument_list()}
+        last_bars = [
+            {"symbol": instruments.get(iid), "timeframe": c["timeframe"], "last": c["last"], "bars": c["bars"]}
+            for iid, covs in coverage.items()
+            for c in covs
+        ]
+        return Response(
+            {"stream": stream_status(), "decisions_per_second": round(recent / 60, 3), "last_bars": last_bars}
+        )
+
+
+class InferenceApi(APIView):
+    """The production model's prediction for a symbol's latest closed bar (seed
+    ``real-time-inference``), with the version that answered and the time it took."""
+
+    access = {"POST": READ}
+
+    class InputSerializer(serializers.Serializer):
+        symbol = serializers.CharField(max_length=32)
+        timeframe = serializers.ChoiceField(choices=Timeframe.choices, required=False)
+        request_key = serializers.CharField(max_length=200, required=False)
+
+    @extend_schema(
+        operation_id="inference_create", request=InputSerializer, responses={200: OpenApiTypes.OBJECT, **ERRORS}
+    )
+    def post(self, request):
+        import time
+
+        from models_registry import serving
+
+        started = time.perf_counter()
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        symbol = v["symbol"].strip().upper()
+        pipeline = services.pipeline_load(request.tenant)
+        version = None
+        for timeframe in [v["timeframe"]] if v.get("timeframe") else ["1d", "4h", "1h", "30m", "15m", "5m", "1m"]:
+            version = services.model_version_for(
+                symbol=symbol, timeframe=timeframe, flow=pipeline.flow, request_key=v.get("request_key") or symbol
+            )
+            if version is not None:
+                break
+        if version is None:
+            raise ApplicationError(
+                "no_model", f"No production model for {symbol}; train one and deploy it.", status=404
+            )
+        result = serving.predict_latest(version=version, symbol=symbol)
+        return Response({**result, "latency_ms": round((time.perf_counter() - started) * 1000, 3)})

@@ -621,6 +621,7 @@ READ_ONLY_MAY_WRITE: dict[str, str] = {
     "features_calculate": "computes features and writes nothing",
     "models_predict": "predicts and writes nothing",
     "ws_tickets_create": "issues a one-use 60-second handshake ticket and writes no data",
+    "inference_create": "predicts and writes nothing",
 }
 
 

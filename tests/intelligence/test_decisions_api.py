@@ -70,3 +70,36 @@ def test_bad_requests_roles_scopes_and_tenants(alpha, beta, stored, usage_redis)
     mine = alpha.client().get(URL).json()[0]["id"]
     assert beta.client().get(f"{URL}{mine}/").status_code == 404
     assert beta.client(scope="trade").post(URL, {"symbol": "DEC"}, format="json").status_code == 404
+
+
+def test_stream_status_and_real_time_inference(alpha, beta, stored, usage_redis):
+    from models_registry.services import model_deploy, model_settings_update
+    from models_registry.services.training import training_job_create, training_job_run
+
+    status = alpha.client(scope="read").get("/api/v1/data-stream-status/").json()
+    assert status["stream"]["length"] == 0 and {"DEC"} <= {b["symbol"] for b in status["last_bars"]}
+    r = alpha.client(scope="read").post("/api/v1/inference/", {"symbol": "DEC"}, format="json")
+    assert r.status_code == 404 and error_code(r) == "no_model"
+    with schema_context(alpha.tenant.schema_name):
+        job, _ = training_job_create(
+            tenant=alpha.tenant,
+            actor="t",
+            model_name="dec",
+            symbol="DEC",
+            families=["logistic"],
+            n_trials=2,
+            enqueue=False,
+        )
+        training_job_run(job_id=job.pk)
+        job.refresh_from_db()
+        model = job.model_version.model
+        model_settings_update(model=model, deploy_policy={"gate": "none"})
+        model_deploy(model=model, version=job.model_version)
+    r = alpha.client(scope="read").post("/api/v1/inference/", {"symbol": "dec"}, format="json")
+    assert r.status_code == 200, r.content
+    body = r.json()
+    assert body["version"] == "dec@1" and body["prediction"] in ("up", "down") and body["latency_ms"] > 0
+    # the decision now carries the model's vote
+    d = alpha.client(scope="trade").post(URL, {"symbol": "DEC"}, format="json").json()
+    assert d["model_version"] == "dec@1" and "ml" in {v["agent"] for v in d["votes"]}
+    assert beta.client().post("/api/v1/inference/", {"symbol": "DEC"}, format="json").status_code == 404

@@ -50,6 +50,8 @@ AREAS = [
         "⇅",
         "Live BUY/SELL/HOLD decisions from the agents' consensus.",
         "Deploy a model, then watch decisions arrive here and on the WebSocket feed.",
+        "/api/docs/#/decisions",
+        "dashboard:decisions",
     ),
     Area(
         "backtests",

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import models_views, views
+from . import decisions_views, models_views, views
 
 app_name = "dashboard"
 
@@ -20,6 +20,9 @@ urlpatterns = [
     path("data/", views.data, name="data"),
     path("features/", views.features, name="features"),
     path("features/preview/", views.features_preview, name="features-preview"),
+    path("decisions/", decisions_views.decisions, name="decisions"),
+    path("decisions/ticket/", decisions_views.decisions_ticket, name="decisions-ticket"),
+    path("decisions/<int:decision_id>/", decisions_views.decision_detail, name="decision"),
     path("models/", models_views.models_home, name="models"),
     path("models/jobs/<uuid:job_id>/", models_views.training_job, name="training-job"),
     path("models/<slug:name>/", models_views.model_detail, name="model"),

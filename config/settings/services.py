@@ -51,6 +51,8 @@ REDIS_DB_BROKER = env_int("REDIS_DB_BROKER", _redis_base + 2)
 REDIS_DB_CHANNELS = env_int("REDIS_DB_CHANNELS", _redis_base + 3)
 REDIS_DB_USAGE = env_int("REDIS_DB_USAGE", _redis_base + 4)
 REDIS_DB_STREAMS = env_int("REDIS_DB_STREAMS", _redis_base + 5)
+# where browsers reach the WebSocket server (default: this host, port WS_PORT / 8001)
+WS_PUBLIC_URL = env_str("WS_PUBLIC_URL", "")
 # messages a WebSocket client may have queued before it is dropped as too slow (close 4008)
 WS_CLIENT_QUEUE = env_int("WS_CLIENT_QUEUE", 1000)
 # approximate cap per event stream (XADD MAXLEN ~): about a day of 1-minute bars for 70 symbols

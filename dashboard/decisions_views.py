@@ -36,6 +36,9 @@ def decisions(request):
     from intelligence.services import pipeline_load
 
     recent = [selectors.decision_payload(d) for d in selectors.decision_list(limit=50)]
+    for d in recent:  # the same formatting the page's script gives live rows
+        d["bar"] = d["ts"][:16].replace("T", " ")
+        d["confidence_pct"] = f"{d['confidence'] * 100:.1f} %"
     cfg = pipeline_load(request.tenant).ledger
     positions = [{"p": p, **position_state(p, cfg)} for p in selectors.position_list()]
     context = {

@@ -22,6 +22,7 @@ PAGES = {
     "members": "/app/members/",
     "profile": "/accounts/profile/",
     "new-tenant": "/app/tenants/new/",
+    "decisions": "/app/decisions/",
     "models": "/app/models/",
     "model": "/app/models/btc-daily/",
     "model-report": "/app/models/btc-daily/v/1/",

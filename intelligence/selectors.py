@@ -60,5 +60,9 @@ def position_list() -> QuerySet[Position]:
     return Position.objects.order_by("symbol")
 
 
+def flow_list() -> QuerySet[Flow]:
+    return Flow.objects.order_by("name", "-version")
+
+
 def flow_active() -> Flow | None:
     return Flow.objects.filter(active=True).first()

@@ -9,4 +9,6 @@ urlpatterns = [
     path("ensemble-status/", views.EnsembleStatusApi.as_view(), name="ensemble-status"),
     path("data-stream-status/", views.DataStreamStatusApi.as_view(), name="data-stream-status"),
     path("inference/", views.InferenceApi.as_view(), name="inference"),
+    path("flows/", views.FlowListCreateApi.as_view(), name="flow-list"),
+    path("flows/presets/", views.FlowPresetsApi.as_view(), name="flow-presets"),
 ]

@@ -13,7 +13,7 @@ from api.errors import ApplicationError
 from api.schema import ERRORS
 from marketdata.models import Timeframe
 from tenants.models import Role, Scope
-from tenants.permissions import READ, Access
+from tenants.permissions import MANAGE, READ, Access
 
 from .. import selectors, services
 from ..ledger import position_state
@@ -219,3 +219,49 @@ class InferenceApi(APIView):
             )
         result = serving.predict_latest(version=version, symbol=symbol)
         return Response({**result, "latency_ms": round((time.perf_counter() - started) * 1000, 3)})
+
+
+class FlowSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    version = serializers.IntegerField()
+    ref = serializers.CharField()
+    active = serializers.BooleanField()
+    config = serializers.DictField()
+    created_by = serializers.CharField()
+    created_at = serializers.DateTimeField()
+
+
+class FlowListCreateApi(APIView):
+    """The tenant's decision flows (versioned; one active). ``POST`` stores a config as the next
+    version of ``name`` and, by default, makes it the active flow (admins)."""
+
+    access = {"GET": READ, "POST": MANAGE}
+
+    class InputSerializer(serializers.Serializer):
+        name = serializers.SlugField(max_length=64)
+        config = serializers.DictField(help_text="Agents, settings, weights, thresholds; see GET /flows/presets/.")
+        activate = serializers.BooleanField(default=True)
+
+    @extend_schema(operation_id="flows_list", responses={200: FlowSerializer(many=True), **ERRORS})
+    def get(self, request):
+        return Response(FlowSerializer(selectors.flow_list(), many=True).data)
+
+    @extend_schema(operation_id="flows_create", request=InputSerializer, responses={201: FlowSerializer, **ERRORS})
+    def post(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        flow = services.flow_create(actor=request.user, **data.validated_data)
+        return Response(FlowSerializer(flow).data, status=201)
+
+
+class FlowPresetsApi(APIView):
+    """Ready-made flow configs: ``default`` (min confidence 0.55, reachable on real data) and
+    ``conservative`` (the seed's 0.75)."""
+
+    access = {"GET": READ}
+
+    @extend_schema(operation_id="flows_presets", responses={200: OpenApiTypes.OBJECT, **ERRORS})
+    def get(self, request):
+        from ..consensus import CONSERVATIVE_PRESET, DEFAULT_FLOW
+
+        return Response({"default": DEFAULT_FLOW, "conservative": CONSERVATIVE_PRESET})

@@ -103,3 +103,24 @@ def test_stream_status_and_real_time_inference(alpha, beta, stored, usage_redis)
     d = alpha.client(scope="trade").post(URL, {"symbol": "DEC"}, format="json").json()
     assert d["model_version"] == "dec@1" and "ml" in {v["agent"] for v in d["votes"]}
     assert beta.client().post("/api/v1/inference/", {"symbol": "DEC"}, format="json").status_code == 404
+
+
+def test_flows_are_versioned_validated_and_the_active_one_decides(alpha, beta, stored, usage_redis):
+    admin, viewer = alpha.client(role="admin"), alpha.client(role="viewer")
+    presets = viewer.get("/api/v1/flows/presets/").json()
+    assert presets["default"]["min_confidence"] == 0.55 and presets["conservative"]["min_confidence"] == 0.75
+    assert viewer.post("/api/v1/flows/", {"name": "tight", "config": {}}, format="json").status_code == 403
+    r = admin.post("/api/v1/flows/", {"name": "tight", "config": {"agents": ["technical", "oracle"]}}, format="json")
+    assert r.status_code == 400 and error_code(r) == "unknown_agent"
+    r = admin.post("/api/v1/flows/", {"name": "tight", "config": {"min_confidence": 7}}, format="json")
+    assert r.status_code == 400 and error_code(r) == "invalid_flow"
+    assert viewer.get("/api/v1/flows/").json() == []  # nothing half-written
+    config = {"agents": ["technical", "trend", "risk"], "min_confidence": 0.75}
+    r = admin.post("/api/v1/flows/", {"name": "tight", "config": config}, format="json")
+    assert r.status_code == 201 and r.json()["ref"] == "tight@1" and r.json()["active"]
+    d = alpha.client(scope="trade").post(URL, {"symbol": "DEC"}, format="json").json()
+    assert d["flow"] == "tight@1" and {v["agent"] for v in d["votes"]} == {"technical", "trend", "risk"}
+    r = admin.post("/api/v1/flows/", {"name": "tight", "config": {**config, "min_confidence": 0.6}}, format="json")
+    flows = viewer.get("/api/v1/flows/").json()
+    assert [(f["ref"], f["active"]) for f in flows] == [("tight@2", True), ("tight@1", False)]
+    assert beta.client().get("/api/v1/flows/").json() == []

@@ -18,6 +18,12 @@ def _actor_name(actor: Any) -> str:
     return str(actor)
 
 
+def actor_display(actor: Any) -> str:
+    """How an actor is shown in ``created_by`` / history fields: a person's e-mail, an API key's
+    audit name, or the string given ("system" for none)."""
+    return getattr(actor, "email", None) or getattr(actor, "audit_name", None) or str(actor or "system")
+
+
 def audit_record(actor: Any, action: str, obj: Any = None, details: dict | None = None) -> AuditRecord:
     """Append one record to the current tenant's audit trail (call inside the writing transaction)."""
     return AuditRecord.objects.create(

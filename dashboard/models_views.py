@@ -14,10 +14,7 @@ from tenants.models import Role
 
 from .access import can, tenant_page
 from .forms import DeployForm, RollbackForm, TrainForm
-
-
-def _is_htmx(request) -> bool:
-    return request.headers.get("HX-Request") == "true"
+from .views import _is_htmx
 
 
 def _or_404(selector, **kwargs):

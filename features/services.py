@@ -8,17 +8,13 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from api.errors import ApplicationError
-from compliance.services import audit_record
+from compliance.services import actor_display, audit_record
 
 from . import cache
 from .models import FeatureSet
 from .spec import FeatureSpec
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
-
-
-def _actor_name(actor) -> str:
-    return getattr(actor, "email", None) or getattr(actor, "audit_name", None) or str(actor or "system")
 
 
 def feature_set_create(
@@ -59,7 +55,7 @@ def feature_set_create(
                     columns=parsed.columns(),
                     warmup=parsed.warmup(base_timeframe or None),
                     base_timeframe=base_timeframe,
-                    created_by=_actor_name(actor),
+                    created_by=actor_display(actor),
                 )
                 audit_record(actor, "feature_set.created", fs, {"ref": fs.ref, "hash": digest})
             _references_changed()

@@ -14,7 +14,7 @@ import orjson
 from django.db import connection, transaction
 
 from api.errors import ApplicationError
-from compliance.services import audit_record
+from compliance.services import actor_display, audit_record
 
 from .agents import Context, build_agents
 from .agents.features import agent_feature_spec
@@ -215,7 +215,7 @@ def decision_make(*, tenant, symbol: str, timeframe: str | None = None, bars: li
             model_row = compute_batch(frame, model_spec, timeframe, direct=True).iloc[-1].to_dict()
     else:
         instrument = md_selectors.instrument_get(symbol=symbol)
-        timeframe = timeframe or _only_timeframe(instrument)
+        timeframe = timeframe or md_selectors.only_timeframe(instrument=instrument)
         frame = md_selectors.bars_frame(instrument=instrument, timeframe=timeframe, limit=CLOSES)
         if frame.empty:
             raise ApplicationError("no_bars", f"{symbol} has no {timeframe} bars; import or stream some first.")
@@ -268,19 +268,6 @@ def decision_make(*, tenant, symbol: str, timeframe: str | None = None, bars: li
     return decision
 
 
-def _only_timeframe(instrument) -> str:
-    from marketdata import selectors as md_selectors
-
-    stored = [c["timeframe"] for c in md_selectors.coverage(instrument_ids=[instrument.pk]).get(instrument.pk, [])]
-    if len(stored) != 1:
-        raise ApplicationError(
-            "timeframe_required",
-            f"{instrument.symbol} has bars in {', '.join(stored) or 'no timeframe'}; say which timeframe.",
-            {"timeframes": stored},
-        )
-    return stored[0]
-
-
 def flow_create(*, name: str, config: dict, activate: bool = True, actor=None) -> Flow:
     """Store ``config`` as the next version of flow ``name`` (validated), optionally active."""
     flow = resolve_flow(config)  # raises invalid_flow with the path
@@ -288,7 +275,7 @@ def flow_create(*, name: str, config: dict, activate: bool = True, actor=None) -
     with transaction.atomic():
         last = Flow.objects.filter(name=name).order_by("-version").first()
         row = Flow.objects.create(
-            name=name, version=(last.version + 1) if last else 1, config=config, created_by=str(actor or "system")
+            name=name, version=(last.version + 1) if last else 1, config=config, created_by=actor_display(actor)
         )
         if activate:
             Flow.objects.exclude(pk=row.pk).filter(active=True).update(active=False)

@@ -27,6 +27,19 @@ def instrument_get(*, symbol: str | None = None, pk: int | None = None) -> Instr
     return instrument
 
 
+def only_timeframe(*, instrument: Instrument, hint: str = "say which timeframe") -> str:
+    """The one timeframe ``instrument`` has bars in; ``timeframe_required`` (with ``hint`` on what
+    to do) when it has none or several."""
+    stored = [c["timeframe"] for c in coverage(instrument_ids=[instrument.pk]).get(instrument.pk, [])]
+    if len(stored) != 1:
+        raise ApplicationError(
+            "timeframe_required",
+            f"{instrument.symbol} has bars in {', '.join(stored) or 'no timeframe'}; {hint}.",
+            {"timeframes": stored},
+        )
+    return stored[0]
+
+
 def coverage(*, instrument_ids: list[int] | None = None) -> dict[int, list[dict]]:
     """Per instrument: one entry per timeframe with bar count and first/last bar time."""
     qs = Bar.objects.all()

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from api.errors import ApplicationError
 from compliance import vault
-from compliance.services import audit_record
+from compliance.services import actor_display, audit_record
 from features.services import feature_set_lock
 
 from ..models import AliasEvent, CircuitState, ModelAlias, ModelVersion, RegisteredModel, VersionStatus
@@ -24,10 +24,6 @@ from ..models import AliasEvent, CircuitState, ModelAlias, ModelVersion, Registe
 PRODUCTION = "production"
 CHALLENGER = "challenger"
 GATES = ("edge", "thresholds", "none")
-
-
-def actor_name(actor) -> str:
-    return getattr(actor, "email", None) or getattr(actor, "audit_name", None) or str(actor or "system")
 
 
 def artifact_context(model_name: str, version: int) -> bytes:
@@ -42,7 +38,7 @@ def model_get_or_create(*, name: str, actor=None, tenant=None) -> RegisteredMode
         from tenants import limits
 
         limits.count_check(tenant, "models", RegisteredModel.objects.count())
-    model, _ = RegisteredModel.objects.get_or_create(name=name, defaults={"created_by": actor_name(actor)})
+    model, _ = RegisteredModel.objects.get_or_create(name=name, defaults={"created_by": actor_display(actor)})
     return model
 
 
@@ -101,7 +97,7 @@ def version_create(
                     report=report,
                     reference=reference,
                     no_edge=no_edge,
-                    created_by=actor_name(actor),
+                    created_by=actor_display(actor),
                 )
                 feature_set_lock(feature_set=feature_set, actor=actor)
                 audit_record(
@@ -187,7 +183,7 @@ def alias_set(
             to_version=version.version,
             action=action,
             reason=reason[:500],
-            actor=actor_name(actor),
+            actor=actor_display(actor),
         )
         audit_record(
             actor,
@@ -244,7 +240,7 @@ def alias_remove(*, model: RegisteredModel, alias: str, actor=None, reason: str 
             to_version=None,
             action="remove",
             reason=reason[:500],
-            actor=actor_name(actor),
+            actor=actor_display(actor),
         )
         current.delete()
         audit_record(actor, "model.alias_removed", model, {"alias": alias, "reason": reason[:500]})

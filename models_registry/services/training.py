@@ -24,12 +24,12 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from api.errors import ApplicationError
-from compliance.services import audit_record
+from compliance.services import actor_display, audit_record
 
 from ..ml import families as ml_families
 from ..ml.targets import TargetSpec
 from ..models import FINISHED_STATES, JobState, ModelAlert, RegisteredModel, TrainingJob
-from .registry import CHALLENGER, actor_name, model_deploy, model_get_or_create, version_create
+from .registry import CHALLENGER, model_deploy, model_get_or_create, version_create
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ def training_job_create(
         )
     fs = fs_selectors.feature_set_get(ref=feature_set)
     instrument = md_selectors.instrument_get(symbol=symbol)
-    timeframe = timeframe or _only_timeframe(instrument)
+    timeframe = timeframe or md_selectors.only_timeframe(instrument=instrument, hint="say which timeframe to train on")
     stats = md_selectors.bars_statistics(instrument=instrument, timeframe=timeframe) if timeframe else None
     if not stats or not stats.get("rows"):
         raise ApplicationError(
@@ -139,26 +139,13 @@ def training_job_create(
             params=params,
             idempotency_key=idempotency_key or None,
             n_trials=n_trials,
-            created_by=actor_name(actor),
+            created_by=actor_display(actor),
             message="queued",
         )
         audit_record(actor, "training_job.created", job, {"model": name, **params})
         if enqueue:
             transaction.on_commit(lambda: job_enqueue(job))
     return job, True
-
-
-def _only_timeframe(instrument) -> str:
-    from marketdata import selectors as md_selectors
-
-    stored = [c["timeframe"] for c in md_selectors.coverage(instrument_ids=[instrument.pk]).get(instrument.pk, [])]
-    if len(stored) != 1:
-        raise ApplicationError(
-            "timeframe_required",
-            f"{instrument.symbol} has bars in {', '.join(stored) or 'no timeframe'}; say which timeframe to train on.",
-            {"timeframes": stored},
-        )
-    return stored[0]
 
 
 def job_enqueue(job: TrainingJob) -> None:

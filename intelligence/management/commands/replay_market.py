@@ -36,7 +36,7 @@ class Command(BaseCommand):
         with schema_context(tenant.schema_name):
             try:
                 instrument = md.instrument_get(symbol=o["symbol"])
-                timeframe = o["timeframe"] or self._only_timeframe(instrument)
+                timeframe = o["timeframe"] or md.only_timeframe(instrument=instrument, hint="pass --timeframe")
                 if o["mode"] == "history":
                     bars = md.bars_frame(instrument=instrument, timeframe=timeframe, start=o["start"])
                     events = replay.history_events(bars, instrument.symbol, timeframe)
@@ -62,12 +62,3 @@ class Command(BaseCommand):
                 return
         sys.stderr.write("\n")
         self.stdout.write(f"published {n} bar(s)")
-
-    def _only_timeframe(self, instrument) -> str:
-        stored = [c["timeframe"] for c in md.coverage(instrument_ids=[instrument.pk]).get(instrument.pk, [])]
-        if len(stored) != 1:
-            raise ApplicationError(
-                "timeframe_required",
-                f"{instrument.symbol} has bars in {', '.join(stored) or 'none'}; pass --timeframe.",
-            )
-        return stored[0]

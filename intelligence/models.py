@@ -72,6 +72,9 @@ class Decision(models.Model):
     horizon = models.PositiveSmallIntegerField(default=1)
     realized = models.SmallIntegerField(null=True, blank=True)  # +1 up, -1 down, 0 flat
     correct = models.BooleanField(null=True, blank=True)
+    # the served model's own direction (P(up) vs 0.5, or the predicted return's sign) against the
+    # outcome: the model's live accuracy, per version, for A/B metrics and auto-rollback
+    model_correct = models.BooleanField(null=True, blank=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -81,6 +84,11 @@ class Decision(models.Model):
             models.Index(fields=["symbol", "-id"], name="decision_symbol_id"),
             models.Index(
                 fields=["symbol", "timeframe", "ts"], name="decision_unresolved", condition=models.Q(resolved_at=None)
+            ),
+            models.Index(
+                fields=["model_version", "-id"],
+                name="decision_model_outcome",
+                condition=models.Q(model_correct__isnull=False),
             ),
         ]
         constraints = [

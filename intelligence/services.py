@@ -48,12 +48,9 @@ class Pipeline:
 
 def allowed_agents(tenant) -> list[str] | None:
     """The agents the tenant's plan allows (None: all)."""
-    from .agents import agents_for_plan
+    from .selectors import plan_agents
 
-    allowed = (tenant.plan.limits or {}).get("agents", "all")
-    if allowed in (None, "all"):
-        return None
-    return agents_for_plan(allowed)
+    return plan_agents(tenant.plan)
 
 
 def pipeline_load(tenant, *, fresh: bool = False) -> Pipeline:
@@ -106,12 +103,10 @@ def agents_feature_set(timeframe: str):
         return fs
 
 
-def model_version_for(*, symbol: str, timeframe: str, flow: dict, request_key: str):
-    """The registry version that answers for this instrument: the flow's ``model`` (by name), else a
-    model whose production version was trained on this symbol and timeframe; honours the traffic
-    split and circuit breaker. None when there is none (the ML agent then abstains)."""
-    from models_registry import serving
-    from models_registry.models import CircuitState, ModelAlias, RegisteredModel
+def model_for(*, symbol: str, timeframe: str, flow: dict):
+    """The registered model that answers for this instrument: the flow's ``model`` (by name), else
+    a model whose production version was trained on this symbol and timeframe. None if none."""
+    from models_registry.models import ModelAlias, RegisteredModel
 
     name = flow.get("model")
     model = RegisteredModel.objects.filter(name=name).first() if name else None
@@ -122,24 +117,63 @@ def model_version_for(*, symbol: str, timeframe: str, flow: dict, request_key: s
             .first()
         )
         model = alias.model if alias else None
-    if model is None:
-        return None
-    try:
-        version = serving.version_resolve(model=model, request_key=request_key)
-    except ApplicationError:
-        return None
-    return None if version.circuit == CircuitState.OPEN else version
+    return model
+
+
+def ab_key(symbol: str, ts) -> str:
+    """The traffic-split key of one decision: per bar, so an A/B test splits a single instrument's
+    bars between the arms (each bar an independent trial) and a redelivered bar takes the same arm."""
+    epoch = int(ts.timestamp()) if hasattr(ts, "timestamp") else int(ts)
+    return f"{symbol}:{epoch}"
+
+
+def model_version_for(*, symbol: str, timeframe: str, flow: dict, request_key: str):
+    """The registry version that answers this request (traffic split and circuit breaker honoured);
+    None when there is none or its circuit is open (the ML agent then abstains)."""
+    from models_registry import serving
+
+    model = model_for(symbol=symbol, timeframe=timeframe, flow=flow)
+    return serving.arms_get(model).pick(request_key) if model is not None else None
 
 
 def ml_prediction(version, row: dict[str, float]) -> dict | None:
-    """The model's single-row prediction as the ML agent reads it; None if any input is missing."""
-    from models_registry import serving
+    """The model's single-row prediction as the ML agent reads it; None if any input is missing or
+    the prediction fails (counted by the circuit breaker: repeated errors open the circuit)."""
+    from models_registry import breaker, serving
 
     x = [row.get(n) for n in version.feature_names]
     if any(v is None or v != v for v in x):
         return None
-    out = serving.bundle_get(version).predict_one(np.asarray(x, dtype=np.float64))
+    try:
+        out = serving.bundle_get(version).predict_one(np.asarray(x, dtype=np.float64))
+    except Exception as exc:  # noqa: BLE001 - any model failure falls back to the other agents
+        breaker.record_error(version, exc)
+        return None
+    breaker.record_success(version)
     return {**out, "version": version.ref}
+
+
+def ml_predictions(version, rows: list[dict[str, float]]) -> list[dict | None]:
+    """``ml_prediction`` for many rows in one batch call (the stream's read batches)."""
+    from models_registry import breaker, serving
+
+    names = version.feature_names
+    ok = [i for i, row in enumerate(rows) if all((v := row.get(n)) is not None and v == v for n in names)]
+    out: list[dict | None] = [None] * len(rows)
+    if not ok:
+        return out
+    x = np.array([[rows[i][n] for n in names] for i in ok], dtype=np.float64)
+    try:
+        preds = serving.bundle_get(version).predict_many(x)
+    except Exception as exc:  # noqa: BLE001
+        breaker.record_error(version, exc)
+        return out
+    breaker.record_success(version)
+    ref = version.ref
+    for i, pred in zip(ok, preds, strict=True):
+        pred["version"] = ref
+        out[i] = pred
+    return out
 
 
 def fingerprint(symbol: str, timeframe: str, ts, features: dict) -> str:
@@ -208,7 +242,8 @@ def decision_make(*, tenant, symbol: str, timeframe: str | None = None, bars: li
             )
         frame = report.frame
         feats = compute_batch(frame, agent_feature_spec(timeframe), timeframe, direct=True)
-        version = model_version_for(symbol=symbol, timeframe=timeframe, flow=pipeline.flow, request_key=symbol)
+        key = ab_key(symbol, frame.index[-1])
+        version = model_version_for(symbol=symbol, timeframe=timeframe, flow=pipeline.flow, request_key=key)
         model_row = {}
         if version is not None:
             model_spec = fs_selectors.feature_set_spec(version.feature_set)
@@ -222,7 +257,8 @@ def decision_make(*, tenant, symbol: str, timeframe: str | None = None, bars: li
         feats = fs_selectors.stored_features(
             instrument=instrument, timeframe=timeframe, fs=agents_feature_set(timeframe)
         )
-        version = model_version_for(symbol=symbol, timeframe=timeframe, flow=pipeline.flow, request_key=symbol)
+        key = ab_key(symbol, frame.index[-1])
+        version = model_version_for(symbol=symbol, timeframe=timeframe, flow=pipeline.flow, request_key=key)
         model_row = {}
         if version is not None:
             model_feats = fs_selectors.stored_features(
@@ -268,11 +304,41 @@ def decision_make(*, tenant, symbol: str, timeframe: str | None = None, bars: li
     return decision
 
 
-def flow_create(*, name: str, config: dict, activate: bool = True, actor=None) -> Flow:
-    """Store ``config`` as the next version of flow ``name`` (validated), optionally active."""
+def flow_plan_check(*, tenant, config: dict) -> None:
+    """Refuse a flow that names an agent the tenant's plan does not include (``agent_not_in_plan``,
+    403). A flow that names no agents runs the default flow's agents its plan allows."""
+    permitted = allowed_agents(tenant)
+    named = config.get("agents") if isinstance(config, dict) else None
+    if permitted is None or not isinstance(named, list):
+        return
+    blocked = [(i, a) for i, a in enumerate(named) if a not in permitted]
+    if blocked:
+        names = [a for _, a in blocked]
+        raise ApplicationError(
+            "agent_not_in_plan",
+            f"Your plan '{tenant.plan.code}' does not include the agent(s) {', '.join(names)}; "
+            "remove them from the flow or upgrade the plan.",
+            {"path": f"agents[{blocked[0][0]}]", "agents": names, "plan": tenant.plan.code, "allowed": permitted},
+            status=403,
+        )
+
+
+def _flows_lock() -> None:
+    """Serialise flow writes of this tenant (inside a transaction): version numbers and the one
+    active flow are read-then-written, and two concurrent writers would otherwise hit the unique
+    constraints with a 500."""
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"{connection.schema_name}.flows"])
+
+
+def flow_create(*, tenant, name: str, config: dict, activate: bool = True, actor=None) -> Flow:
+    """Store ``config`` as the next version of flow ``name`` (validated, and checked against the
+    tenant's plan), optionally active. Nothing is written when any check fails."""
     flow = resolve_flow(config)  # raises invalid_flow with the path
     build_agents(flow["agents"], flow["settings"])  # unknown agents / settings: the user's mistake
+    flow_plan_check(tenant=tenant, config=config)
     with transaction.atomic():
+        _flows_lock()
         last = Flow.objects.filter(name=name).order_by("-version").first()
         row = Flow.objects.create(
             name=name, version=(last.version + 1) if last else 1, config=config, created_by=actor_display(actor)
@@ -282,5 +348,29 @@ def flow_create(*, name: str, config: dict, activate: bool = True, actor=None) -
             row.active = True
             row.save(update_fields=["active"])
         audit_record(actor, "flow.created", row, {"ref": row.ref, "active": activate})
-    _pipelines.pop(connection.schema_name, None)
+    _pipelines.pop(tenant.schema_name, None)
+    return row
+
+
+def flow_activate(*, tenant, name: str, version: int, actor=None) -> Flow:
+    """Make an existing version the active flow (a rollback to an older one, or a version stored
+    inactive). Versions never change; only which one is active moves. Activating the active
+    version changes nothing and records nothing."""
+    from .selectors import flow_get
+
+    row = flow_get(name=name, version=version)  # not_found, without echoing the name
+    if row.active:
+        return row
+    flow_plan_check(tenant=tenant, config=row.config)  # the plan may have changed since it was stored
+    with transaction.atomic():
+        _flows_lock()
+        row = Flow.objects.select_for_update().get(pk=row.pk)
+        if row.active:
+            return row
+        previous = Flow.objects.filter(active=True).first()
+        Flow.objects.filter(active=True).update(active=False)
+        row.active = True
+        row.save(update_fields=["active"])
+        audit_record(actor, "flow.activated", row, {"ref": row.ref, "previous": previous.ref if previous else None})
+    _pipelines.pop(tenant.schema_name, None)
     return row

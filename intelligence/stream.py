@@ -29,7 +29,7 @@ from django.utils import timezone
 
 from eventbus import bus
 
-from . import services
+from . import learning, services
 from .agents import Context
 from .agents.features import agent_feature_spec
 from .feed import publish_decisions
@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 GROUP = "decisions"
 MODEL_REFRESH_S = 30.0  # how often a series looks for a newly deployed model
+LIVE_CHECK_EVERY = 25  # model outcomes between two auto-rollback checks
 
 
 @dataclass
@@ -48,13 +49,26 @@ class Series:
     timeframe: str
     step: int
     agents_engine: object
-    model_version: object = None
-    model_engine: object = None
+    arms: object = None  # models_registry.serving.Arms: production and challenger (traffic split)
+    model_engines: dict = field(default_factory=dict)  # version pk -> its feature engine
     model_checked: float = 0.0
     closes: deque = field(default_factory=lambda: deque(maxlen=services.CLOSES))
     stamps: deque = field(default_factory=lambda: deque(maxlen=services.CLOSES))
     last_ts: int | None = None
     pending: deque = field(default_factory=deque)  # (ts, decision) waiting for their outcome
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A bar past warm-up between its features (pass 1) and its decision (pass 3)."""
+
+    ts: int
+    row: dict
+    closes: np.ndarray
+    version: object  # the model version this bar's traffic-split key picked, or None
+    model_row: dict | None
+    elapsed: float  # seconds spent on this bar so far
+    ml: dict | None = None
 
 
 class TenantStream:
@@ -69,6 +83,7 @@ class TenantStream:
         self.pipeline = None
         self.decided = 0
         self.last_bar: dict[str, dict] = {}
+        self._model_outcomes = 0  # model outcomes since the last auto-rollback check
 
     def start(self) -> None:
         self.consumer.ensure_group()
@@ -92,6 +107,8 @@ class TenantStream:
         # positions as of the batch start (the ledger moves them at commit): one query, not one per bar
         self.positions = {p.symbol: p for p in Position.objects.filter(symbol__in={k[0] for k in groups})}
         resolved: list[tuple[Decision, int]] = []
+        # 1. features, bar by bar per series (the engines are O(1) per bar)
+        steps: list[tuple[Series, dict, _Pending | None]] = []
         for key, bars in groups.items():
             bars.sort(key=lambda b: b["ts"])
             series = self._series(*key, first_ts=bars[0]["ts"])
@@ -99,27 +116,30 @@ class TenantStream:
                 if series.last_ts is not None and bar["ts"] <= series.last_ts:
                     continue  # already seen (a redelivery overlapping what this process has processed)
                 new_bars.setdefault(key, []).append(bar)
-                decision = self._bar(series, bar, resolved)
-                if decision is not None:
-                    decisions.append((decision, bar["close"]))
+                steps.append((series, bar, self._advance(series, bar)))
+        # 2. model predictions: one batch call per model version for the whole read batch
+        self._predict([p for _, _, p in steps if p is not None and p.model_row is not None])
+        # 3. outcomes and decisions, in each series' bar order
+        for series, bar, pending in steps:
+            ts, close = bar["ts"], float(bar["close"])
+            while series.pending and series.pending[0][0] + series.pending[0][1].horizon * series.step <= ts:
+                _then, decision, then_close = series.pending.popleft()
+                resolved.append((decision, int(np.sign(close - then_close))))
+            if pending is not None:
+                decision = self._decide(series, pending)
+                decisions.append((decision, close))
+                series.pending.append((ts, decision, close))
         if not new_bars and not decisions:
             return
         self._commit(new_bars, decisions, resolved)
 
-    def _bar(self, series: Series, bar: dict, resolved: list) -> Decision | None:
+    def _advance(self, series: Series, bar: dict) -> _Pending | None:
+        """Feed one bar to the series' engines; what its decision needs (None while warming up)."""
         started = time.perf_counter()
         ts, close = bar["ts"], float(bar["close"])
-        values = series.agents_engine.update(ts, bar["open"], bar["high"], bar["low"], close, bar["volume"])
-        model_values = (
-            series.model_engine.update(ts, bar["open"], bar["high"], bar["low"], close, bar["volume"])
-            if series.model_engine is not None
-            else None
-        )
-        # outcomes: the decision made h bars ago is resolved by this close
-        while series.pending and series.pending[0][0] + series.pending[0][1].horizon * series.step <= ts:
-            then, decision, then_close = series.pending.popleft()
-            realized = int(np.sign(close - then_close))
-            resolved.append((decision, realized))
+        o, h, lo, v = bar["open"], bar["high"], bar["low"], bar["volume"]
+        values = series.agents_engine.update(ts, o, h, lo, close, v)
+        model_values = {pk: e.update(ts, o, h, lo, close, v) for pk, e in series.model_engines.items()}
         series.closes.append(close)
         series.stamps.append(ts)
         series.last_ts = ts
@@ -127,21 +147,36 @@ class TenantStream:
         if values is None:  # warming up: no decision on incomplete features
             return None
         row = dict(zip(series.agents_engine.columns, map(float, values), strict=True))
-        ml = None
-        if model_values is not None:
-            ml = services.ml_prediction(
-                series.model_version, dict(zip(series.model_engine.columns, map(float, model_values), strict=True))
-            )
+        version = series.arms.pick(services.ab_key(series.symbol, ts)) if series.arms is not None else None
+        model_row = None
+        if version is not None and model_values.get(version.pk) is not None:
+            columns = series.model_engines[version.pk].columns
+            model_row = dict(zip(columns, map(float, model_values[version.pk]), strict=True))
+        closes = np.fromiter(series.closes, dtype=np.float64)
+        return _Pending(ts, row, closes, version, model_row, time.perf_counter() - started)
+
+    def _predict(self, pending: list[_Pending]) -> None:
+        by_version: dict[int, list[_Pending]] = {}
+        for p in pending:
+            by_version.setdefault(p.version.pk, []).append(p)
+        for items in by_version.values():
+            started = time.perf_counter()
+            preds = services.ml_predictions(items[0].version, [p.model_row for p in items])
+            share = (time.perf_counter() - started) / len(items)
+            for p, pred in zip(items, preds, strict=True):
+                p.ml, p.elapsed = pred, p.elapsed + share
+
+    def _decide(self, series: Series, p: _Pending) -> Decision:
+        started = time.perf_counter()
         pipeline = self.pipeline
-        position = self.positions.get(series.symbol)
         ctx = Context(
             symbol=series.symbol,
             timeframe=series.timeframe,
-            ts=ts,
-            features=row,
-            closes=np.fromiter(series.closes, dtype=np.float64),
-            ml=ml,
-            position=position_state(position, pipeline.ledger),
+            ts=p.ts,
+            features=p.row,
+            closes=p.closes,
+            ml=p.ml,
+            position=position_state(self.positions.get(series.symbol), pipeline.ledger),
             settings=pipeline.settings,
         )
         result = pipeline.decide(ctx)
@@ -149,15 +184,14 @@ class TenantStream:
             source=Decision.Source.STREAM,
             symbol=series.symbol,
             timeframe=series.timeframe,
-            ts=pd.Timestamp(ts, unit="s", tz="UTC").to_pydatetime(),
+            ts=pd.Timestamp(p.ts, unit="s", tz="UTC").to_pydatetime(),
             result=result,
-            features=row,
+            features=p.row,
             flow_ref=pipeline.flow_ref,
-            model_version=ml["version"] if ml else "",
-            latency_ms=(time.perf_counter() - started) * 1000,
+            model_version=p.ml["version"] if p.ml else "",
+            latency_ms=(p.elapsed + time.perf_counter() - started) * 1000,
         )
         decision._result = result  # for the outcome, in this process
-        series.pending.append((ts, decision, close))
         return decision
 
     def _commit(self, new_bars, decisions, resolved) -> None:
@@ -188,6 +222,12 @@ class TenantStream:
             if outcomes:
                 transaction.on_commit(lambda: bus.publish_many("feedback.prediction.outcome", outcomes, schema=schema))
         self.decided += len(fresh)
+        self._model_outcomes += sum(1 for o in outcomes if "model_correct" in o)
+        if self._model_outcomes >= LIVE_CHECK_EVERY:
+            self._model_outcomes = 0
+            if learning.models_live_check():  # a rollback or an opened circuit: pick up the change now
+                for series in self.series.values():
+                    series.model_checked = 0.0
 
     def _insert(self, decisions: list[tuple[Decision, float]]) -> list[tuple[Decision, float]]:
         """Insert the decisions no earlier delivery stored (one per bar), returning those."""
@@ -222,6 +262,9 @@ class TenantStream:
             decision.correct = (
                 None if decision.action == "HOLD" else (realized == (1 if decision.action == "BUY" else -1))
             )
+            decision.model_correct = (
+                learning.model_correct(decision.votes, realized) if decision.model_version else None
+            )
             decision.resolved_at = now
             updates.append(decision)
             events.append(
@@ -233,9 +276,10 @@ class TenantStream:
                     "realized": realized,
                     **({"correct": decision.correct} if decision.correct is not None else {}),
                     **({"model_version": decision.model_version} if decision.model_version else {}),
+                    **({"model_correct": decision.model_correct} if decision.model_correct is not None else {}),
                 }
             )
-        Decision.objects.bulk_update(updates, ["realized", "correct", "resolved_at"])
+        Decision.objects.bulk_update(updates, ["realized", "correct", "model_correct", "resolved_at"])
         for symbol in {d.symbol for d in updates}:
             WeightSnapshot.objects.create(
                 flow=self.pipeline.flow_name, symbol=symbol, weights=engine.weights(symbol), accuracy=engine.accuracy()
@@ -250,7 +294,7 @@ class TenantStream:
         if series is None:
             series = self.series[key] = self._warm(symbol, timeframe, first_ts)
         if time.monotonic() - series.model_checked > MODEL_REFRESH_S:
-            self._attach_model(series, first_ts)
+            self._attach_models(series, first_ts)
         return series
 
     def _warm(self, symbol: str, timeframe: str, before_ts: int) -> Series:
@@ -278,23 +322,26 @@ class TenantStream:
                 series.pending.append((then, decision, closes_at[then]))
         return series
 
-    def _attach_model(self, series: Series, before_ts: int) -> None:
+    def _attach_models(self, series: Series, before_ts: int) -> None:
+        """(Re)read who serves the series' model (production, challenger and split); build and warm
+        a feature engine for each version not seen before."""
         from features import selectors as fs_selectors
         from features.engine import IncrementalEngine
+        from models_registry import serving
 
         series.model_checked = time.monotonic()
-        version = services.model_version_for(
-            symbol=series.symbol, timeframe=series.timeframe, flow=self.pipeline.flow, request_key=series.symbol
-        )
-        if version is None:
-            series.model_version = series.model_engine = None
-            return
-        if series.model_version is not None and series.model_version.pk == version.pk:
-            return
-        engine = IncrementalEngine(fs_selectors.feature_set_spec(version.feature_set), series.timeframe)
-        for ts, o, h, lo, c, v in self._history(series.symbol, series.timeframe, before_ts, engine.warmup * 3 + 50):
-            engine.update(ts, o, h, lo, c, v)
-        series.model_version, series.model_engine = version, engine
+        model = services.model_for(symbol=series.symbol, timeframe=series.timeframe, flow=self.pipeline.flow)
+        series.arms = serving.arms_get(model) if model is not None else None
+        wanted = {v.pk: v for v in series.arms.versions} if series.arms is not None else {}
+        for pk in [pk for pk in series.model_engines if pk not in wanted]:
+            del series.model_engines[pk]
+        for pk, version in wanted.items():
+            if pk in series.model_engines:
+                continue
+            engine = IncrementalEngine(fs_selectors.feature_set_spec(version.feature_set), series.timeframe)
+            for ts, o, h, lo, c, v in self._history(series.symbol, series.timeframe, before_ts, engine.warmup * 3 + 50):
+                engine.update(ts, o, h, lo, c, v)
+            series.model_engines[pk] = engine
 
     def _history(self, symbol: str, timeframe: str, before_ts: int, n: int):
         from marketdata import selectors as md_selectors

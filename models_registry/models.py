@@ -127,6 +127,9 @@ class ModelVersion(models.Model):
     reference = models.JSONField(default=dict)
     no_edge = models.BooleanField(default=True)
     circuit = models.CharField(max_length=10, choices=CircuitState.choices, default=CircuitState.CLOSED)
+    circuit_changed_at = models.DateTimeField(null=True, blank=True)
+    circuit_auto = models.BooleanField(default=False)  # opened by the breaker (it may half-open it again)
+    circuit_reason = models.CharField(max_length=300, blank=True)
     # the latest drift check (serving state, like the circuit): {"checked_at", "max_psi", "features": {...}}
     drift = models.JSONField(default=dict)
     created_by = models.CharField(max_length=254, blank=True)
@@ -184,6 +187,8 @@ class ModelAlert(models.Model):
     class Kind(models.TextChoices):
         DRIFT = "drift"
         TRAINING_FAILED = "training_failed"
+        AUTO_ROLLBACK = "auto_rollback"
+        CIRCUIT_OPEN = "circuit_open"
 
     model = models.ForeignKey(RegisteredModel, on_delete=models.CASCADE, related_name="alerts")
     version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, null=True, related_name="alerts")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from django.conf import settings
@@ -57,12 +58,50 @@ def _bucket(request_key: str) -> float:
     return int.from_bytes(digest, "big") % 10_000 / 100
 
 
+@dataclass(frozen=True)
+class Arms:
+    """Who answers for a model's ``production`` requests: the production version and, with a
+    traffic split, the challenger and its share (percent)."""
+
+    production: ModelVersion | None
+    challenger: ModelVersion | None = None
+    challenger_percent: float = 0.0
+
+    def pick(self, request_key: str | None) -> ModelVersion | None:
+        """The version for this request: the challenger when the key falls in its share and its
+        circuit is not open; else production unless its circuit is open (then None)."""
+        c = self.challenger
+        if (
+            c is not None
+            and request_key
+            and self.challenger_percent
+            and c.circuit != CircuitState.OPEN
+            and _bucket(request_key) < self.challenger_percent
+        ):
+            return c
+        p = self.production
+        return None if p is None or p.circuit == CircuitState.OPEN else p
+
+    @property
+    def versions(self) -> list[ModelVersion]:
+        return [v for v in (self.production, self.challenger if self.challenger_percent else None) if v is not None]
+
+
+def arms_get(model: RegisteredModel) -> Arms:
+    aliases = {a.name: a.version for a in ModelAlias.objects.filter(model=model).select_related("version__model")}
+    return Arms(
+        production=aliases.get(PRODUCTION),
+        challenger=aliases.get(CHALLENGER),
+        challenger_percent=float((model.traffic or {}).get("challenger_percent") or 0),
+    )
+
+
 def version_resolve(
     *, model: RegisteredModel, alias: str | None = None, version: int | None = None, request_key: str | None = None
 ) -> ModelVersion:
     """An explicit version; or an alias (default ``production``). With a traffic split, a
     ``production`` request whose key falls in the challenger's share goes to the challenger; a
-    version whose circuit is open is skipped for production."""
+    challenger whose circuit is open gets no traffic."""
     if version is not None:
         found = ModelVersion.objects.filter(model=model, version=version).select_related("model").first()
         if found is None:
@@ -79,10 +118,14 @@ def version_resolve(
             status=404,
         )
     if alias == PRODUCTION and request_key:
-        pct = float((model.traffic or {}).get("challenger_percent") or 0)
-        challenger = aliases.get(CHALLENGER)
-        if pct and challenger is not None and challenger.circuit != CircuitState.OPEN and _bucket(request_key) < pct:
-            chosen = challenger
+        arms = Arms(
+            production=chosen,
+            challenger=aliases.get(CHALLENGER),
+            challenger_percent=float((model.traffic or {}).get("challenger_percent") or 0),
+        )
+        picked = arms.pick(request_key)
+        if picked is not None:
+            chosen = picked
     return chosen
 
 

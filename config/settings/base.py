@@ -118,6 +118,9 @@ FEATURES_CACHE = {
 # cached per process, and the schema of Optuna's study tables.
 MODEL_VERSION_LIMIT = env_int("MODEL_VERSION_LIMIT", 10)
 AI_MODEL_CACHE_SIZE = env_int("AI_MODEL_CACHE_SIZE", 32)
+# circuit breaker: consecutive prediction errors that open a version's circuit; cool-down before a retry
+MODEL_BREAKER_ERRORS = env_int("MODEL_BREAKER_ERRORS", 5)
+MODEL_BREAKER_COOLDOWN_S = env_int("MODEL_BREAKER_COOLDOWN_S", 300)
 OPTUNA_SCHEMA = "optuna"
 
 # Django 6.1 mailers; the console backend in dev, SMTP etc. through EMAIL_BACKEND in production.

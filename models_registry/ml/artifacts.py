@@ -356,6 +356,18 @@ class ModelBundle:
             "probabilities": dict(zip(self.classes, probs, strict=True)),
         }
 
+    def predict_many(self, X) -> list[dict]:
+        """Many rows in one batch call (the live stream's read batches), each shaped as ``predict_one``'s."""
+        out = self.predict_proba(X)
+        if self.task == "regression":
+            return [{"prediction": float(v)} for v in out]
+        labels = out.argmax(axis=1).tolist()
+        classes = self.classes
+        return [
+            {"label": k, "class": classes[k], "probabilities": dict(zip(classes, row, strict=True))}
+            for k, row in zip(labels, out.tolist(), strict=True)
+        ]
+
 
 # --- bytes -----------------------------------------------------------------------------------------
 

@@ -1,5 +1,6 @@
 """The registry's periodic work for one tenant: re-queue jobs whose worker died, start scheduled
-retrains, and check drift of production versions (at most once a day each)."""
+retrains, check drift of production versions (at most once a day each), half-open the circuits
+the breaker opened once their cool-down is over, and roll back production versions that fail live."""
 
 from __future__ import annotations
 
@@ -54,4 +55,16 @@ def registry_sweep_run(now: dt.datetime | None = None) -> dict:
                     retrained.append(model.name)
                 except ApplicationError:
                     pass
-    return {"reaped": reaped, "retrained": retrained, "drift_checked": checked}
+    from intelligence.learning import models_live_check
+
+    from ..breaker import half_open_due
+
+    half_opened = half_open_due(now)
+    rolled_back = models_live_check(now)
+    return {
+        "reaped": reaped,
+        "retrained": retrained,
+        "drift_checked": checked,
+        "half_opened": half_opened,
+        "live_checks": rolled_back,
+    }

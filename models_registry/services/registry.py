@@ -290,12 +290,20 @@ def model_settings_update(
     return model
 
 
-def circuit_set(*, version: ModelVersion, state: str, actor=None, reason: str = "") -> ModelVersion:
-    """Open (stop serving; traffic falls back to production), half-open or close a version's breaker."""
+def circuit_set(*, version: ModelVersion, state: str, actor=None, reason: str = "", auto: bool = False) -> ModelVersion:
+    """Open (stop serving; traffic falls back to production, decisions to the non-ML agents),
+    half-open (serve again on probation) or close a version's breaker. ``auto``: the breaker itself
+    moved it (an automatically opened circuit is half-opened again after a cool-down; one an
+    operator opened stays open until an operator closes it)."""
     if state not in CircuitState.values:
         raise ApplicationError("invalid_state", f"state must be one of {', '.join(CircuitState.values)}.")
     with transaction.atomic():
         version.circuit = state
-        version.save(update_fields=["circuit"])
-        audit_record(actor, "model.circuit", version, {"ref": version.ref, "state": state, "reason": reason[:500]})
+        version.circuit_changed_at = timezone.now()
+        version.circuit_auto = auto
+        version.circuit_reason = reason[:300]
+        version.save(update_fields=["circuit", "circuit_changed_at", "circuit_auto", "circuit_reason"])
+        audit_record(
+            actor, "model.circuit", version, {"ref": version.ref, "state": state, "reason": reason[:500], "auto": auto}
+        )
     return version

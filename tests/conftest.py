@@ -91,6 +91,13 @@ def _fresh_tenant_state():
     yield
     connection.set_schema_to_public()
     resolution.reset_local()
+    # per-process caches of rows a rolled-back test created (ids are not reused, but a cached
+    # name -> row answer would point at a row that no longer exists)
+    from features import cache as features_cache
+    from intelligence import services as intelligence_services
+
+    features_cache.refs.discard(lambda key: True)
+    intelligence_services._pipelines.clear()
 
 
 @pytest.fixture

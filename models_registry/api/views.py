@@ -208,6 +208,8 @@ class VersionSerializer(serializers.ModelSerializer):
             "rows_used",
             "no_edge",
             "circuit",
+            "circuit_reason",
+            "circuit_changed_at",
             "artifact_sha256",
             "artifact_bytes",
             "pruned",
@@ -275,7 +277,9 @@ class ModelDetailApi(APIView):
     class InputSerializer(serializers.Serializer):
         description = serializers.CharField(max_length=500, required=False)
         deploy_policy = serializers.DictField(
-            required=False, help_text='{"gate": "edge"|"thresholds"|"none", "min_accuracy": 0.8}'
+            required=False,
+            help_text='{"gate": "edge"|"thresholds"|"none", "min_accuracy": 0.8, '
+            '"rollback_min_accuracy": 0.5, "rollback_window": 100}',
         )
         traffic = serializers.DictField(required=False, help_text='{"challenger_percent": 10}')
         retrain_every_days = serializers.IntegerField(min_value=1, max_value=365, required=False, allow_null=True)
@@ -481,3 +485,57 @@ class AlertListApi(APIView):
     def get(self, request):
         open_only = request.query_params.get("open", "").lower() in ("1", "true", "yes")
         return Response(self.OutputSerializer(selectors.alert_list(open_only=open_only)[:200], many=True).data)
+
+
+class AbTestApi(APIView):
+    """The A/B test of a model: production and challenger side by side on live outcomes (accuracy,
+    95 % interval, test against a coin and of the difference) and a verdict."""
+
+    access = {"GET": READ}
+
+    @extend_schema(
+        operation_id="models_ab_retrieve",
+        parameters=[OpenApiParameter("window", int, description="Last N live calls per arm (default 500).")],
+        responses={200: OpenApiTypes.OBJECT, **ERRORS},
+    )
+    def get(self, request, name: str):
+        from intelligence import learning
+
+        raw = request.query_params.get("window", "500")
+        if not raw.isdigit() or not 10 <= int(raw) <= 100_000:
+            raise ApplicationError("invalid_window", "window is a whole number of calls, 10-100000.")
+        return Response(learning.ab_metrics(selectors.model_get(name=name), window=int(raw)))
+
+
+class AbActionInput(serializers.Serializer):
+    reason = serializers.CharField(max_length=500, required=False, default="")
+
+
+class AbPromoteApi(APIView):
+    """End the A/B test by promoting the challenger to production (through the deploy gate)."""
+
+    access = {"POST": MANAGE}
+
+    @extend_schema(operation_id="models_ab_promote", request=AbActionInput, responses={200: ModelSerializer, **ERRORS})
+    def post(self, request, name: str):
+        from intelligence import learning
+
+        data = AbActionInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        learning.ab_promote(model=selectors.model_get(name=name), actor=request.user, **data.validated_data)
+        return Response(ModelSerializer(selectors.model_get(name=name)).data)
+
+
+class AbAbortApi(APIView):
+    """End the A/B test: the challenger alias is removed and all traffic returns to production."""
+
+    access = {"POST": MANAGE}
+
+    @extend_schema(operation_id="models_ab_abort", request=AbActionInput, responses={200: ModelSerializer, **ERRORS})
+    def post(self, request, name: str):
+        from intelligence import learning
+
+        data = AbActionInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        learning.ab_abort(model=selectors.model_get(name=name), actor=request.user, **data.validated_data)
+        return Response(ModelSerializer(selectors.model_get(name=name)).data)

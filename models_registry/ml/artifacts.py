@@ -358,6 +358,9 @@ class ModelBundle:
 
     def predict_many(self, X) -> list[dict]:
         """Many rows in one batch call (the live stream's read batches), each shaped as ``predict_one``'s."""
+        X = self._check(X)
+        if not len(X):
+            return []
         out = self.predict_proba(X)
         if self.task == "regression":
             return [{"prediction": float(v)} for v in out]

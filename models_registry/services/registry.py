@@ -265,9 +265,23 @@ def model_settings_update(
         if gate not in GATES:
             raise ApplicationError("invalid_policy", f"gate must be one of {', '.join(GATES)}.", {"gate": gate})
         accuracy = deploy_policy.get("min_accuracy")
-        if accuracy is not None and not (0 < float(accuracy) <= 1):
+        if accuracy is not None and (
+            not isinstance(accuracy, int | float) or isinstance(accuracy, bool) or not 0 < float(accuracy) <= 1
+        ):
             raise ApplicationError("invalid_policy", "min_accuracy is a fraction in (0, 1].")
-        model.deploy_policy = {"gate": gate, **({"min_accuracy": float(accuracy)} if accuracy is not None else {})}
+        policy = {"gate": gate, **({"min_accuracy": float(accuracy)} if accuracy is not None else {})}
+        # auto-rollback: live accuracy below rollback_min_accuracy over rollback_window calls
+        floor = deploy_policy.get("rollback_min_accuracy")
+        if floor is not None:
+            if not isinstance(floor, int | float) or isinstance(floor, bool) or not 0 < float(floor) < 1:
+                raise ApplicationError("invalid_policy", "rollback_min_accuracy is a fraction in (0, 1), or null.")
+            policy["rollback_min_accuracy"] = float(floor)
+        window = deploy_policy.get("rollback_window")
+        if window is not None:
+            if not isinstance(window, int) or isinstance(window, bool) or not 10 <= window <= 100_000:
+                raise ApplicationError("invalid_policy", "rollback_window is a whole number of calls, 10-100000.")
+            policy["rollback_window"] = window
+        model.deploy_policy = policy
         changed["deploy_policy"] = model.deploy_policy
     if traffic is not None:
         pct = traffic.get("challenger_percent", 0)

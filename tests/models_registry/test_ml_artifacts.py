@@ -68,6 +68,22 @@ def test_predict_one_equals_predict_proba(bundle):
             assert one["label"] == int(np.argmax(batch[i])) and one["class"] == bundle.classes[one["label"]]
 
 
+def test_predict_many_is_predict_one_in_one_call(bundle):
+    """The stream's batch path gives each row what the single-row path gives."""
+    X, _ = _data(bundle.task, 30, seed=3)
+    many = bundle.predict_many(X)
+    assert len(many) == 30 and bundle.predict_many(X[:0]) == []
+    for x, got in zip(X, many, strict=True):
+        one = bundle.predict_one(x)
+        assert got.keys() == one.keys()
+        if bundle.task == "regression":
+            assert got["prediction"] == pytest.approx(one["prediction"], rel=1e-5, abs=1e-6)
+        else:
+            assert got["class"] == one["class"] and got["label"] == one["label"]
+            for c in bundle.classes:
+                assert got["probabilities"][c] == pytest.approx(one["probabilities"][c], rel=1e-5, abs=1e-6)
+
+
 def test_each_member_single_row_path_matches_batch(bundle):
     """Per member: the compiled single-row evaluators (tree walk, folded linear) against scikit-learn."""
     X, _ = _data(bundle.task, 40, seed=2)

@@ -69,3 +69,23 @@ class DeployForm(forms.Form):
 class RollbackForm(forms.Form):
     version = forms.IntegerField(min_value=1, required=False, help_text="Empty: the version before the last move.")
     reason = forms.CharField(max_length=500, required=False)
+
+
+class FlowForm(forms.Form):
+    """A new flow version; the config's rules (ranges, agents, the plan) live in the service."""
+
+    name = forms.SlugField(max_length=64, help_text="Saving under an existing name stores its next version.")
+    config = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 22, "spellcheck": "false", "class": "mono"}),
+        help_text="JSON object: agents, settings, weights, thresholds. Keys left out take the defaults.",
+    )
+    activate = forms.BooleanField(required=False, initial=True, label="Make it the active flow")
+
+    def clean_config(self):
+        try:
+            value = json.loads(self.cleaned_data["config"])
+        except ValueError as exc:
+            raise forms.ValidationError(f"Not valid JSON: {exc}", code="invalid_json") from exc
+        if not isinstance(value, dict):
+            raise forms.ValidationError("The config must be a JSON object ({...}).", code="invalid_json")
+        return value

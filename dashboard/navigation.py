@@ -14,6 +14,7 @@ class Area:
     next_step: str
     api_hint: str = ""
     url_name: str = ""  # the area's own page once it has one (else its placeholder)
+    pages: tuple[tuple[str, str], ...] = ()  # (label, url name) of the area's further pages, under it in the menu
 
 
 AREAS = [
@@ -52,6 +53,11 @@ AREAS = [
         "Deploy a model, then watch decisions arrive here and on the WebSocket feed.",
         "/api/docs/#/decisions",
         "dashboard:decisions",
+        (
+            ("Agent weights", "dashboard:decision-weights"),
+            ("Positions & P&L", "dashboard:positions"),
+            ("Flows", "dashboard:flows"),
+        ),
     ),
     Area(
         "backtests",

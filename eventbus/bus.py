@@ -117,6 +117,7 @@ EVENTS: dict[str, EventType] = {
                 "realized": "int",  # +1 up, -1 down, 0 flat
                 "correct?": "bool",
                 "model_version?": "str",
+                "model_correct?": "bool",  # the served model's own direction was right
             },
             "What happened after a decision's horizon passed.",
         ),

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 import time
 from bisect import bisect_right
 from collections import deque
@@ -71,6 +72,9 @@ DEFAULT_FLOW: dict[str, Any] = {
         "sizing",
         "cost",
     ],
+    # the registered model the ML agent reads (its production version, A/B split honoured); null:
+    # the model whose production version was trained on the decision's instrument and timeframe
+    "model": None,
     "settings": {},  # agent name -> setting overrides (see each agent's default_settings)
     "weights": {},  # agent name -> initial weight (default 1); learning moves from there
     "min_confidence": 0.55,  # calibrated probability the direction is right
@@ -159,6 +163,9 @@ def resolve_flow(flow: Mapping[str, Any] | None) -> dict[str, Any]:
             out[key] = value
     if not isinstance(out["agents"], list) or not all(isinstance(a, str) for a in out["agents"]):
         raise _flow_error("agents", "must be a list of agent names")
+    model = out["model"]
+    if model is not None and (not isinstance(model, str) or not re.fullmatch(r"[-a-zA-Z0-9_]{1,64}", model)):
+        raise _flow_error("model", "must be a registered model's name (letters, digits, - and _), or null")
     for key in ("settings", "weights"):
         if not isinstance(out[key], Mapping):
             raise _flow_error(key, "must be an object keyed by agent name")

@@ -6,7 +6,7 @@ from django.db.models import QuerySet
 
 from api.errors import NotFound
 
-from .models import Decision, Flow, Position
+from .models import Decision, Fill, Flow, Position, WeightSnapshot
 
 
 def decision_payload(d: Decision) -> dict:
@@ -66,3 +66,98 @@ def flow_list() -> QuerySet[Flow]:
 
 def flow_active() -> Flow | None:
     return Flow.objects.filter(active=True).first()
+
+
+def flow_get(*, name: str, version: int) -> Flow:
+    """One version of a flow; the 404 never repeats the name asked for."""
+    row = Flow.objects.filter(name=name, version=version).first()
+    if row is None:
+        raise NotFound("flow version")
+    return row
+
+
+def fill_list(*, symbol: str | None = None, limit: int = 50) -> QuerySet[Fill]:
+    """The most recent paper fills, newest first."""
+    qs = Fill.objects.order_by("-id")
+    if symbol:
+        qs = qs.filter(symbol=symbol.upper())
+    return qs[:limit]
+
+
+def weight_history(*, symbol: str | None = None, flow: str | None = None, limit: int = 500) -> list[WeightSnapshot]:
+    """The most recent ``limit`` weight snapshots, returned oldest first (the order a chart draws)."""
+    qs = WeightSnapshot.objects.all()
+    if symbol:
+        qs = qs.filter(symbol=symbol.upper())
+    if flow:
+        qs = qs.filter(flow=flow)
+    return list(qs.order_by("-at", "-id")[:limit])[::-1]
+
+
+def weight_series_keys() -> dict[str, list[str]]:
+    """Flow name -> the symbols it has weight snapshots for (what the chart can be asked for)."""
+    out: dict[str, list[str]] = {}
+    for flow, symbol in WeightSnapshot.objects.values_list("flow", "symbol").distinct().order_by("flow", "symbol"):
+        out.setdefault(flow, []).append(symbol)
+    return out
+
+
+def plan_agents(plan) -> list[str] | None:
+    """The agents a plan allows, by its ``limits["agents"]`` (None: all of them)."""
+    from .agents import agents_for_plan
+
+    allowed = (plan.limits or {}).get("agents", "all")
+    if allowed in (None, "all"):
+        return None
+    return agents_for_plan(allowed)
+
+
+def agent_catalog(*, tenant) -> list[dict]:
+    """Every registered agent, whether the tenant's plan allows it, and the cheapest plan that does
+    (so a page can say "needs Pro" instead of just "not allowed")."""
+    from tenants.models import Plan
+
+    from .agents import REGISTRY
+
+    plans = [(p, plan_agents(p)) for p in Plan.objects.order_by("monthly_price_cents", "code")]
+    permitted = plan_agents(tenant.plan)
+    out = []
+    for name, cls in REGISTRY.items():
+        allowed = permitted is None or name in permitted
+        cheapest = next((p for p, names in plans if names is None or name in names), None)
+        out.append(
+            {
+                "name": name,
+                "tier": cls.tier,
+                "directional": cls.directional,
+                "summary": cls.summary,
+                "allowed": allowed,
+                "needs_plan": None if allowed or cheapest is None else {"code": cheapest.code, "name": cheapest.name},
+            }
+        )
+    return out
+
+
+def flow_presets(*, tenant) -> dict[str, dict]:
+    """Ready-made flow configs, each naming only the agents the tenant's plan allows (so a preset
+    can always be stored as it is)."""
+    import copy
+
+    from .consensus import CONSERVATIVE_PRESET, DEFAULT_FLOW
+
+    permitted = plan_agents(tenant.plan)
+    out = {}
+    for key, preset in (("default", DEFAULT_FLOW), ("conservative", CONSERVATIVE_PRESET)):
+        preset = copy.deepcopy(preset)
+        if permitted is not None:
+            preset["agents"] = [a for a in preset["agents"] if a in permitted]
+        out[key] = preset
+    return out
+
+
+def flow_active_name() -> str:
+    """The name of the flow that decides now (``default`` when the tenant stored none)."""
+    from .services import DEMO_FLOW
+
+    row = flow_active()
+    return row.name if row else DEMO_FLOW["name"]

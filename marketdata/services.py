@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import math
 import re
 import struct
 from dataclasses import dataclass
@@ -15,11 +17,12 @@ from api.errors import ApplicationError
 from compliance.services import audit_record
 from tenants import limits
 
-from .models import AssetClass, Bar, Instrument
+from .models import TIMEFRAME_SECONDS, AssetClass, Bar, Instrument
 from .validation import Report, validate
 
 SYMBOL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/\-]{0,31}$")
 ON_CONFLICT = ("error", "skip", "replace")
+log = logging.getLogger(__name__)
 _BAR_TABLE = Bar._meta.db_table
 _COLUMNS = "ts, open, high, low, close, volume"
 
@@ -233,6 +236,57 @@ def bars_import(
         )
     progress(100, "done")
     return ImportResult(symbol, timeframe, len(frame), inserted, skipped, replaced, created, report)
+
+
+def bars_append(*, tenant, bars: list[dict]) -> int:
+    """Streamed bars (``market.data.update`` events: symbol, timeframe, ts in epoch seconds, OHLCV)
+    of any instruments, in ONE statement inside the caller's transaction; bars already stored are
+    kept (a replayed bar never rewrites history). Instruments are created as needed (plan cap
+    checked). Producers validate what they publish (the feed adapter, the replay); a bar breaking
+    the OHLC rules is skipped here all the same, logged, never stored. Not audited bar by bar: the
+    stream's status counts them. Returns the number of new bars."""
+    if not bars:
+        return 0
+    good = [b for b in bars if _bar_sane(b)]
+    if len(good) < len(bars):
+        log.warning("stream: %d bar(s) breaking the OHLC rules skipped", len(bars) - len(good))
+    symbols = {symbol_clean(b["symbol"]) for b in good}
+    instruments = {i.symbol: i for i in Instrument.objects.filter(symbol__in=symbols)}
+    for symbol in sorted(symbols - instruments.keys()):
+        instruments[symbol], _ = _instrument_for_import(tenant, symbol, None)
+    if not good:
+        return 0
+    keys = ("ts", "open", "high", "low", "close", "volume")
+    rows = [(instruments[symbol_clean(b["symbol"])].pk, b["timeframe"], *(b[k] for k in keys)) for b in good]
+    cols = list(zip(*rows, strict=True))
+    with connection.cursor() as cur:
+        cur.execute(
+            f"INSERT INTO {_BAR_TABLE} (instrument_id, timeframe, {_COLUMNS}) "
+            "SELECT i, tf, to_timestamp(t), o, h, l, c, v FROM unnest("
+            "%s::int[], %s::text[], %s::float8[], %s::float8[], %s::float8[], %s::float8[], %s::float8[], "
+            "%s::float8[]) AS u(i, tf, t, o, h, l, c, v) ON CONFLICT (instrument_id, timeframe, ts) DO NOTHING",
+            [list(c) for c in cols],
+        )
+        inserted = cur.rowcount
+    touched = {instruments[symbol_clean(b["symbol"])].pk for b in good}
+    Instrument.objects.filter(pk__in=touched).update(bars_version=F("bars_version") + 1)
+    return inserted
+
+
+def _bar_sane(b: dict) -> bool:
+    try:
+        o, h, lo, c, v = (float(b[k]) for k in ("open", "high", "low", "close", "volume"))
+    except (KeyError, TypeError, ValueError):
+        return False
+    return (
+        all(math.isfinite(x) for x in (o, h, lo, c, v))
+        and lo > 0
+        and v >= 0
+        and h >= max(o, c, lo)
+        and lo <= min(o, c)
+        and b.get("timeframe") in TIMEFRAME_SECONDS
+        and int(b["ts"]) % TIMEFRAME_SECONDS[b["timeframe"]] == 0
+    )
 
 
 def _bars_changed(instrument: Instrument) -> None:

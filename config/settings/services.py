@@ -55,6 +55,9 @@ REDIS_DB_STREAMS = env_int("REDIS_DB_STREAMS", _redis_base + 5)
 WS_PUBLIC_URL = env_str("WS_PUBLIC_URL", "")
 # messages a WebSocket client may have queued before it is dropped as too slow (close 4008)
 WS_CLIENT_QUEUE = env_int("WS_CLIENT_QUEUE", 1000)
+# external market feed for `ingest_feed` (marketdata/feeds.py): ws(s):// or http(s):// URL, may carry
+# credentials (never printed); empty = no feed
+LEVEL3_DATA_STREAM_URL = env_str("LEVEL3_DATA_STREAM_URL", "")
 # approximate cap per event stream (XADD MAXLEN ~): about a day of 1-minute bars for 70 symbols
 EVENTBUS_MAXLEN = env_int("EVENTBUS_MAXLEN", 100_000)
 

@@ -250,18 +250,98 @@ class FlowListCreateApi(APIView):
     def post(self, request):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        flow = services.flow_create(actor=request.user, **data.validated_data)
+        flow = services.flow_create(tenant=request.tenant, actor=request.user, **data.validated_data)
         return Response(FlowSerializer(flow).data, status=201)
 
 
 class FlowPresetsApi(APIView):
     """Ready-made flow configs: ``default`` (min confidence 0.55, reachable on real data) and
-    ``conservative`` (the seed's 0.75)."""
+    ``conservative`` (the seed's 0.75), each with only the agents the tenant's plan allows."""
 
     access = {"GET": READ}
 
     @extend_schema(operation_id="flows_presets", responses={200: OpenApiTypes.OBJECT, **ERRORS})
     def get(self, request):
-        from ..consensus import CONSERVATIVE_PRESET, DEFAULT_FLOW
+        return Response(selectors.flow_presets(tenant=request.tenant))
 
-        return Response({"default": DEFAULT_FLOW, "conservative": CONSERVATIVE_PRESET})
+
+class FlowDetailApi(APIView):
+    """One version of a flow, with its config as stored (defaults fill in what it leaves out)."""
+
+    access = {"GET": READ}
+
+    @extend_schema(operation_id="flows_retrieve", responses={200: FlowSerializer, **ERRORS})
+    def get(self, request, flow_name: str, flow_version: int):
+        return Response(FlowSerializer(selectors.flow_get(name=flow_name, version=flow_version)).data)
+
+
+class FlowActivateApi(APIView):
+    """Make a stored version the active flow: roll back to an older one, or switch to a version
+    stored with ``activate: false`` (admins). Decisions use it within seconds; the learned weights
+    are kept per flow name. A version naming an agent the plan no longer includes is refused with
+    ``agent_not_in_plan``."""
+
+    access = {"POST": MANAGE}
+
+    @extend_schema(operation_id="flows_activate", request=None, responses={200: FlowSerializer, **ERRORS})
+    def post(self, request, flow_name: str, flow_version: int):
+        flow = services.flow_activate(tenant=request.tenant, name=flow_name, version=flow_version, actor=request.user)
+        return Response(FlowSerializer(flow).data)
+
+
+class PlanRefSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    name = serializers.CharField()
+
+
+class AgentSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    tier = serializers.CharField()
+    directional = serializers.BooleanField()
+    summary = serializers.CharField(allow_blank=True)
+    allowed = serializers.BooleanField(help_text="Whether the tenant's plan includes this agent.")
+    needs_plan = PlanRefSerializer(allow_null=True, help_text="The cheapest plan that includes it, when not allowed.")
+
+
+class AgentListApi(APIView):
+    """The decision agents a flow may name, and which of them the tenant's plan includes."""
+
+    access = {"GET": READ}
+
+    @extend_schema(operation_id="agents_list", responses={200: AgentSerializer(many=True), **ERRORS})
+    def get(self, request):
+        return Response(AgentSerializer(selectors.agent_catalog(tenant=request.tenant), many=True).data)
+
+
+class WeightSnapshotSerializer(serializers.Serializer):
+    created_at = serializers.DateTimeField(source="at")
+    flow = serializers.CharField()
+    symbol = serializers.CharField()
+    weights = serializers.DictField(child=serializers.FloatField(), help_text="Agent -> normalised weight.")
+    accuracy = serializers.FloatField(allow_null=True, help_text="The consensus hit rate over its recent window.")
+
+
+class AgentWeightsApi(APIView):
+    """The agents' learned weights over time, oldest first: one snapshot per instrument each time
+    decisions' outcomes resolve (the live stream records them)."""
+
+    access = {"GET": READ}
+
+    class QuerySerializer(serializers.Serializer):
+        symbol = serializers.CharField(max_length=32, required=False, help_text="Only this instrument.")
+        flow = serializers.SlugField(max_length=64, required=False, help_text="Default: the active flow.")
+        limit = serializers.IntegerField(min_value=1, max_value=5000, default=500, help_text="The most recent N.")
+
+    @extend_schema(
+        operation_id="agent_weights_list",
+        parameters=[QuerySerializer],
+        responses={200: WeightSnapshotSerializer(many=True), **ERRORS},
+    )
+    def get(self, request):
+        query = self.QuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        q = query.validated_data
+        rows = selectors.weight_history(
+            symbol=q.get("symbol"), flow=q.get("flow") or selectors.flow_active_name(), limit=q["limit"]
+        )
+        return Response(WeightSnapshotSerializer(rows, many=True).data)

@@ -388,8 +388,35 @@ def _decision_object(fx: TenantFixture) -> Obj:
     return Obj(d.id, (f"WALK{fx.slug.upper()}",))
 
 
+def _walk_flow(fx: TenantFixture) -> str:
+    """A flow of this tenant with two inactive versions, naming only agents every plan includes
+    (so activating either succeeds on the free plan too)."""
+    from django_tenants.utils import schema_context
+
+    from intelligence.models import Flow
+
+    name = f"walkflow-{fx.slug}"
+    with schema_context(fx.tenant.schema_name):
+        for version in (1, 2):
+            Flow.objects.get_or_create(
+                name=name, version=version, defaults={"config": {"agents": ["technical", "trend", "risk"]}}
+            )
+    return name
+
+
+def _flow_object(fx: TenantFixture) -> Obj:
+    return Obj(_walk_flow(fx), (f"walkflow-{fx.slug}",))
+
+
+def _flow_version_object(fx: TenantFixture) -> Obj:
+    _walk_flow(fx)
+    return Obj(1)
+
+
 OBJECT_FACTORIES: dict[str, Callable[[TenantFixture], Obj]] = {
     "decision_id": _decision_object,
+    "flow_name": _flow_object,
+    "flow_version": _flow_version_object,
     "key_id": _api_key_object,
     "member_id": _member_object,
     "invitation_id": _invitation_object,

@@ -173,6 +173,9 @@ def test_main_pages_fit_desktop_and_phone_widths(new_dashboard, unique):
         "/app/area/models/",
         "/app/data/",
         "/app/features/",
+        "/app/decisions/weights/",
+        "/app/positions/",
+        "/app/flows/",
     ]
     for viewport in (DESKTOP, PHONE):
         d = new_dashboard(viewport)

@@ -447,7 +447,9 @@ def _drain(stream: TenantStream) -> None:
         pass
 
 
-def test_the_stream_splits_bars_between_the_arms_and_scores_each_version(alpha, stream_market):
+def test_the_stream_splits_bars_between_the_arms_and_scores_each_version(
+    alpha, stream_market, django_capture_on_commit_callbacks
+):
     schema, live = stream_market
     with schema_context(schema):
         v1 = _version_on_agent_features("live", 11)
@@ -466,7 +468,11 @@ def test_the_stream_splits_bars_between_the_arms_and_scores_each_version(alpha, 
         calls.append((version.ref, len(rows)))
         return real(version, rows)
 
-    with mock.patch("intelligence.stream.publish_decisions"), mock.patch.object(services, "ml_predictions", counting):
+    with (
+        mock.patch("intelligence.stream.publish_decisions"),
+        mock.patch.object(services, "ml_predictions", counting),
+        django_capture_on_commit_callbacks(execute=True),
+    ):
         _drain(stream)
     with schema_context(schema):
         decisions = list(Decision.objects.filter(source="stream").order_by("ts"))
@@ -485,6 +491,9 @@ def test_the_stream_splits_bars_between_the_arms_and_scores_each_version(alpha, 
         resolved = [d for d in decisions if d.resolved_at is not None]
         assert len(resolved) == 79 and all(d.model_correct is not None for d in resolved)
         assert all(d.model_correct == (learning.model_direction(d.votes) == d.realized) for d in resolved)
+    # the outcomes went out as events, with the model's own score
+    outcomes = bus.client().xrange(bus.stream_key("feedback.prediction.outcome", schema))
+    assert len(outcomes) == 79 and all(b"model_correct" in fields[b"e"] for _, fields in outcomes)
     ab = alpha.client().get("/api/v1/models/live/ab/").json()
     assert ab["production"]["live"]["n"] + ab["challenger"]["live"]["n"] == 79
 

@@ -122,9 +122,20 @@ def run() -> list[str]:
             live = [s[i] for i in range(1, LIVE + 1) for s in streams]  # interleaved, in time order
             bus.publish_many("market.data.update", live, schema=schema)
             stream.timings.update(bars=0, compute_s=0.0, commit_s=0.0)
+            profiler = None
+            if os.environ.get("BENCH_PROFILE"):  # where the steady state's time goes
+                import cProfile
+
+                profiler = cProfile.Profile()
+                profiler.enable()
             t0, cpu0 = time.perf_counter(), time.process_time()
             drain()
             took, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+            if profiler is not None:
+                import pstats
+
+                profiler.disable()
+                pstats.Stats(profiler).sort_stats(os.environ["BENCH_PROFILE"]).print_stats(35)
             tm = stream.timings
             decided = Decision.objects.filter(source="stream").count()
             with_model = Decision.objects.filter(source="stream").exclude(model_version="").count()

@@ -50,6 +50,7 @@ class Series:
     timeframe: str
     step: int
     agents_engine: object
+    agents_spec_hash: str = ""
     arms: object = None  # models_registry.serving.Arms: production and challenger (traffic split)
     model_engines: dict = field(default_factory=dict)  # version pk -> its feature engine
     model_checked: float = 0.0
@@ -147,7 +148,14 @@ class TenantStream:
         ts, close = bar["ts"], float(bar["close"])
         o, h, lo, v = bar["open"], bar["high"], bar["low"], bar["volume"]
         values = series.agents_engine.update(ts, o, h, lo, close, v)
-        model_values = {pk: e.update(ts, o, h, lo, close, v) for pk, e in series.model_engines.items()}
+        # engines are shared by spec (a model on the agents' own features reuses their engine)
+        done = {id(series.agents_engine): values}
+        model_values = {}
+        for pk, e in series.model_engines.items():
+            key = id(e)
+            if key not in done:
+                done[key] = e.update(ts, o, h, lo, close, v)
+            model_values[pk] = done[key]
         series.closes.append(close)
         series.stamps.append(ts)
         series.last_ts = ts
@@ -317,7 +325,7 @@ class TenantStream:
 
         spec = agent_feature_spec(timeframe)
         engine = IncrementalEngine(spec, timeframe)
-        series = Series(symbol, timeframe, TIMEFRAME_SECONDS[timeframe], engine)
+        series = Series(symbol, timeframe, TIMEFRAME_SECONDS[timeframe], engine, spec.hash())
         history = self._history(symbol, timeframe, before_ts, engine.warmup * 3 + services.CLOSES)
         closes_at = {}
         for ts, o, h, lo, c, v in history:
@@ -349,12 +357,20 @@ class TenantStream:
         wanted = {v.pk: v for v in series.arms.versions} if series.arms is not None else {}
         for pk in [pk for pk in series.model_engines if pk not in wanted]:
             del series.model_engines[pk]
+        by_spec = {series.agents_spec_hash: series.agents_engine}
+        for engine in series.model_engines.values():
+            by_spec.setdefault(engine.spec.hash(), engine)
         for pk, version in wanted.items():
             if pk in series.model_engines:
                 continue
-            engine = IncrementalEngine(fs_selectors.feature_set_spec(version.feature_set), series.timeframe)
-            for ts, o, h, lo, c, v in self._history(series.symbol, series.timeframe, before_ts, engine.warmup * 3 + 50):
-                engine.update(ts, o, h, lo, c, v)
+            spec = fs_selectors.feature_set_spec(version.feature_set)
+            engine = by_spec.get(spec.hash())
+            if engine is None:
+                engine = by_spec[spec.hash()] = IncrementalEngine(spec, series.timeframe)
+                for ts, o, h, lo, c, v in self._history(
+                    series.symbol, series.timeframe, before_ts, engine.warmup * 3 + 50
+                ):
+                    engine.update(ts, o, h, lo, c, v)
             series.model_engines[pk] = engine
 
     def _history(self, symbol: str, timeframe: str, before_ts: int, n: int):

@@ -269,6 +269,11 @@ def feature(ctx: Context, col: str, default: float = math.nan) -> float:
 
 
 def _jsonable(value: Any) -> Any:
+    kind = type(value)
+    if kind is float:  # the common case first: details are mostly plain numbers and strings
+        return value if value - value == 0 else None  # inf - inf and nan - nan are nan
+    if kind is str or kind is int or kind is bool or value is None:
+        return value
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -123,6 +123,18 @@ def model_detail(request, name: str):
                     )
                     messages.success(request, f"{alias} now points at {version.ref}.")
                     return redirect("dashboard:model", name=model.name)
+            elif action in ("ab_promote", "ab_abort"):
+                from intelligence import learning
+
+                if action == "ab_promote":
+                    alias = learning.ab_promote(
+                        model=model, actor=request.user, reason="A/B: promoted from the dashboard"
+                    )
+                    messages.success(request, f"Challenger promoted: production is now {alias.version.ref}.")
+                else:
+                    learning.ab_abort(model=model, actor=request.user, reason="A/B: aborted from the dashboard")
+                    messages.success(request, "A/B test aborted: all traffic is back on production.")
+                return redirect("dashboard:model", name=model.name)
             elif action == "rollback":
                 rollback_form = RollbackForm(request.POST, prefix="rollback")
                 if rollback_form.is_valid():
@@ -134,10 +146,14 @@ def model_detail(request, name: str):
                     messages.success(request, f"production rolled back to {alias.version.ref}.")
                     return redirect("dashboard:model", name=model.name)
         except ApplicationError as exc:
+            if action in ("ab_promote", "ab_abort"):
+                messages.error(request, exc.message)
+                return redirect("dashboard:model", name=model.name)
             form = deploy_form if action == "deploy" else rollback_form
             form.add_error(None, exc.message)
             status = exc.status
     versions = list(selectors.version_list(model=model).defer(None).defer("artifact", "reference"))
+    ab = _ab(model)
     for v in versions:
         v.oos = (v.report or {}).get("oos") or {}
         v.best_baseline = _best_baseline(v.report or {})
@@ -146,12 +162,23 @@ def model_detail(request, name: str):
         "aliases": selectors.alias_map(model=model),
         "versions": versions,
         "history": list(selectors.alias_history(model=model, limit=30)),
+        "ab": ab,
+        "ab_rows": [("production", ab["production"]), ("challenger", ab["challenger"])],
+        "production_share": 100 - (ab["challenger_percent"] if ab["challenger"] else 0),
+        "policy": model.deploy_policy or {},
         "deploy_form": deploy_form,
         "rollback_form": rollback_form,
         "can_deploy": can(request, Role.ADMIN),
         "api_url": reverse("model-detail", kwargs={"name": model.name}),
     }
     return render(request, "dashboard/model.html", context, status=status)
+
+
+def _ab(model) -> dict:
+    """Live accuracy of production (and the challenger, in an A/B test) from resolved decisions."""
+    from intelligence import learning
+
+    return learning.ab_metrics(model, window=500)
 
 
 def _best_baseline(report: dict) -> dict | None:

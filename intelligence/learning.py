@@ -286,6 +286,33 @@ def rollback_check(model, *, now=None) -> dict | None:
     return {"model": model.name, "version": version.ref, "action": action, "reason": reason}
 
 
+def models_status(*, window: int = 200) -> list[dict]:
+    """For ensemble-status: each model serving decisions, its arms, split, circuits and live accuracy."""
+    from models_registry.models import RegisteredModel
+
+    out = []
+    for model in RegisteredModel.objects.filter(aliases__name="production").distinct().order_by("name"):
+        ab = ab_metrics(model, window=window)
+        out.append(
+            {
+                "model": model.name,
+                "challenger_percent": ab["challenger_percent"],
+                "production": _brief(ab["production"]),
+                "challenger": _brief(ab["challenger"]),
+                "ab_verdict": (ab["comparison"] or {}).get("verdict"),
+                "rollback_policy": {k: v for k, v in (model.deploy_policy or {}).items() if k.startswith("rollback_")},
+            }
+        )
+    return out
+
+
+def _brief(arm: dict | None) -> dict | None:
+    if arm is None:
+        return None
+    live = arm["live"]
+    return {"version": arm["ref"], "circuit": arm["circuit"], "live_accuracy": live["accuracy"], "live_n": live["n"]}
+
+
 def models_live_check(now=None) -> list[dict]:
     """``rollback_check`` for every model with a production version (stream and registry sweep)."""
     from models_registry.models import RegisteredModel

@@ -139,14 +139,24 @@ class PositionListApi(APIView):
 
 
 class EnsembleStatusApi(APIView):
-    """The active flow, its agents and their learned weights, conservative mode, calibration."""
+    """The active flow, its agents and their learned weights, conservative mode, calibration, and
+    the models serving the ML agent (production/challenger split, circuit breakers, live accuracy)."""
 
     access = {"GET": READ}
 
     @extend_schema(operation_id="ensemble_status", responses={200: OpenApiTypes.OBJECT, **ERRORS})
     def get(self, request):
         pipeline = services.pipeline_load(request.tenant)
-        return Response({"flow": pipeline.flow_ref, "agents": pipeline.flow["agents"], **pipeline.engine.status()})
+        from ..learning import models_status
+
+        return Response(
+            {
+                "flow": pipeline.flow_ref,
+                "agents": pipeline.flow["agents"],
+                **pipeline.engine.status(),
+                "models": models_status(),
+            }
+        )
 
 
 class DataStreamStatusApi(APIView):

@@ -99,3 +99,35 @@ def test_other_tenants_models_are_not_found(alpha, beta):
     assert c.get("/app/models/secret-model/").status_code == 404
     assert c.get("/app/models/secret-model/v/1/").status_code == 404
     assert "secret-model" not in c.get("/app/models/").content.decode()
+
+
+def test_the_ab_panel_compares_the_arms_and_admins_end_the_test(alpha):
+    from intelligence.models import Decision
+    from models_registry.services import registry
+    from tests.intelligence.test_learning import _decisions
+    from tests.models_registry.factories import stored_version
+
+    with schema_context(alpha.tenant.schema_name):
+        v1, v2 = stored_version("ab-page", seed=1), stored_version("ab-page", seed=2)
+        registry.model_deploy(model=v1.model, version=v1)
+        registry.model_deploy(model=v1.model, version=v2, alias="challenger")
+        registry.model_settings_update(model=v1.model, traffic={"challenger_percent": 20})
+        _decisions(v1.ref, 100, 200)
+        _decisions(v2.ref, 150, 200)
+        assert Decision.objects.count() == 400
+    html = dashboard_client(alpha, "viewer").get("/app/models/ab-page/").content.decode()
+    assert 'data-arm="production"' in html and 'data-arm="challenger"' in html
+    assert "challenger is better" in html and "0.750" in html and "0.500" in html
+    assert 'data-form="ab-promote"' not in html  # viewers read, admins act
+    assert dashboard_client(alpha, "viewer").post("/app/models/ab-page/", {"action": "ab_abort"}).status_code == 403
+    admin = dashboard_client(alpha, "admin")
+    assert 'data-form="ab-promote"' in admin.get("/app/models/ab-page/").content.decode()
+    r = admin.post("/app/models/ab-page/", {"action": "ab_promote"}, follow=True)
+    assert r.status_code == 200 and "production is now ab-page@2" in r.content.decode()
+    with schema_context(alpha.tenant.schema_name):
+        assert {a.name: a.version.version for a in ModelAlias.objects.filter(model__name="ab-page")} == {
+            "production": 2
+        }
+    # no test left: a second action says so instead of failing
+    again = admin.post("/app/models/ab-page/", {"action": "ab_abort"}, follow=True).content.decode()
+    assert "no challenger" in again and "No A/B test" in again

@@ -182,6 +182,19 @@ def test_ab_metrics_compare_the_arms_and_promote_ends_the_test(alpha, beta, ab_t
     assert ab["comparison"]["verdict"].startswith("challenger is better")
     # other tenant: no such model
     assert beta.client().get("/api/v1/models/abm/ab/").status_code == 404
+    # ensemble-status shows the split, the circuits and live accuracy; the other tenant sees no model
+    models = alpha.client().get("/api/v1/ensemble-status/").json()["models"]
+    assert models == [
+        {
+            "model": "abm",
+            "challenger_percent": 30.0,
+            "production": {"version": "abm@1", "circuit": "closed", "live_accuracy": 0.5, "live_n": 200},
+            "challenger": {"version": "abm@2", "circuit": "closed", "live_accuracy": 0.75, "live_n": 200},
+            "ab_verdict": ab["comparison"]["verdict"],
+            "rollback_policy": {},
+        }
+    ]
+    assert beta.client().get("/api/v1/ensemble-status/").json()["models"] == []
     # promoting needs an admin
     assert alpha.client(role=Role.ANALYST).post("/api/v1/models/abm/ab/promote/").status_code == 403
     r = alpha.client(role=Role.ADMIN).post("/api/v1/models/abm/ab/promote/", {"reason": "won"}, format="json")

@@ -16,6 +16,8 @@ Run alone with ``python -m benchmarks.stream``.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
@@ -101,7 +103,7 @@ def run() -> list[str]:
                 )
                 last = int(bars.index[-1].timestamp())
                 events = replay.live_events(bars, symbol, "1h", after_ts=last, last_close=float(bars["close"].iloc[-1]))
-                streams.append([next(events) for _ in range(LIVE + 1)])
+                streams.append([next(events) for _ in range(3 * LIVE + 1)])
             columns = list(IncrementalEngine(agent_feature_spec("1h"), "1h").columns)
             model = _model(tenant, columns)
             services.flow_create(tenant=tenant, name="bench", config={"model": model.name}, actor="bench")
@@ -135,7 +137,9 @@ def run() -> list[str]:
                 import pstats
 
                 profiler.disable()
-                pstats.Stats(profiler).sort_stats(os.environ["BENCH_PROFILE"]).print_stats(35)
+                pstats.Stats(profiler).sort_stats(os.environ["BENCH_PROFILE"]).print_stats(
+                    os.environ.get("BENCH_PROFILE_FILTER", ""), 35
+                )
             tm = stream.timings
             decided = Decision.objects.filter(source="stream").count()
             with_model = Decision.objects.filter(source="stream").exclude(model_version="").count()
@@ -165,6 +169,39 @@ def run() -> list[str]:
                 f"stream warm-up     {warm:7.2f} s for {SYMBOLS} instruments (engines from stored bars); "
                 f"{decided:,} decisions, {with_model:,} with the model's prediction"
             )
+            # processes: the command as deployed (start, warm-up from stored bars, decide, exit), one
+            # process, then the same work split over two partitions
+            for label, partitions, part in (("1 process ", 1, 1), ("2 processes", 2, 2)):
+                more = [s[i] for i in range(1 + part * LIVE, 1 + (part + 1) * LIVE) for s in streams]
+                bus.publish_many("market.data.update", more, schema=schema)
+                t0 = time.perf_counter()
+                procs = [
+                    subprocess.Popen(
+                        [
+                            sys.executable,
+                            "manage.py",
+                            "run_decision_stream",
+                            "--tenant",
+                            tenant.slug,
+                            "--once",
+                            "--partitions",
+                            str(partitions),
+                            "--partition",
+                            str(i),
+                            "--name",
+                            f"bench-{partitions}-{i}",
+                        ],
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                    )  # fmt: skip
+                    for i in range(partitions)
+                ]
+                codes = [p.wait() for p in procs]
+                took = time.perf_counter() - t0
+                lines.append(
+                    f"stream {label}  {len(more) / took:7.0f} bars/s for {len(more):,} bars, each process "
+                    f"started, warmed from stored bars and exited within it ({took:.2f} s; exit {codes})"
+                )
     finally:
         for key in bus.client().scan_iter(f"stream:{schema}:*"):
             bus.client().delete(key)

@@ -17,6 +17,7 @@ all, and a stream decision is unique per bar, no bar is lost and none is decided
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections import deque
@@ -42,6 +43,19 @@ log = logging.getLogger(__name__)
 GROUP = "decisions"
 MODEL_REFRESH_S = 30.0  # how often a series looks for a newly deployed model
 LIVE_CHECK_EVERY = 25  # model outcomes between two auto-rollback checks
+LEASE_S = 15.0  # a partition's owner renews its lease well within this; a standby takes over after it
+
+# compare-and-renew / compare-and-delete: only the holder moves its lease
+_RENEW_LUA = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
+_RELEASE_LUA = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+
+
+def _renew(*, keys, args, client):
+    return client.eval(_RENEW_LUA, 1, *keys, *args)
+
+
+def _release(*, keys, args, client):
+    return client.eval(_RELEASE_LUA, 1, *keys, *args)
 
 
 @dataclass
@@ -73,14 +87,47 @@ class _Pending:
     ml: dict | None = None
 
 
+def partition_of(symbol: str, partitions: int) -> int:
+    """The partition deciding ``symbol`` (stable across processes and restarts)."""
+    if partitions <= 1:
+        return 0
+    digest = hashlib.blake2b(symbol.upper().encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % partitions
+
+
 class TenantStream:
-    def __init__(self, tenant, *, consumer_name: str | None = None, batch: int = 500):
+    """One tenant's decision stream, or one partition of it.
+
+    A series must be decided by one process (its features are incremental), so work is shared
+    by partition, not by entry: ``partitions`` processes each read the whole stream through their
+    own consumer group (``decisions-<i>of<n>``) and decide the instruments that hash to their
+    ``partition``, acknowledging the rest unread. With ``lease`` (the management command), a Redis
+    lease makes one process the owner of a (tenant, partition); a second one started for the same
+    partition waits as a hot standby and takes over within ``LEASE_S`` when the owner dies (its
+    pending batch is reclaimed with XAUTOCLAIM)."""
+
+    def __init__(
+        self,
+        tenant,
+        *,
+        consumer_name: str | None = None,
+        batch: int = 500,
+        partition: int = 0,
+        partitions: int = 1,
+        lease: bool = False,
+    ):
+        if not 0 <= partition < partitions:
+            raise ValueError(f"partition {partition} is not in 0..{partitions - 1}")
         self.tenant = tenant
         self.schema = tenant.schema_name
+        self.partition, self.partitions = partition, partitions
+        group = GROUP if partitions == 1 else f"{GROUP}-{partition}of{partitions}"
         kwargs = {"name": consumer_name} if consumer_name else {}
         self.consumer = bus.Consumer(
-            "market.data.update", GROUP, self.handle, schema=self.schema, batch=batch, **kwargs
+            "market.data.update", group, self.handle, schema=self.schema, batch=batch, **kwargs
         )
+        self.lease_key = f"lease:{self.schema}:{group}" if lease else None
+        self._lease_until = 0.0
         self.series: dict[tuple[str, str], Series] = {}
         self.pipeline = None
         self.decided = 0
@@ -90,11 +137,64 @@ class TenantStream:
         self.timings = {"bars": 0, "compute_s": 0.0, "commit_s": 0.0}
 
     def start(self) -> None:
-        self.consumer.ensure_group()
+        self.consumer.ensure_group(start=self._resume_point())
+
+    def _resume_point(self) -> str:
+        """Where a new group starts: where the decision groups already on the stream have got to
+        (the earliest undelivered-or-unacknowledged entry), so re-partitioning neither skips a bar
+        nor re-reads the whole kept stream; "0" on a stream nobody decided yet."""
+        r = bus.client()
+        try:
+            groups = r.xinfo_groups(self.consumer.key)
+        except Exception:  # noqa: BLE001 - no stream yet
+            return "0"
+        points = []
+        for g in groups:
+            name = g["name"].decode() if isinstance(g["name"], bytes) else g["name"]
+            if name != GROUP and not name.startswith(f"{GROUP}-"):
+                continue
+            if name == self.consumer.group:
+                return "0"  # exists: ensure_group keeps its position
+            last = g["last-delivered-id"]
+            last = last.decode() if isinstance(last, bytes) else last
+            if g["pending"]:
+                first = r.xpending(self.consumer.key, name)["min"]
+                first = first.decode() if isinstance(first, bytes) else first
+                ms, seq = (int(x) for x in first.split("-"))
+                last = f"{ms}-{seq - 1}" if seq else f"{ms - 1}-18446744073709551615"
+            points.append(tuple(int(x) for x in last.split("-")))
+        if not points:
+            return "0"
+        ms, seq = min(points)
+        return f"{ms}-{seq}"
+
+    def owns(self) -> bool:
+        """Hold (or renew, or take) this partition's lease; False while another process owns it."""
+        if self.lease_key is None:
+            return True
+        now = time.monotonic()
+        if now < self._lease_until - LEASE_S / 2:
+            return True
+        r = bus.client()
+        name = self.consumer.name
+        held = _renew(keys=[self.lease_key], args=[name, int(LEASE_S * 1000)], client=r)
+        if held or r.set(self.lease_key, name, nx=True, px=int(LEASE_S * 1000)):
+            self._lease_until = now + LEASE_S
+            return True
+        self._lease_until = 0.0
+        return False
+
+    def release(self) -> None:
+        if self.lease_key is not None:
+            _release(keys=[self.lease_key], args=[self.consumer.name], client=bus.client())
+            self._lease_until = 0.0
 
     def run_once(self, block_ms: int = 100) -> int:
         from django_tenants.utils import schema_context
 
+        if not self.owns():
+            time.sleep(min(block_ms, 1000) / 1000)  # standby
+            return 0
         with schema_context(self.schema):
             return self.consumer.run_once(block_ms=block_ms)
 
@@ -102,6 +202,10 @@ class TenantStream:
 
     def handle(self, entries: list[bus.Entry]) -> None:
         started = time.perf_counter()
+        if self.partitions > 1:  # other partitions' instruments: acknowledged, not decided here
+            entries = [e for e in entries if partition_of(e.data["symbol"], self.partitions) == self.partition]
+            if not entries:
+                return
         if self.pipeline is None:
             self.pipeline = services.pipeline_load(self.tenant, fresh=True)
         groups: dict[tuple[str, str], list[dict]] = {}

@@ -91,3 +91,91 @@ def test_a_crash_mid_batch_and_a_restart_lose_no_bar_and_decide_none_twice(alpha
         assert Decision.objects.filter(source="stream").count() == 60
         assert Bar.objects.filter(instrument__symbol="STR").count() == 360
     assert bus.stream_info("market.data.update", schema=schema)["groups"][0]["pending"] == 0
+
+
+@pytest.fixture
+def four(alpha):
+    """Four instruments, two per partition of 2, with history and 12 live bars each."""
+    from intelligence.stream import partition_of
+
+    schema = alpha.tenant.schema_name
+    for key in bus.client().scan_iter(f"stream:{schema}:*"):
+        bus.client().delete(key)
+    symbols = []
+    for candidate in (f"PX{i}" for i in range(40)):
+        if sum(partition_of(s, 2) == partition_of(candidate, 2) for s in symbols) < 2:
+            symbols.append(candidate)
+        if len(symbols) == 4:
+            break
+    live = []
+    with schema_context(schema):
+        for k, symbol in enumerate(symbols):
+            history = generate_bars(300, seed=80 + k)
+            md_services.bars_import(
+                tenant=alpha.tenant, symbol=symbol, timeframe="1d", raw=read_table(as_csv(history), "csv")
+            )
+            last = int(history.index[-1].timestamp())
+            events = replay.live_events(
+                history, symbol, "1d", after_ts=last, last_close=float(history["close"].iloc[-1])
+            )
+            live.append([next(events) for _ in range(12)])
+    yield schema, symbols, [bar for step in zip(*live, strict=True) for bar in step]
+    for key in bus.client().scan_iter(f"stream:{schema}:*"):
+        bus.client().delete(key)
+
+
+def test_partitions_share_the_instruments_and_decide_each_bar_once(alpha, four):
+    from intelligence.stream import partition_of
+
+    schema, symbols, live = four
+    first, rest = live[:8], live[8:]  # 2 bars per instrument decided before the work is split
+    bus.publish_many("market.data.update", first, schema=schema)
+    single = TenantStream(alpha.tenant, consumer_name="one")
+    single.start()
+    with mock.patch("intelligence.stream.publish_decisions"):
+        _drain(single)
+        bus.publish_many("market.data.update", rest, schema=schema)
+        parts = [TenantStream(alpha.tenant, consumer_name=f"p{i}", partition=i, partitions=2) for i in range(2)]
+        for p in parts:
+            p.start()  # new groups start where the decisions group got to: nothing is read twice
+        for p in parts:
+            _drain(p)
+    for i, p in enumerate(parts):
+        assert p.consumer.handled == len(rest)  # read everything, decided only its own
+        assert set(p.last_bar) == {s for s in symbols if partition_of(s, 2) == i}
+        assert len(p.last_bar) == 2
+    with schema_context(schema):
+        for symbol in symbols:
+            assert Decision.objects.filter(source="stream", symbol=symbol).count() == 12
+    info = {g["name"]: g for g in bus.stream_info("market.data.update", schema=schema)["groups"]}
+    assert {"decisions-0of2", "decisions-1of2"} <= set(info)
+    assert all(g["pending"] == 0 for g in info.values())
+
+
+def test_a_second_process_for_a_partition_is_a_standby_until_the_owner_goes(alpha, market):
+    schema, live = market
+    bus.client().delete(f"lease:{schema}:decisions")
+    owner = TenantStream(alpha.tenant, consumer_name="owner", lease=True)
+    standby = TenantStream(alpha.tenant, consumer_name="standby", lease=True)
+    owner.start()
+    bus.publish_many("market.data.update", live[:10], schema=schema)
+    with mock.patch("intelligence.stream.publish_decisions"):
+        assert owner.owns() and not standby.owns()
+        assert standby.run_once(block_ms=10) == 0  # waits; reads nothing
+        _drain(owner)
+        with schema_context(schema):
+            assert Decision.objects.filter(source="stream").count() == 10
+        owner.release()  # stopping (or its lease running out) hands over
+        bus.publish_many("market.data.update", live[10:20], schema=schema)
+        assert standby.owns() and not owner.owns()
+        _drain(standby)
+    with schema_context(schema):
+        assert Decision.objects.filter(source="stream").count() == 20
+    standby.release()
+
+
+def test_the_command_refuses_a_partition_outside_the_range():
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError, match="--partition must be 0..1"):
+        call_command("run_decision_stream", "--partitions", "2", "--partition", "2")

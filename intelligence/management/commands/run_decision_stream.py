@@ -3,7 +3,7 @@
 import signal
 import time
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from intelligence.stream import TenantStream
 from tenants.models import Tenant
@@ -11,17 +11,23 @@ from tenants.models import Tenant
 
 class Command(BaseCommand):
     help = (
-        "Consume market.data.update events of every active tenant (consumer group 'decisions'), decide each "
-        "closed bar, store decisions, update the paper ledger and publish the live feed. Safe to run several "
-        "(they share the work) and to kill at any moment (pending events are re-delivered)."
+        "Consume market.data.update events of every active tenant, decide each closed bar, store decisions, "
+        "update the paper ledger and publish the live feed. Safe to kill at any moment (pending events are "
+        "re-delivered). To share the work, run one process per partition (--partitions N --partition I): each "
+        "decides the instruments hashing to it. A second process for the same partition waits as a hot "
+        "standby and takes over when the first dies."
     )
 
     def add_arguments(self, parser):
         parser.add_argument("--tenant", help="Only this tenant (slug).")
         parser.add_argument("--once", action="store_true", help="Drain what is there, then exit.")
         parser.add_argument("--name", help="Consumer name (default: host-pid).")
+        parser.add_argument("--partitions", type=int, default=1, help="How many processes share the work (1).")
+        parser.add_argument("--partition", type=int, default=0, help="This process's partition, 0..N-1 (0).")
 
     def handle(self, *args, **o):
+        if not 0 <= o["partition"] < o["partitions"]:
+            raise CommandError(f"--partition must be 0..{o['partitions'] - 1} for --partitions {o['partitions']}.")
         stop = {"now": False}
         signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
         streams: dict[int, TenantStream] = {}
@@ -34,7 +40,13 @@ class Command(BaseCommand):
                         qs = qs.filter(slug=o["tenant"])
                     for tenant in qs.select_related("plan"):
                         if tenant.pk not in streams and tenant.status == Tenant.Status.ACTIVE:
-                            stream = TenantStream(tenant, consumer_name=o["name"])
+                            stream = TenantStream(
+                                tenant,
+                                consumer_name=o["name"],
+                                partition=o["partition"],
+                                partitions=o["partitions"],
+                                lease=True,
+                            )
                             stream.start()
                             streams[tenant.pk] = stream
                     refreshed = time.monotonic()
@@ -43,5 +55,8 @@ class Command(BaseCommand):
                     break
         except KeyboardInterrupt:
             pass
+        finally:
+            for s in streams.values():
+                s.release()  # a standby takes over at once instead of after the lease runs out
         total = sum(s.decided for s in streams.values())
         self.stdout.write(f"decided {total} bar(s)")

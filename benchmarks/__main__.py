@@ -183,6 +183,7 @@ if __name__ == "__main__":
     from benchmarks.automl import bench_automl
     from benchmarks.decisions import bench_decide
     from benchmarks.features import bench_features
+    from benchmarks.stream import bench_stream
 
     print("== benchmarks (2-core machine; client and server share the cores) ==")
     bench_provision()
@@ -191,3 +192,4 @@ if __name__ == "__main__":
     bench_marketdata()
     bench_automl()
     bench_decide()
+    bench_stream()

@@ -4,7 +4,7 @@ training-status/:jobId, user-models, predict, deploy-ai-model, automl-recommenda
 from __future__ import annotations
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -511,31 +511,36 @@ class AbActionInput(serializers.Serializer):
     reason = serializers.CharField(max_length=500, required=False, default="")
 
 
-class AbPromoteApi(APIView):
+class _AbEndApi(APIView):
+    access = {"POST": MANAGE}
+    end = ""  # the intelligence.learning function that ends the test
+
+    def post(self, request, name: str):
+        from intelligence import learning
+
+        data = AbActionInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        getattr(learning, self.end)(model=selectors.model_get(name=name), actor=request.user, **data.validated_data)
+        return Response(ModelSerializer(selectors.model_get(name=name)).data)
+
+
+@extend_schema_view(
+    post=extend_schema(
+        operation_id="models_ab_promote", request=AbActionInput, responses={200: ModelSerializer, **ERRORS}
+    )
+)
+class AbPromoteApi(_AbEndApi):
     """End the A/B test by promoting the challenger to production (through the deploy gate)."""
 
-    access = {"POST": MANAGE}
-
-    @extend_schema(operation_id="models_ab_promote", request=AbActionInput, responses={200: ModelSerializer, **ERRORS})
-    def post(self, request, name: str):
-        from intelligence import learning
-
-        data = AbActionInput(data=request.data)
-        data.is_valid(raise_exception=True)
-        learning.ab_promote(model=selectors.model_get(name=name), actor=request.user, **data.validated_data)
-        return Response(ModelSerializer(selectors.model_get(name=name)).data)
+    end = "ab_promote"
 
 
-class AbAbortApi(APIView):
+@extend_schema_view(
+    post=extend_schema(
+        operation_id="models_ab_abort", request=AbActionInput, responses={200: ModelSerializer, **ERRORS}
+    )
+)
+class AbAbortApi(_AbEndApi):
     """End the A/B test: the challenger alias is removed and all traffic returns to production."""
 
-    access = {"POST": MANAGE}
-
-    @extend_schema(operation_id="models_ab_abort", request=AbActionInput, responses={200: ModelSerializer, **ERRORS})
-    def post(self, request, name: str):
-        from intelligence import learning
-
-        data = AbActionInput(data=request.data)
-        data.is_valid(raise_exception=True)
-        learning.ab_abort(model=selectors.model_get(name=name), actor=request.user, **data.validated_data)
-        return Response(ModelSerializer(selectors.model_get(name=name)).data)
+    end = "ab_abort"

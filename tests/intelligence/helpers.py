@@ -64,3 +64,29 @@ def realistic_ctx(n: int = 700, seed: int = 3, timeframe: str = "1h") -> Context
         pair={"symbol": "PEER", "closes": partner},
         spread_bps=4.0,
     )
+
+
+def clear_streams(schema: str) -> None:
+    """Empty a tenant's event streams (and leases) in Redis: each stream test starts from nothing."""
+    from eventbus import bus
+
+    for pattern in (f"stream:{schema}:*", f"lease:{schema}:*"):
+        for key in bus.client().scan_iter(pattern):
+            bus.client().delete(key)
+
+
+def live_market(tenant, symbol: str, *, seed: int, live: int, history: int = 300) -> list[dict]:
+    """``history`` stored daily bars of ``symbol`` and the next ``live`` bars as replay events."""
+    from django_tenants.utils import schema_context
+
+    from intelligence import replay
+    from marketdata import services as md_services
+    from marketdata.synthetic import as_csv, generate_bars
+    from marketdata.validation import read_table
+
+    bars = generate_bars(history, seed=seed)
+    with schema_context(tenant.schema_name):
+        md_services.bars_import(tenant=tenant, symbol=symbol, timeframe="1d", raw=read_table(as_csv(bars), "csv"))
+    last = int(bars.index[-1].timestamp())
+    events = replay.live_events(bars, symbol, "1d", after_ts=last, last_close=float(bars["close"].iloc[-1]))
+    return [next(events) for _ in range(live)]

@@ -14,13 +14,10 @@ from sklearn.preprocessing import StandardScaler
 
 from compliance.models import AuditRecord
 from eventbus import bus
-from intelligence import learning, replay, services
+from intelligence import learning, services
 from intelligence.agents.features import agent_feature_spec
 from intelligence.models import Decision
 from intelligence.stream import TenantStream
-from marketdata import services as md_services
-from marketdata.synthetic import as_csv, generate_bars
-from marketdata.validation import read_table
 from models_registry import breaker
 from models_registry.ml import artifacts
 from models_registry.models import (
@@ -30,12 +27,12 @@ from models_registry.models import (
     ModelAlias,
     ModelVersion,
     RegisteredModel,
-    TrainingJob,
 )
 from models_registry.services import registry
 from models_registry.services.maintenance import registry_sweep_run
 from tenants.models import Role
 from tests.conftest import error_code
+from tests.intelligence.helpers import clear_streams, live_market
 from tests.models_registry.factories import stored_version
 
 pytestmark = pytest.mark.django_db
@@ -402,26 +399,16 @@ def test_an_operator_opened_circuit_is_not_half_opened_by_the_breaker(alpha):
 @pytest.fixture
 def stream_market(alpha):
     schema = alpha.tenant.schema_name
-    for key in bus.client().scan_iter(f"stream:{schema}:*"):
-        bus.client().delete(key)
-    history = generate_bars(300, seed=71)
-    with schema_context(schema):
-        md_services.bars_import(
-            tenant=alpha.tenant, symbol="TEST", timeframe="1d", raw=read_table(as_csv(history), "csv")
-        )
-    last_ts = int(history.index[-1].timestamp())
-    events = replay.live_events(history, "TEST", "1d", after_ts=last_ts, last_close=float(history["close"].iloc[-1]))
-    yield schema, [next(events) for _ in range(80)]
-    for key in bus.client().scan_iter(f"stream:{schema}:*"):
-        bus.client().delete(key)
+    clear_streams(schema)
+    yield schema, live_market(alpha.tenant, "TEST", seed=71, live=80)
+    clear_streams(schema)
 
 
 def _version_on_agent_features(name: str, seed: int) -> ModelVersion:
     """A sealed version trained (on noise) over three of the agents' own feature columns."""
     from features.engine import IncrementalEngine
 
-    fs = services.agents_feature_set("1d")
-    columns = IncrementalEngine(agent_feature_spec("1d"), "1d").columns[:3]
+    columns = list(IncrementalEngine(agent_feature_spec("1d"), "1d").columns[:3])
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((200, 3))
     y = (X[:, 0] + rng.standard_normal(200) > 0).astype(int)
@@ -430,29 +417,9 @@ def _version_on_agent_features(name: str, seed: int) -> ModelVersion:
         weights=[1.0],
         task="binary",
         classes=["down", "up"],
-        feature_names=list(columns),
+        feature_names=columns,
     )
-    model, _ = RegisteredModel.objects.get_or_create(name=name)
-    return registry.version_create(
-        model=model,
-        training_job=TrainingJob.objects.create(model_name=name, params={}, state="succeeded"),
-        artifact=artifacts.dump(bundle),
-        task="binary",
-        target={"kind": "direction", "horizon": 1},
-        feature_set=fs,
-        feature_names=list(columns),
-        symbol="TEST",
-        timeframe="1d",
-        train_start=None,
-        train_end=None,
-        rows_used=200,
-        data_fingerprint="x" * 64,
-        params={"family": "logistic"},
-        report={"oos": {"accuracy": 0.5}},
-        reference={},
-        no_edge=False,
-        actor="test",
-    )
+    return stored_version(name, bundle=bundle, feature_set=services.agents_feature_set("1d"))
 
 
 def _drain(stream: TenantStream) -> None:

@@ -8,13 +8,10 @@ import pytest
 from django_tenants.utils import schema_context
 
 from eventbus import bus
-from intelligence import replay
 from intelligence.models import Decision, EngineState, Position
 from intelligence.stream import TenantStream
-from marketdata import services as md_services
 from marketdata.models import Bar
-from marketdata.synthetic import as_csv, generate_bars
-from marketdata.validation import read_table
+from tests.intelligence.helpers import clear_streams, live_market
 
 pytestmark = pytest.mark.django_db
 
@@ -22,19 +19,9 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def market(alpha):
     schema = alpha.tenant.schema_name
-    for key in bus.client().scan_iter(f"stream:{schema}:*"):
-        bus.client().delete(key)
-    history = generate_bars(300, seed=61)
-    with schema_context(schema):
-        md_services.bars_import(
-            tenant=alpha.tenant, symbol="STR", timeframe="1d", raw=read_table(as_csv(history), "csv")
-        )
-    last_ts = int(history.index[-1].timestamp())
-    events = replay.live_events(history, "STR", "1d", after_ts=last_ts, last_close=float(history["close"].iloc[-1]))
-    live = [next(events) for _ in range(60)]
-    yield schema, live
-    for key in bus.client().scan_iter(f"stream:{schema}:*"):
-        bus.client().delete(key)
+    clear_streams(schema)
+    yield schema, live_market(alpha.tenant, "STR", seed=61, live=60)
+    clear_streams(schema)
 
 
 def _drain(stream: TenantStream) -> None:
@@ -99,29 +86,16 @@ def four(alpha):
     from intelligence.stream import partition_of
 
     schema = alpha.tenant.schema_name
-    for key in bus.client().scan_iter(f"stream:{schema}:*"):
-        bus.client().delete(key)
+    clear_streams(schema)
     symbols = []
     for candidate in (f"PX{i}" for i in range(40)):
         if sum(partition_of(s, 2) == partition_of(candidate, 2) for s in symbols) < 2:
             symbols.append(candidate)
         if len(symbols) == 4:
             break
-    live = []
-    with schema_context(schema):
-        for k, symbol in enumerate(symbols):
-            history = generate_bars(300, seed=80 + k)
-            md_services.bars_import(
-                tenant=alpha.tenant, symbol=symbol, timeframe="1d", raw=read_table(as_csv(history), "csv")
-            )
-            last = int(history.index[-1].timestamp())
-            events = replay.live_events(
-                history, symbol, "1d", after_ts=last, last_close=float(history["close"].iloc[-1])
-            )
-            live.append([next(events) for _ in range(12)])
+    live = [live_market(alpha.tenant, symbol, seed=80 + k, live=12) for k, symbol in enumerate(symbols)]
     yield schema, symbols, [bar for step in zip(*live, strict=True) for bar in step]
-    for key in bus.client().scan_iter(f"stream:{schema}:*"):
-        bus.client().delete(key)
+    clear_streams(schema)
 
 
 def test_partitions_share_the_instruments_and_decide_each_bar_once(alpha, four):
@@ -154,7 +128,6 @@ def test_partitions_share_the_instruments_and_decide_each_bar_once(alpha, four):
 
 def test_a_second_process_for_a_partition_is_a_standby_until_the_owner_goes(alpha, market):
     schema, live = market
-    bus.client().delete(f"lease:{schema}:decisions")
     owner = TenantStream(alpha.tenant, consumer_name="owner", lease=True)
     standby = TenantStream(alpha.tenant, consumer_name="standby", lease=True)
     owner.start()

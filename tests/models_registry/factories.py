@@ -25,8 +25,18 @@ def small_bundle(seed: int = 0) -> artifacts.ModelBundle:
     )
 
 
-def stored_version(name: str = "m", *, no_edge: bool = False, accuracy: float = 0.56, seed: int = 0):
-    """A READY version of ``name`` made by its own (finished) training job."""
+def stored_version(
+    name: str = "m",
+    *,
+    no_edge: bool = False,
+    accuracy: float = 0.56,
+    seed: int = 0,
+    bundle: artifacts.ModelBundle | None = None,
+    feature_set=None,
+):
+    """A READY version of ``name`` made by its own (finished) training job: ``small_bundle`` on the
+    ``default`` feature set, or the ``bundle`` given, over ``feature_set``."""
+    bundle = bundle or small_bundle(seed)
     model, _ = RegisteredModel.objects.get_or_create(name=name)
     job = TrainingJob.objects.create(model_name=name, params={}, state="succeeded")
     report = {
@@ -38,11 +48,11 @@ def stored_version(name: str = "m", *, no_edge: bool = False, accuracy: float = 
     return registry.version_create(
         model=model,
         training_job=job,
-        artifact=artifacts.dump(small_bundle(seed)),
+        artifact=artifacts.dump(bundle),
         task="binary",
         target={"kind": "direction", "horizon": 1},
-        feature_set=feature_set_get(ref="default"),
-        feature_names=FEATURES,
+        feature_set=feature_set or feature_set_get(ref="default"),
+        feature_names=list(bundle.feature_names),
         symbol="TEST",
         timeframe="1d",
         train_start=None,

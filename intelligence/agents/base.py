@@ -223,6 +223,21 @@ class Agent:
         }
 
 
+class FeatureAgent(Agent):
+    """An agent that reads its ``required_features`` and nothing can replace: it abstains while
+    any of them is missing or warming up, else :meth:`decide` votes from the row and this
+    decision's settings."""
+
+    def vote(self, ctx: Context) -> Vote:
+        missing = self.missing(ctx)
+        if missing:
+            return abstain("features warming up", missing=missing)
+        return self.decide(ctx, ctx.features, self.params(ctx))
+
+    def decide(self, ctx: Context, f: Mapping[str, float], p: dict[str, Any]) -> Vote:
+        raise NotImplementedError
+
+
 REGISTRY: dict[str, type[Agent]] = {}
 
 

@@ -8,7 +8,10 @@ soldiers / crows) count regardless.
 
 from __future__ import annotations
 
-from intelligence.agents.base import Agent, Context, Vote, abstain, clip, directional_vote, register
+from collections.abc import Mapping
+from typing import Any
+
+from intelligence.agents.base import Context, FeatureAgent, Vote, clip, directional_vote, register
 from intelligence.agents.features import CANDLES
 
 # pattern -> (weight, is a reversal pattern)
@@ -30,19 +33,14 @@ _COLUMNS = tuple((f"cdl_{name}", name, w, rev) for name, (w, rev) in PATTERNS.it
 
 
 @register
-class PatternAgent(Agent):
+class PatternAgent(FeatureAgent):
     name = "pattern"
     tier = "advanced"
     summary = "TA-Lib candlestick patterns, reversals weighted by the preceding move"
     required_features = (*(c for c, *_ in _COLUMNS), "zscore_20")
     default_settings = {"max_confidence": 0.6, "out_of_context": 0.3, "threshold": 0.2}
 
-    def vote(self, ctx: Context) -> Vote:
-        missing = self.missing(ctx)
-        if missing:
-            return abstain("features warming up", missing=missing)
-        p = self.params(ctx)
-        f = ctx.features
+    def decide(self, ctx: Context, f: Mapping[str, float], p: dict[str, Any]) -> Vote:
         z = f["zscore_20"]
         score, seen = 0.0, []
         for col, name, w, reversal in _COLUMNS:

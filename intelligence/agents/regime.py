@@ -9,11 +9,14 @@ The volatility ratio compares the 20-bar to the 100-bar volatility feature (both
 
 from __future__ import annotations
 
-from intelligence.agents.base import Agent, Context, Vote, abstain, register
+from collections.abc import Mapping
+from typing import Any
+
+from intelligence.agents.base import Context, FeatureAgent, Vote, register
 
 
 @register
-class RegimeAgent(Agent):
+class RegimeAgent(FeatureAgent):
     name = "regime"
     tier = "advanced"
     directional = False
@@ -29,12 +32,7 @@ class RegimeAgent(Agent):
         "high_vol_scale": 0.7,
     }
 
-    def vote(self, ctx: Context) -> Vote:
-        missing = self.missing(ctx)
-        if missing:
-            return abstain("features warming up", missing=missing)
-        p = self.params(ctx)
-        f = ctx.features
+    def decide(self, ctx: Context, f: Mapping[str, float], p: dict[str, Any]) -> Vote:
         adx, v20, v100 = f["adx_14"], f["volatility_20"], f["volatility_100"]
         ratio = v20 / v100 if v100 > 0 else 1.0
         trend = "trending" if adx >= p["adx_trend"] else "ranging" if adx <= p["adx_range"] else "neutral"

@@ -10,13 +10,15 @@ weaker signal than one with it.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
-from intelligence.agents.base import Agent, Context, Vote, abstain, clip, directional_vote, register
+from intelligence.agents.base import Context, FeatureAgent, Vote, clip, directional_vote, register
 from intelligence.agents.features import higher_timeframe_columns
 
 
 @register
-class TechnicalAgent(Agent):
+class TechnicalAgent(FeatureAgent):
     name = "technical"
     tier = "basic"
     summary = "RSI / MACD / Bollinger %B, confirmed by the coarser timeframe when available"
@@ -33,12 +35,7 @@ class TechnicalAgent(Agent):
         "htf_disagree_damp": 0.5,
     }
 
-    def vote(self, ctx: Context) -> Vote:
-        missing = self.missing(ctx)
-        if missing:
-            return abstain("features warming up", missing=missing)
-        p = self.params(ctx)
-        f = ctx.features
+    def decide(self, ctx: Context, f: Mapping[str, float], p: dict[str, Any]) -> Vote:
         rsi, hist, pb, atr = f["rsi_14"], f["macd_hist_12_26_9"], f["bb_percent_b_20_2"], f["atr_14"]
         mid = (p["oversold"] + p["overbought"]) / 2
         half = (p["overbought"] - p["oversold"]) / 2 or 1.0

@@ -7,23 +7,21 @@ ADX measures how strongly price trends, not which way, so it only scales the vot
 
 from __future__ import annotations
 
-from intelligence.agents.base import Agent, Context, Vote, abstain, clip, directional_vote, register
+from collections.abc import Mapping
+from typing import Any
+
+from intelligence.agents.base import Context, FeatureAgent, Vote, clip, directional_vote, register
 
 
 @register
-class TrendAgent(Agent):
+class TrendAgent(FeatureAgent):
     name = "trend"
     tier = "basic"
     summary = "EMA 20/50 and SMA 200 alignment with +DI/-DI, scaled by ADX strength"
     required_features = ("adx_14", "plus_di_14", "minus_di_14", "ema_20", "ema_50", "sma_200")
     default_settings = {"adx_min": 20.0, "adx_strong": 40.0, "threshold": 0.15}
 
-    def vote(self, ctx: Context) -> Vote:
-        missing = self.missing(ctx)
-        if missing:
-            return abstain("features warming up", missing=missing)
-        p = self.params(ctx)
-        f = ctx.features
+    def decide(self, ctx: Context, f: Mapping[str, float], p: dict[str, Any]) -> Vote:
         adx, pdi, mdi = f["adx_14"], f["plus_di_14"], f["minus_di_14"]
         close = ctx.close
         ema20, ema50, sma200 = f["ema_20"], f["ema_50"], f["sma_200"]

@@ -127,6 +127,11 @@ class TenantStream:
             "market.data.update", group, self.handle, schema=self.schema, batch=batch, **kwargs
         )
         self.lease_key = f"lease:{self.schema}:{group}" if lease else None
+        if lease:
+            # the lease holder is the group's only reader, so whatever is pending was left by a
+            # previous owner (killed mid-batch) or failed here: take it back first, at once, so
+            # bars are decided in order (a later bar decided first would make them look seen)
+            self.consumer.claim_idle_ms = 0
         self._lease_until = 0.0
         self.series: dict[tuple[str, str], Series] = {}
         self.pipeline = None

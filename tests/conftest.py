@@ -178,4 +178,5 @@ def service_env() -> dict[str, str]:
         "REDIS_DB_BROKER": str(services.REDIS_DB_BROKER),
         "REDIS_DB_CHANNELS": str(services.REDIS_DB_CHANNELS),
         "REDIS_DB_USAGE": str(services.REDIS_DB_USAGE),
+        "REDIS_DB_STREAMS": str(services.REDIS_DB_STREAMS),
     }

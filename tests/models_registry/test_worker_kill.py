@@ -21,6 +21,9 @@ from tests.conftest import service_env
 N_TRIALS = 12
 
 
+pytestmark = pytest.mark.django_db  # the test database must exist for the module fixture
+
+
 @pytest.fixture(scope="module")
 def committed_job(django_db_setup, django_db_blocker):
     """A tenant with bars and a queued job, committed (a worker process must see them)."""

@@ -22,6 +22,7 @@ class Command(BaseCommand):
         parser.add_argument("--tenant", help="Only this tenant (slug).")
         parser.add_argument("--once", action="store_true", help="Drain what is there, then exit.")
         parser.add_argument("--name", help="Consumer name (default: host-pid).")
+        parser.add_argument("--batch", type=int, default=500, help="Events per read batch (500).")
         parser.add_argument("--partitions", type=int, default=1, help="How many processes share the work (1).")
         parser.add_argument("--partition", type=int, default=0, help="This process's partition, 0..N-1 (0).")
 
@@ -43,6 +44,7 @@ class Command(BaseCommand):
                             stream = TenantStream(
                                 tenant,
                                 consumer_name=o["name"],
+                                batch=o["batch"],
                                 partition=o["partition"],
                                 partitions=o["partitions"],
                                 lease=True,

@@ -171,8 +171,30 @@ def decision_weights(request):
         "chart": chart,
         "agents": agents,
         "accuracy_pct": history[-1].accuracy * 100 if history and history[-1].accuracy is not None else None,
+        "reliability": _reliability(pipeline.engine.calibration_table()),
     }
     return render(request, "dashboard/decision_weights.html", context)
+
+
+def _reliability(table: list[dict]) -> dict | None:
+    """The consensus's reliability curve: per score bin, the confidence it states against the hit
+    rate it got (a calibrated engine sits on the diagonal). SVG points on a 0.4-1.0 square."""
+    rows = [r for r in table if r["outcomes"] >= 1]
+    if not rows:
+        return None
+    size, lo = 220, 0.4
+
+    def xy(conf: float, hit: float) -> tuple[float, float]:
+        clamp = lambda v: min(1.0, max(lo, v))  # noqa: E731
+        return 30 + (clamp(conf) - lo) / (1 - lo) * size, 10 + (1 - (clamp(hit) - lo) / (1 - lo)) * size
+
+    points = []
+    for r in rows:
+        if r["observed"] is None:
+            continue
+        x, y = xy(r["confidence"], r["observed"])
+        points.append({**r, "x": x, "y": y, "r": 2.5 + min(6.0, r["outcomes"] ** 0.5 / 4)})
+    return {"rows": table, "points": points, "size": size, "diag": (xy(lo, lo), xy(1.0, 1.0))}
 
 
 # --- positions and P&L -------------------------------------------------------------------------

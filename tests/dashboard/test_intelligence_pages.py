@@ -240,3 +240,28 @@ def test_plan_gating_is_shown_and_enforced(beta):
     r = admin.post("/app/flows/old/v/1/activate/")
     assert r.status_code == 403 and 'data-flow-error="agent_not_in_plan"' in r.content.decode()
     assert _flows(beta) == [("basic@1", True), ("old@1", False)]
+
+
+def test_weights_page_shows_the_reliability_of_the_stated_confidence(alpha):
+    from intelligence.agents import Vote
+
+    # Given an engine that has decided and learned from 200 outcomes
+    engine = ConsensusEngine()
+    rng = __import__("random").Random(4)
+    for _ in range(200):
+        action = rng.choice(["BUY", "SELL"])
+        votes = {"technical": Vote(action, 0.8, "t"), "trend": Vote(action, 0.6, "t")}
+        result = engine.decide(votes, symbol="BTC")
+        engine.record_outcome("BTC", votes, result, rng.choice([1, -1]))
+    with schema_context(alpha.tenant.schema_name):
+        EngineState.objects.create(flow="default", state=engine.to_json())
+        WeightSnapshot.objects.create(flow="default", symbol="BTC", weights=engine.weights("BTC"), accuracy=0.5)
+    services._pipelines.pop(alpha.tenant.schema_name, None)
+    page = dashboard_client(alpha, "viewer").get("/app/decisions/weights/").content.decode()
+    # Then the curve: a dot per band with outcomes, and the table of stated against observed
+    card = page.split("data-reliability")[1]
+    table = engine.calibration_table()
+    used = [r for r in table if r["observed"] is not None]
+    assert used and card.count("<circle data-bin=") == len(used)
+    assert 190 < sum(r["outcomes"] for r in table) <= 200  # older evidence fades (halflife)
+    assert f"{used[0]['observed']:.3f}" in card

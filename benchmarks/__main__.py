@@ -4,6 +4,9 @@
 - http: GET /api/v1/tenant/ with an API key through gunicorn (2 workers), 1 and 4 keep-alive
   connections, for a few seconds each; p50/p99 latency and throughput. The client is Python on the
   same 2 cores, so its own cost is part of every figure (also measured: GET /health).
+- live (``benchmarks.live``): POST /api/v1/decisions/ open-loop at 200 req/s from 50 clients
+  through gunicorn, the highest rate keeping p99 <= 50 ms, one request's milliseconds by stage;
+  the ws/decisions/ feed on daphne to 1,000 clients next to a raw-broadcast floor.
 """
 
 import gc
@@ -183,6 +186,7 @@ if __name__ == "__main__":
     from benchmarks.automl import bench_automl
     from benchmarks.decisions import bench_decide
     from benchmarks.features import bench_features
+    from benchmarks.live import bench_live
     from benchmarks.stream import bench_stream
 
     print("== benchmarks (2-core machine; client and server share the cores) ==")
@@ -193,3 +197,4 @@ if __name__ == "__main__":
     bench_automl()
     bench_decide()
     bench_stream()
+    bench_live()

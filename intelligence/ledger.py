@@ -66,16 +66,21 @@ def apply_fill(pos: Position, qty: float, price: float, fee: float) -> float:
     return realized
 
 
-def ledger_apply(decisions: list[tuple[Decision, float]], cfg: LedgerConfig) -> list[Fill]:
+def ledger_apply(decisions: list[tuple[Decision, float]], cfg: LedgerConfig, *, fresh: bool = False) -> list[Fill]:
     """Apply decisions (each with the price it was made at), in order, in one transaction; one fill
-    per decision at most (a redelivered decision is never filled twice)."""
+    per decision at most (a redelivered decision is never filled twice). ``fresh``: the decisions
+    were created in this transaction, so none can have a fill yet (one query saved)."""
     fills: list[Fill] = []
     if not decisions:
         return fills
     symbols = {d.symbol for d, _ in decisions}
     with transaction.atomic():
         positions = {p.symbol: p for p in Position.objects.select_for_update().filter(symbol__in=symbols)}
-        filled = set(Fill.objects.filter(decision__in=[d for d, _ in decisions]).values_list("decision_id", flat=True))
+        filled = (
+            set()
+            if fresh
+            else set(Fill.objects.filter(decision__in=[d for d, _ in decisions]).values_list("decision_id", flat=True))
+        )
         for decision, price in decisions:
             pos = positions.get(decision.symbol)
             if pos is None:

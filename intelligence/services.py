@@ -127,13 +127,36 @@ def ab_key(symbol: str, ts) -> str:
     return f"{symbol}:{epoch}"
 
 
+SERVING_TTL = 2.0  # seconds a process reuses who serves an instrument (its own registry writes: at once)
+_serving: dict[tuple, tuple[float, int, object]] = {}
+
+
+def model_arms_for(*, symbol: str, timeframe: str, flow: dict):
+    """The serving arms (production, challenger, split) of the model answering for this
+    instrument, or None; cached per process for ``SERVING_TTL`` and dropped at once when this
+    process changes the registry (another process's deploy, rollback or circuit change takes
+    effect here within the TTL)."""
+    from models_registry import serving
+
+    key = (connection.schema_name, symbol, timeframe, flow.get("model"))
+    now = time.monotonic()
+    hit = _serving.get(key)
+    if hit is not None and hit[0] > now and hit[1] == serving.generation:
+        return hit[2]
+    generation = serving.generation
+    model = model_for(symbol=symbol, timeframe=timeframe, flow=flow)
+    arms = serving.arms_get(model) if model is not None else None
+    if len(_serving) > 10_000:
+        _serving.clear()
+    _serving[key] = (now + SERVING_TTL, generation, arms)
+    return arms
+
+
 def model_version_for(*, symbol: str, timeframe: str, flow: dict, request_key: str):
     """The registry version that answers this request (traffic split and circuit breaker honoured);
     None when there is none or its circuit is open (the ML agent then abstains)."""
-    from models_registry import serving
-
-    model = model_for(symbol=symbol, timeframe=timeframe, flow=flow)
-    return serving.arms_get(model).pick(request_key) if model is not None else None
+    arms = model_arms_for(symbol=symbol, timeframe=timeframe, flow=flow)
+    return arms.pick(request_key) if arms is not None else None
 
 
 def ml_prediction(version, row: dict[str, float]) -> dict | None:
@@ -295,7 +318,7 @@ def decision_make(*, tenant, symbol: str, timeframe: str | None = None, bars: li
         )
         decision.save()
         if not bars:  # a decision on posted bars is a what-if: it trades nothing
-            ledger_apply([(decision, float(closes[-1]))], pipeline.ledger)
+            ledger_apply([(decision, float(closes[-1]))], pipeline.ledger, fresh=True)
         from .selectors import decision_payload
 
         payload = decision_payload(decision)

@@ -27,10 +27,19 @@ def instrument_get(*, symbol: str | None = None, pk: int | None = None) -> Instr
     return instrument
 
 
+_timeframes: dict[tuple, list[str]] = {}  # (schema, instrument, bars_version) -> timeframes with bars
+
+
 def only_timeframe(*, instrument: Instrument, hint: str = "say which timeframe") -> str:
     """The one timeframe ``instrument`` has bars in; ``timeframe_required`` (with ``hint`` on what
     to do) when it has none or several."""
-    stored = [c["timeframe"] for c in coverage(instrument_ids=[instrument.pk]).get(instrument.pk, [])]
+    key = (connection.schema_name, instrument.pk, instrument.bars_version)
+    stored = _timeframes.get(key)
+    if stored is None:  # bars_version moves with every import and delete: an entry is never stale
+        stored = [c["timeframe"] for c in coverage(instrument_ids=[instrument.pk]).get(instrument.pk, [])]
+        if len(_timeframes) > 10_000:
+            _timeframes.clear()
+        _timeframes[key] = stored
     if len(stored) != 1:
         raise ApplicationError(
             "timeframe_required",

@@ -87,8 +87,25 @@ class Arms:
         return [v for v in (self.production, self.challenger if self.challenger_percent else None) if v is not None]
 
 
+# Bumped by every registry write that changes who serves (alias moves, circuit and traffic
+# changes) in this process; per-process serving caches compare it (other processes: their TTL).
+generation = 0
+
+
+def serving_changed() -> None:
+    global generation
+    generation += 1
+
+
 def arms_get(model: RegisteredModel) -> Arms:
-    aliases = {a.name: a.version for a in ModelAlias.objects.filter(model=model).select_related("version__model")}
+    """The serving arms, loaded without the artifact and the drift reference (a bundle is loaded
+    from the artifact once per process, on a bundle-cache miss)."""
+    aliases = {
+        a.name: a.version
+        for a in ModelAlias.objects.filter(model=model)
+        .select_related("version__model", "version__feature_set")
+        .defer("version__artifact", "version__reference")
+    }
     return Arms(
         production=aliases.get(PRODUCTION),
         challenger=aliases.get(CHALLENGER),

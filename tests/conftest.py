@@ -95,9 +95,12 @@ def _fresh_tenant_state():
     # name -> row answer would point at a row that no longer exists)
     from features import cache as features_cache
     from intelligence import services as intelligence_services
+    from marketdata import selectors as md_selectors
 
     features_cache.refs.discard(lambda key: True)
     intelligence_services._pipelines.clear()
+    intelligence_services._serving.clear()
+    md_selectors._timeframes.clear()
 
 
 @pytest.fixture

@@ -26,6 +26,15 @@ CHALLENGER = "challenger"
 GATES = ("edge", "thresholds", "none")
 
 
+def _serving_changed() -> None:
+    """Who serves may have changed: this process's serving caches reload now (others within their
+    TTL), and again after the transaction commits (a reader between would cache the old rows)."""
+    from .. import serving
+
+    serving.serving_changed()
+    transaction.on_commit(serving.serving_changed)
+
+
 def artifact_context(model_name: str, version: int) -> bytes:
     return f"model:{model_name}@{version}".encode()
 
@@ -191,6 +200,7 @@ def alias_set(
             model,
             {"alias": alias, "from": before, "to": version.version, "reason": reason[:500]},
         )
+    _serving_changed()
     return current
 
 
@@ -244,6 +254,7 @@ def alias_remove(*, model: RegisteredModel, alias: str, actor=None, reason: str 
         )
         current.delete()
         audit_record(actor, "model.alias_removed", model, {"alias": alias, "reason": reason[:500]})
+    _serving_changed()
 
 
 def model_settings_update(
@@ -301,6 +312,7 @@ def model_settings_update(
         with transaction.atomic():
             model.save()
             audit_record(actor, "model.settings_updated", model, changed)
+        _serving_changed()
     return model
 
 
@@ -320,4 +332,5 @@ def circuit_set(*, version: ModelVersion, state: str, actor=None, reason: str = 
         audit_record(
             actor, "model.circuit", version, {"ref": version.ref, "state": state, "reason": reason[:500], "auto": auto}
         )
+    _serving_changed()
     return version

@@ -241,6 +241,18 @@ def decision_row(
     )
 
 
+def _recent_bars(instrument, timeframe: str):
+    """The last ``CLOSES`` stored bars, cached per process until the instrument's bars change
+    (``bars_version`` moves with every import, stream batch and delete); shared: do not modify."""
+    from features import cache as features_cache
+    from marketdata import selectors as md_selectors
+
+    key = ("recent-bars", connection.schema_name, instrument.pk, instrument.bars_version, timeframe, CLOSES)
+    return features_cache.stored_features.get_or_compute(
+        key, lambda: md_selectors.bars_frame(instrument=instrument, timeframe=timeframe, limit=CLOSES)
+    )
+
+
 def decision_make(*, tenant, symbol: str, timeframe: str | None = None, bars: list | None = None, actor=None):
     """A decision for the latest bar of ``symbol``: the stored bars, or ``bars`` posted with the
     request (then nothing about the market is stored). Persisted, applied to the paper ledger,
@@ -274,7 +286,7 @@ def decision_make(*, tenant, symbol: str, timeframe: str | None = None, bars: li
     else:
         instrument = md_selectors.instrument_get(symbol=symbol)
         timeframe = timeframe or md_selectors.only_timeframe(instrument=instrument)
-        frame = md_selectors.bars_frame(instrument=instrument, timeframe=timeframe, limit=CLOSES)
+        frame = _recent_bars(instrument, timeframe)
         if frame.empty:
             raise ApplicationError("no_bars", f"{symbol} has no {timeframe} bars; import or stream some first.")
         feats = fs_selectors.stored_features(

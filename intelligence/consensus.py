@@ -97,6 +97,18 @@ DEFAULT_FLOW: dict[str, Any] = {
         "min_agreement": 0.65,
         "size_multiplier": 0.5,
     },
+    # adaptive threshold: min_confidence moves within [floor, ceiling] so that the precision of
+    # actionable (BUY/SELL) decisions tracks target_precision; off by default
+    "adaptive": {
+        "enabled": False,
+        "target_precision": 0.55,
+        "floor": 0.52,
+        "ceiling": 0.8,
+        "step": 0.005,  # per resolved actionable decision
+        "window": 100,  # recent actionable outcomes the precision is measured on
+        "min_samples": 30,
+        "margin": 0.03,  # lower the threshold only when precision exceeds the target by this
+    },
     "calibration": {
         "edges": [0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.65, 0.8],  # bins of |S|
         "prior_strength": 30.0,  # pseudo-outcomes of the prior per bin
@@ -113,7 +125,7 @@ CONSERVATIVE_PRESET: dict[str, Any] = {
     "sizing": {"kelly_fraction": 0.15, "payoff": 1.0, "max_size": 0.05},
 }
 
-_NESTED = ("sizing", "conservative", "calibration")
+_NESTED = ("sizing", "conservative", "calibration", "adaptive")
 _UNIT = (0.0, 1.0)
 _RANGES: dict[str, tuple[float, float]] = {
     "min_confidence": (0.5, 1.0),
@@ -136,6 +148,13 @@ _RANGES: dict[str, tuple[float, float]] = {
     "conservative.min_confidence": (0.5, 1.0),
     "conservative.min_agreement": _UNIT,
     "conservative.size_multiplier": _UNIT,
+    "adaptive.target_precision": _UNIT,
+    "adaptive.floor": (0.5, 1.0),
+    "adaptive.ceiling": (0.5, 1.0),
+    "adaptive.step": (0.0, 0.1),
+    "adaptive.window": (1, 1e6),
+    "adaptive.min_samples": (1, 1e6),
+    "adaptive.margin": (0.0, 0.5),
     "calibration.prior_strength": (0.0, 1e6),
     "calibration.shrink": _UNIT,
     "calibration.halflife": (1, 1e9),
@@ -177,6 +196,11 @@ def resolve_flow(flow: Mapping[str, Any] | None) -> dict[str, Any]:
         value = out[section][sub] if sub else out[section]
         if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi:
             raise _flow_error(path, f"must be a number in [{lo:g}, {hi:g}], got {value!r}")
+    adaptive = out["adaptive"]
+    if not isinstance(adaptive["enabled"], bool):
+        raise _flow_error("adaptive.enabled", "must be true or false")
+    if adaptive["ceiling"] < adaptive["floor"]:
+        raise _flow_error("adaptive.ceiling", "must be >= adaptive.floor")
     cons = out["conservative"]
     if cons["exit_above"] < cons["enter_below"]:
         raise _flow_error("conservative.exit_above", "must be >= conservative.enter_below")
@@ -324,6 +348,8 @@ class ConsensusEngine:
         self.conservative = False
         self.outcomes = 0
         self.flat_outcomes = 0
+        self.threshold_offset = 0.0  # the adaptive threshold's move from the flow's min_confidence
+        self._actionable: deque[int] = deque(maxlen=int(self.flow["adaptive"]["window"]))
         self._reset_calibration()
 
     # --- configuration ---------------------------------------------------------------------------
@@ -422,7 +448,8 @@ class ConsensusEngine:
                 failed[name] = "no vote"
         cons = f["conservative"]
         conservative = self.conservative
-        min_conf = max(f["min_confidence"], cons["min_confidence"]) if conservative else f["min_confidence"]
+        base = self.min_confidence(f)
+        min_conf = max(base, cons["min_confidence"]) if conservative else base
         min_agree = max(f["min_agreement"], cons["min_agreement"]) if conservative else f["min_agreement"]
 
         # partition: directional voters, advisory votes
@@ -623,6 +650,7 @@ class ConsensusEngine:
         s = decision.direction
         if s:
             hit = int(s == y)
+            self._adapt(decision.action, hit)
             self._window.append(hit)
             cons = f["conservative"]
             if len(self._window) >= cons["min_samples"]:
@@ -641,6 +669,32 @@ class ConsensusEngine:
                 n[b] += 1.0
                 h[b] += hit
                 self._table = self._compute_table()
+
+    def min_confidence(self, flow: Mapping[str, Any] | None = None) -> float:
+        """The flow's ``min_confidence``, moved by the adaptive threshold within its bounds."""
+        f = flow if flow is not None else self.flow
+        a = f["adaptive"]
+        if not a["enabled"]:
+            return f["min_confidence"]
+        return min(a["ceiling"], max(a["floor"], f["min_confidence"] + self.threshold_offset))
+
+    def _adapt(self, action: str, hit: int) -> None:
+        """Adaptive threshold: after each resolved BUY/SELL, raise ``min_confidence`` one step while
+        their recent precision is under target, lower it one step while it is clearly above (more
+        trades at the same quality), never outside [floor, ceiling]."""
+        a = self.flow["adaptive"]
+        if action not in ("BUY", "SELL"):
+            return
+        self._actionable.append(hit)
+        if not a["enabled"] or len(self._actionable) < a["min_samples"]:
+            return
+        precision = sum(self._actionable) / len(self._actionable)
+        if precision < a["target_precision"]:
+            self.threshold_offset += a["step"]
+        elif precision > a["target_precision"] + a["margin"]:
+            self.threshold_offset -= a["step"]
+        base = self.flow["min_confidence"]
+        self.threshold_offset = min(a["ceiling"] - base, max(a["floor"] - base, self.threshold_offset))
 
     # --- reporting / persistence -------------------------------------------------------------------
 
@@ -688,6 +742,16 @@ class ConsensusEngine:
                 "enter_below": cons["enter_below"],
                 "exit_above": cons["exit_above"],
             },
+            "threshold": {
+                "min_confidence": round(self.min_confidence(), 4),
+                "adaptive": self.flow["adaptive"]["enabled"],
+                "floor": self.flow["adaptive"]["floor"],
+                "ceiling": self.flow["adaptive"]["ceiling"],
+                "actionable_precision": (
+                    round(sum(self._actionable) / len(self._actionable), 4) if self._actionable else None
+                ),
+                "actionable_outcomes": len(self._actionable),
+            },
             "calibration": self.calibration_table(),
             "outcomes": self.outcomes,
             "flat_outcomes": self.flat_outcomes,
@@ -704,6 +768,8 @@ class ConsensusEngine:
             "outcomes": self.outcomes,
             "flat_outcomes": self.flat_outcomes,
             "calibration": {"n": self._cal_n, "hits": self._cal_hits},
+            "threshold_offset": self.threshold_offset,
+            "actionable": list(self._actionable),
         }
 
     @classmethod
@@ -723,6 +789,8 @@ class ConsensusEngine:
                 raise ValueError("calibration bins do not match the flow's edges")
             engine._cal_n = [float(x) for x in cal["n"]]
             engine._cal_hits = [float(x) for x in cal["hits"]]
+            engine.threshold_offset = float(data.get("threshold_offset", 0.0))  # absent in older states
+            engine._actionable.extend(int(x) for x in data.get("actionable", ()))
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
             raise ApplicationError("invalid_state", f"Consensus state is malformed: {exc}") from exc
         engine._table = engine._compute_table()

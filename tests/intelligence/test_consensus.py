@@ -255,3 +255,56 @@ def test_full_pipeline_on_a_realistic_context():
     status = engine.status()
     assert set(status["weights"]["SYN"]) <= set(flow["agents"])
     assert len(status["calibration"]) == len(flow["calibration"]["edges"])
+
+
+def test_adaptive_threshold_tracks_precision_within_its_bounds():
+    flow = {**FLOW, "adaptive": {"enabled": True, "target_precision": 0.55, "floor": 0.52, "ceiling": 0.7}}
+    engine = ConsensusEngine(flow)
+    votes = unanimous()
+    d = engine.decide(votes, symbol="X")
+    assert d.action == "BUY" and engine.min_confidence() == 0.55
+    # wrong trades: below min_samples nothing moves, then the threshold climbs to the ceiling, not past it
+    for _ in range(29):
+        engine.record_outcome("X", votes, d, -1)
+    assert engine.min_confidence() == 0.55
+    for _ in range(200):
+        engine.record_outcome("X", votes, d, -1)
+    assert engine.min_confidence() == pytest.approx(0.7)
+    held = engine.decide(votes, symbol="X")
+    # (the wrong calls also turned conservative mode on: its 0.75 floor applies on top)
+    assert held.action == "HOLD" and engine.conservative and held.threshold == 0.75
+    engine.conservative = False
+    assert engine.decide(votes, symbol="X").threshold == pytest.approx(0.7)
+    # right trades: it comes down to the floor, not below
+    for _ in range(400):
+        engine.record_outcome("X", votes, d, 1)
+    assert engine.min_confidence() == pytest.approx(0.52)
+    status = engine.status()["threshold"]
+    assert status["adaptive"] and status["min_confidence"] == 0.52 and status["actionable_precision"] == 1.0
+    # the learned threshold survives a restart
+    again = ConsensusEngine.from_json(json.loads(json.dumps(engine.to_json())))
+    assert again.min_confidence() == pytest.approx(0.52) and again.status()["threshold"] == status
+    # HOLDs are not trades: they never move it
+    hold = engine.decide({"technical": Vote("HOLD", 0.0, "flat")}, symbol="X")
+    before = engine.threshold_offset
+    for _ in range(50):
+        engine.record_outcome("X", {"technical": Vote("HOLD", 0.0, "flat")}, hold, -1)
+    assert engine.threshold_offset == before
+
+
+def test_adaptive_threshold_is_off_by_default_and_validated():
+    engine = ConsensusEngine(FLOW)
+    votes = unanimous()
+    d = engine.decide(votes, symbol="X")
+    for _ in range(200):
+        engine.record_outcome("X", votes, d, -1)
+    assert engine.min_confidence() == 0.55 and engine.status()["threshold"]["adaptive"] is False
+    for bad, path in (
+        ({"adaptive": {"floor": 0.7, "ceiling": 0.6}}, "adaptive.ceiling"),
+        ({"adaptive": {"enabled": "yes"}}, "adaptive.enabled"),
+        ({"adaptive": {"step": 0.5}}, "adaptive.step"),
+        ({"adaptive": {"nope": 1}}, "adaptive.nope"),
+    ):
+        with pytest.raises(ApplicationError) as err:
+            resolve_flow(bad)
+        assert err.value.code == "invalid_flow" and err.value.details["path"] == path

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
 from django.db.models import QuerySet
 
 from api.errors import NotFound
@@ -161,3 +163,66 @@ def flow_active_name() -> str:
 
     row = flow_active()
     return row.name if row else DEMO_FLOW["name"]
+
+
+ALLOCATION_METHODS = ("risk_parity", "inverse_volatility", "mean_variance")
+
+
+def allocation_suggest(
+    *, tenant, method: str = "risk_parity", timeframe: str = "1d", lookback: int = 250, symbols=None
+) -> dict:
+    """Suggested weights across the tenant's instruments (seed: portfolio optimisation) from the
+    log returns of their last ``lookback`` stored bars on common timestamps. A suggestion: the
+    portfolio agent caps each trade at its weight when a flow sets ``settings.portfolio.weights``."""
+    from api.errors import ApplicationError
+    from marketdata import selectors as md_selectors
+
+    from .agents.portfolio import allocate
+    from .services import allowed_agents
+
+    permitted = allowed_agents(tenant)
+    if permitted is not None and "portfolio" not in permitted:
+        raise ApplicationError(
+            "agent_not_in_plan",
+            f"Your plan '{tenant.plan.code}' does not include portfolio optimisation; upgrade the plan.",
+            {"agents": ["portfolio"], "plan": tenant.plan.code},
+            status=403,
+        )
+    instruments = list(md_selectors.instrument_list())
+    if symbols:
+        wanted = {s.strip().upper() for s in symbols if s.strip()}
+        instruments = [i for i in instruments if i.symbol in wanted]
+    closes = {}
+    for instrument in instruments:
+        frame = md_selectors.bars_frame(instrument=instrument, timeframe=timeframe, limit=lookback + 1)
+        if len(frame) > 1:
+            closes[instrument.symbol] = frame["close"]
+    table = pd.DataFrame(closes).dropna() if closes else pd.DataFrame()
+    if table.shape[1] < 2 or len(table) < 31:
+        raise ApplicationError(
+            "not_enough_data",
+            f"Allocation needs at least 2 instruments with 31 common {timeframe} bars; found {table.shape[1]} "
+            f"instrument(s) and {len(table)} common bar(s). Import bars for more instruments, or pick the "
+            "timeframe they share.",
+            {"instruments": sorted(closes), "common_bars": len(table)},
+        )
+    returns = np.log(table).diff().dropna()
+    weights = allocate(returns.to_numpy(), list(returns.columns), method)
+    cov = returns.cov().to_numpy()
+    w = np.array([weights[s] for s in returns.columns])
+    vol = returns.std()
+    return {
+        "method": method,
+        "timeframe": timeframe,
+        "lookback": lookback,
+        "observations": len(returns),
+        "from": returns.index[0].isoformat(),
+        "to": returns.index[-1].isoformat(),
+        "weights": {s: round(weights[s], 6) for s in returns.columns},
+        "volatility": {s: round(float(vol[s]), 6) for s in returns.columns},
+        "risk_contribution": {
+            s: round(float(x), 6) for s, x in zip(returns.columns, w * (cov @ w) / float(w @ cov @ w), strict=True)
+        },
+        "portfolio_volatility": round(float(np.sqrt(w @ cov @ w)), 6),
+        "use": "Set a flow's settings.portfolio.weights to these to cap each trade at its weight.",
+    }

@@ -1,4 +1,4 @@
-"""The learning loop over REST (seed: validate-ai-accuracy)."""
+"""The learning loop over REST (seed: validate-ai-accuracy) and portfolio allocation suggestions."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from api.errors import ApplicationError
 from api.schema import ERRORS
 from tenants.permissions import READ
 
-from .. import learning
+from .. import learning, selectors
 
 
 class ValidateAccuracyApi(APIView):
@@ -37,3 +37,43 @@ class ValidateAccuracyApi(APIView):
         if symbol is not None and len(symbol) > 32:
             raise ApplicationError("invalid_symbol", "symbol is at most 32 characters.")
         return Response(learning.validate_ai_accuracy(window=int(raw), symbol=symbol))
+
+
+class AllocationApi(APIView):
+    """Portfolio optimisation: suggested weights across the tenant's instruments (risk parity,
+    inverse volatility or mean-variance) from their stored bars, with each one's risk contribution.
+    Pro plans and above (the portfolio agent)."""
+
+    access = {"GET": READ}
+
+    @extend_schema(
+        operation_id="portfolio_allocation",
+        parameters=[
+            OpenApiParameter("method", str, enum=list(selectors.ALLOCATION_METHODS)),
+            OpenApiParameter("timeframe", str, description="Bars the returns come from (default 1d)."),
+            OpenApiParameter("lookback", int, description="Last N bars (30-5000, default 250)."),
+            OpenApiParameter("symbols", str, description="Comma-separated; default: every instrument."),
+        ],
+        responses={200: OpenApiTypes.OBJECT, **ERRORS},
+    )
+    def get(self, request):
+        from marketdata.models import TIMEFRAME_SECONDS
+
+        q = request.query_params
+        method = q.get("method", "risk_parity")
+        if method not in selectors.ALLOCATION_METHODS:
+            raise ApplicationError(
+                "invalid_method", f"method is one of {', '.join(selectors.ALLOCATION_METHODS)}.", {"method": method}
+            )
+        timeframe = q.get("timeframe", "1d")
+        if timeframe not in TIMEFRAME_SECONDS:
+            raise ApplicationError("invalid_timeframe", f"timeframe is one of {', '.join(TIMEFRAME_SECONDS)}.")
+        raw = q.get("lookback", "250")
+        if not raw.isdigit() or not 30 <= int(raw) <= 5000:
+            raise ApplicationError("invalid_lookback", "lookback is a whole number of bars, 30-5000.")
+        symbols = [s for s in (q.get("symbols") or "").split(",") if s.strip()] or None
+        return Response(
+            selectors.allocation_suggest(
+                tenant=request.tenant, method=method, timeframe=timeframe, lookback=int(raw), symbols=symbols
+            )
+        )

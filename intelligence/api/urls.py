@@ -4,6 +4,7 @@ from . import learning_views, views
 
 urlpatterns = [
     path("validate-ai-accuracy/", learning_views.ValidateAccuracyApi.as_view(), name="validate-ai-accuracy"),
+    path("portfolio/allocation/", learning_views.AllocationApi.as_view(), name="portfolio-allocation"),
     path("decisions/", views.DecisionListCreateApi.as_view(), name="decision-list"),
     path("decisions/<int:decision_id>/", views.DecisionDetailApi.as_view(), name="decision-detail"),
     path("positions/", views.PositionListApi.as_view(), name="position-list"),

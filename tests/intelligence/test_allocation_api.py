@@ -76,12 +76,17 @@ def test_plans_without_the_portfolio_agent_are_refused_and_tenants_see_only_thei
     r = beta.client().get(URL)
     assert r.status_code == 403 and error_code(r) == "agent_not_in_plan"
     # a pro tenant with no instruments of its own sees none of alpha's
-    from tenants.models import Plan
-
-    beta.tenant.plan = Plan.objects.get(code="pro")
-    beta.tenant.save(update_fields=["plan"])
     from tenants import resolution
+    from tenants.models import Plan, Tenant
+
+    upgraded = Tenant.objects.get(pk=beta.tenant.pk)  # not the session fixture's object: it outlives this test
+    upgraded.plan = Plan.objects.get(code="pro")
+    upgraded.save(update_fields=["plan"])
 
     resolution.reset_local()
     r = beta.client().get(URL)
-    assert r.status_code == 400 and error_code(r) == "not_enough_data" and r.json()["error"]["details"]["instruments"] == []
+    assert (
+        r.status_code == 400
+        and error_code(r) == "not_enough_data"
+        and r.json()["error"]["details"]["instruments"] == []
+    )

@@ -345,18 +345,32 @@ class TenantStream:
                     series.model_checked = 0.0
 
     def _insert(self, decisions: list[tuple[Decision, float]]) -> list[tuple[Decision, float]]:
-        """Insert the decisions no earlier delivery stored (one per bar), returning those."""
+        """Insert the decisions no earlier delivery stored (one per bar), returning those. A bar an
+        earlier delivery already decided (a consumer killed after its commit, before its ack) keeps
+        the stored decision: its twin made here takes the stored row's identity and content, so
+        the outcome resolves the row that exists and the engine learns from what was decided."""
         if not decisions:
             return []
         keys = {(d.symbol, d.timeframe, d.ts) for d, _ in decisions}
-        existing = set(
-            Decision.objects.filter(
+        existing = {
+            (row.symbol, row.timeframe, row.ts): row
+            for row in Decision.objects.filter(
                 source=Decision.Source.STREAM,
                 symbol__in={k[0] for k in keys},
                 ts__in={k[2] for k in keys},
-            ).values_list("symbol", "timeframe", "ts")
-        )
-        fresh = [(d, p) for d, p in decisions if (d.symbol, d.timeframe, d.ts) not in existing]
+            ).defer("features")
+        }
+        fresh = []
+        for d, price in decisions:
+            stored = existing.get((d.symbol, d.timeframe, d.ts))
+            if stored is None:
+                fresh.append((d, price))
+                continue
+            for f in Decision._meta.concrete_fields:
+                if f.attname != "features":
+                    setattr(d, f.attname, getattr(stored, f.attname))
+            d._state.adding = False
+            d._result = _result_of(stored)
         _copy_decisions([d for d, _ in fresh])
         return fresh
 
@@ -368,7 +382,9 @@ class TenantStream:
         events = []
         updates = []
         for decision, realized in resolved:
-            if decision.pk is None:  # not stored (it was a redelivered bar's twin)
+            if decision.pk is None:  # not stored
+                continue
+            if decision.resolved_at is not None:  # resolved already (a redelivered, resolved bar)
                 continue
             result = getattr(decision, "_result", None)
             if result is not None:

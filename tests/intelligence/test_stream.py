@@ -152,3 +152,23 @@ def test_the_command_refuses_a_partition_outside_the_range():
 
     with pytest.raises(CommandError, match="--partition must be 0..1"):
         call_command("run_decision_stream", "--partitions", "2", "--partition", "2")
+
+
+def test_bars_decided_before_a_crash_but_not_acknowledged_are_resolved_after_the_restart(alpha, market):
+    # a process stores and commits decisions for bars 0-29, then dies before acknowledging 20-29:
+    # a new process gets 20-29 again (then 30-39) and must resolve the stored decisions, not twins
+    schema, live = market
+    with mock.patch("intelligence.stream.publish_decisions"):
+        first = TenantStream(alpha.tenant, consumer_name="first")
+        first.start()
+        bus.publish_many("market.data.update", live[:30], schema=schema)
+        _drain(first)
+        bus.publish_many("market.data.update", live[20:40], schema=schema)
+        restarted = TenantStream(alpha.tenant, consumer_name="restarted")
+        _drain(restarted)
+    with schema_context(schema):
+        decisions = list(Decision.objects.filter(source="stream").order_by("ts"))
+        assert len(decisions) == 40  # none twice
+        unresolved = [int(d.ts.timestamp()) for d in decisions if d.resolved_at is None]
+        assert unresolved == [live[39]["ts"]]  # only the last bar waits for its outcome
+        assert decisions[29].realized == (1 if live[30]["close"] > live[29]["close"] else -1)

@@ -71,6 +71,7 @@ from api.errors import ApplicationError
 from eventbus import bus
 
 from .models import TIMEFRAME_SECONDS
+from .validation import bar_problem
 
 log = logging.getLogger(__name__)
 # The websockets library logs the handshake (headers, Authorization included) at DEBUG: keep its
@@ -184,17 +185,10 @@ def bar_check(item) -> dict:
     if not isinstance(timeframe, str) or timeframe not in TIMEFRAME_SECONDS:
         raise _Rejected("unknown_timeframe")
     ts = parse_ts(item["ts"])
-    if ts % TIMEFRAME_SECONDS[timeframe]:
-        raise _Rejected("misaligned_timestamp")
     o, h, lo, c, v = (_number(item[k]) for k in ("open", "high", "low", "close", "volume"))
-    if min(o, h, lo, c) <= 0:
-        raise _Rejected("non_positive_price")
-    if h < max(o, c):
-        raise _Rejected("high_below_open_close")
-    if lo > min(o, c):
-        raise _Rejected("low_above_open_close")
-    if v < 0:
-        raise _Rejected("negative_volume")
+    problem = bar_problem(timeframe, ts, o, h, lo, c, v)
+    if problem:
+        raise _Rejected(problem)
     return {
         "symbol": symbol.strip().upper(),
         "timeframe": timeframe,

@@ -17,8 +17,8 @@ from api.errors import ApplicationError
 from compliance.services import audit_record
 from tenants import limits
 
-from .models import TIMEFRAME_SECONDS, AssetClass, Bar, Instrument
-from .validation import Report, validate
+from .models import AssetClass, Bar, Instrument
+from .validation import Report, bar_problem, validate
 
 SYMBOL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/\-]{0,31}$")
 ON_CONFLICT = ("error", "skip", "replace")
@@ -276,16 +276,11 @@ def bars_append(*, tenant, bars: list[dict]) -> int:
 def _bar_sane(b: dict) -> bool:
     try:
         o, h, lo, c, v = (float(b[k]) for k in ("open", "high", "low", "close", "volume"))
+        ts = int(b["ts"])
     except (KeyError, TypeError, ValueError):
         return False
     return (
-        all(math.isfinite(x) for x in (o, h, lo, c, v))
-        and lo > 0
-        and v >= 0
-        and h >= max(o, c, lo)
-        and lo <= min(o, c)
-        and b.get("timeframe") in TIMEFRAME_SECONDS
-        and int(b["ts"]) % TIMEFRAME_SECONDS[b["timeframe"]] == 0
+        all(math.isfinite(x) for x in (o, h, lo, c, v)) and bar_problem(b.get("timeframe"), ts, o, h, lo, c, v) is None
     )
 
 

@@ -72,6 +72,24 @@ class Report:
         }
 
 
+def bar_problem(timeframe, ts: int, o: float, h: float, lo: float, c: float, v: float) -> str | None:
+    """What breaks the rules in one streamed bar (finite numbers already), as a reason code, or
+    None: the one rule set the feed adapter and the stream's insert both apply."""
+    if timeframe not in TIMEFRAME_SECONDS:
+        return "unknown_timeframe"
+    if ts % TIMEFRAME_SECONDS[timeframe]:
+        return "misaligned_timestamp"
+    if min(o, h, lo, c) <= 0:
+        return "non_positive_price"
+    if h < max(o, c):
+        return "high_below_open_close"
+    if lo > min(o, c):
+        return "low_above_open_close"
+    if v < 0:
+        return "negative_volume"
+    return None
+
+
 def read_table(data: bytes | str, fmt: str) -> pd.DataFrame:
     """Parse CSV or Parquet into strings/numbers as found (no coercion yet: validation reports it)."""
     try:

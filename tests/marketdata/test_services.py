@@ -131,3 +131,27 @@ def test_deleting_an_instrument_deletes_its_bars(alpha):
         inst = Instrument.objects.get(symbol="GONE")
         inst.delete()
         assert not Bar.objects.filter(instrument_id=inst.pk).exists()
+
+
+def test_streamed_bars_go_in_once_and_broken_ones_are_skipped(alpha):
+    good = {
+        "symbol": "app",
+        "timeframe": "1h",
+        "ts": 1_700_002_800,
+        "open": 10,
+        "high": 11,
+        "low": 9,
+        "close": 10.5,
+        "volume": 5,
+    }
+    broken = [
+        {**good, "ts": good["ts"] + 3600, "high": 9.5},  # high below close
+        {**good, "ts": good["ts"] + 60},  # not on the hour
+        {**good, "ts": good["ts"] + 10800, "volume": float("nan")},
+        {**good, "ts": good["ts"] + 14400, "timeframe": "2h"},
+    ]
+    with schema_context(alpha.tenant.schema_name):
+        assert services.bars_append(tenant=alpha.tenant, bars=[good, *broken]) == 1
+        assert services.bars_append(tenant=alpha.tenant, bars=[good]) == 0  # stored bars are kept
+        instrument = Instrument.objects.get(symbol="APP")
+        assert Bar.objects.filter(instrument=instrument).count() == 1 and instrument.bars_version == 2

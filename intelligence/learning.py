@@ -134,10 +134,7 @@ def model_live(ref: str, *, window: int = 500, since=None) -> Tally:
     return Tally(len(flags), sum(flags))
 
 
-def _arm(version, window: int) -> dict | None:
-    if version is None:
-        return None
-    tally = model_live(version.ref, window=window)
+def _arm(version, tally: Tally) -> dict:
     offline = ((version.report or {}).get("oos") or {}).get("accuracy")
     return {
         "version": version.version,
@@ -145,7 +142,6 @@ def _arm(version, window: int) -> dict | None:
         "circuit": version.circuit,
         "offline_accuracy": offline,
         "live": tally.report(TARGETS["model"]),
-        "_tally": tally,
     }
 
 
@@ -154,7 +150,9 @@ def ab_metrics(model, *, window: int = 500) -> dict:
     from models_registry import serving
 
     arms = serving.arms_get(model)
-    prod, chal = _arm(arms.production, window), _arm(arms.challenger, window)
+    versions = (arms.production, arms.challenger)
+    tallies = [None if v is None else model_live(v.ref, window=window) for v in versions]
+    prod, chal = (None if v is None else _arm(v, t) for v, t in zip(versions, tallies, strict=True))
     out = {
         "model": model.name,
         "window": window,
@@ -163,8 +161,8 @@ def ab_metrics(model, *, window: int = 500) -> dict:
         "challenger": chal,
         "comparison": None,
     }
-    if prod and chal:
-        a, b = chal.pop("_tally"), prod.pop("_tally")
+    b, a = tallies  # production, challenger
+    if a is not None and b is not None:
         worse, better = p_worse(a.hits, a.n, b.hits, b.n), p_worse(b.hits, b.n, a.hits, a.n)
         if min(a.n, b.n) < MIN_SAMPLES:
             verdict = f"not enough outcomes yet (each arm needs {MIN_SAMPLES})"
@@ -180,9 +178,6 @@ def ab_metrics(model, *, window: int = 500) -> dict:
             "p_challenger_worse": None if worse is None else round(worse, 5),
             "verdict": verdict,
         }
-    for arm in (prod, chal):
-        if arm:
-            arm.pop("_tally", None)
     return out
 
 
@@ -223,7 +218,7 @@ def _end_test(model, actor, reason: str) -> None:
 # --- auto-rollback ---------------------------------------------------------------------------------
 
 
-def rollback_check(model, *, now=None) -> dict | None:
+def rollback_check(model) -> dict | None:
     """Roll ``production`` back when its live accuracy, counted since it became production, is
     below the model's ``rollback_min_accuracy`` over ``rollback_window`` calls, or significantly
     worse (one-sided p < 0.01) than the version it replaced. Without a version to return to, the
@@ -313,13 +308,13 @@ def _brief(arm: dict | None) -> dict | None:
     return {"version": arm["ref"], "circuit": arm["circuit"], "live_accuracy": live["accuracy"], "live_n": live["n"]}
 
 
-def models_live_check(now=None) -> list[dict]:
+def models_live_check() -> list[dict]:
     """``rollback_check`` for every model with a production version (stream and registry sweep)."""
     from models_registry.models import RegisteredModel
 
     done = []
     for model in RegisteredModel.objects.filter(aliases__name="production").distinct():
-        result = rollback_check(model, now=now)
+        result = rollback_check(model)
         if result:
             done.append(result)
     return done

@@ -178,16 +178,9 @@ def allocation_suggest(
     from marketdata import selectors as md_selectors
 
     from .agents.portfolio import allocate
-    from .services import allowed_agents
+    from .services import agents_plan_check
 
-    permitted = allowed_agents(tenant)
-    if permitted is not None and "portfolio" not in permitted:
-        raise ApplicationError(
-            "agent_not_in_plan",
-            f"Your plan '{tenant.plan.code}' does not include portfolio optimisation; upgrade the plan.",
-            {"agents": ["portfolio"], "plan": tenant.plan.code},
-            status=403,
-        )
+    agents_plan_check(tenant=tenant, agents=["portfolio"], remedy="upgrade the plan for portfolio optimisation")
     instruments = list(md_selectors.instrument_list())
     if symbols:
         wanted = {s.strip().upper() for s in symbols if s.strip()}

@@ -339,23 +339,36 @@ def decision_make(*, tenant, symbol: str, timeframe: str | None = None, bars: li
     return decision
 
 
-def flow_plan_check(*, tenant, config: dict) -> None:
-    """Refuse a flow that names an agent the tenant's plan does not include (``agent_not_in_plan``,
-    403). A flow that names no agents runs the default flow's agents its plan allows."""
+def agents_plan_check(*, tenant, agents: list[str], remedy: str) -> None:
+    """Refuse agents the tenant's plan does not include (``agent_not_in_plan``, 403), saying
+    ``remedy``; ``details.path`` points at the first one in ``agents``."""
     permitted = allowed_agents(tenant)
-    named = config.get("agents") if isinstance(config, dict) else None
-    if permitted is None or not isinstance(named, list):
+    if permitted is None:
         return
-    blocked = [(i, a) for i, a in enumerate(named) if a not in permitted]
+    blocked = [(i, a) for i, a in enumerate(agents) if a not in permitted]
     if blocked:
         names = [a for _, a in blocked]
         raise ApplicationError(
             "agent_not_in_plan",
-            f"Your plan '{tenant.plan.code}' does not include the agent(s) {', '.join(names)}; "
-            "remove them from the flow or upgrade the plan.",
+            f"Your plan '{tenant.plan.code}' does not include the agent(s) {', '.join(names)}; {remedy}.",
             {"path": f"agents[{blocked[0][0]}]", "agents": names, "plan": tenant.plan.code, "allowed": permitted},
             status=403,
         )
+
+
+def flow_plan_check(*, tenant, config: dict) -> None:
+    """Refuse a flow that names an agent the tenant's plan does not include. A flow that names no
+    agents runs the default flow's agents its plan allows."""
+    named = config.get("agents") if isinstance(config, dict) else None
+    if isinstance(named, list):
+        agents_plan_check(tenant=tenant, agents=named, remedy="remove them from the flow or upgrade the plan")
+
+
+def _activate(row: Flow) -> None:
+    """Make ``row`` the one active flow (inside the caller's transaction, under ``_flows_lock``)."""
+    Flow.objects.exclude(pk=row.pk).filter(active=True).update(active=False)
+    row.active = True
+    row.save(update_fields=["active"])
 
 
 def _flows_lock() -> None:
@@ -379,9 +392,7 @@ def flow_create(*, tenant, name: str, config: dict, activate: bool = True, actor
             name=name, version=(last.version + 1) if last else 1, config=config, created_by=actor_display(actor)
         )
         if activate:
-            Flow.objects.exclude(pk=row.pk).filter(active=True).update(active=False)
-            row.active = True
-            row.save(update_fields=["active"])
+            _activate(row)
         audit_record(actor, "flow.created", row, {"ref": row.ref, "active": activate})
     _pipelines.pop(tenant.schema_name, None)
     return row
@@ -403,9 +414,7 @@ def flow_activate(*, tenant, name: str, version: int, actor=None) -> Flow:
         if row.active:
             return row
         previous = Flow.objects.filter(active=True).first()
-        Flow.objects.filter(active=True).update(active=False)
-        row.active = True
-        row.save(update_fields=["active"])
+        _activate(row)
         audit_record(actor, "flow.activated", row, {"ref": row.ref, "previous": previous.ref if previous else None})
     _pipelines.pop(tenant.schema_name, None)
     return row

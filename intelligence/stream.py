@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import orjson
 import pandas as pd
-from django.db import connection, transaction
+from django.db import connection, models, transaction
 from django.utils import timezone
 
 from eventbus import bus
@@ -516,9 +516,6 @@ class TenantStream:
         return {"decided": self.decided, "last_bar": self.last_bar, "stream": info, "timings": dict(self.timings)}
 
 
-_JSON_FIELDS = {"votes", "weights", "features"}
-
-
 def _copy_decisions(decisions: list[Decision]) -> None:
     """Insert with COPY (ids taken from the table's sequence first, so they still increase in
     decision order): a read batch's decisions in one round trip, JSON encoded once with orjson.
@@ -527,6 +524,7 @@ def _copy_decisions(decisions: list[Decision]) -> None:
         return
     table = Decision._meta.db_table
     fields = [f for f in Decision._meta.concrete_fields if f.column != "id"]
+    json_fields = {f.attname for f in fields if isinstance(f, models.JSONField)}
     now = timezone.now()
     with connection.cursor() as cur:
         cur.execute(
@@ -542,7 +540,7 @@ def _copy_decisions(decisions: list[Decision]) -> None:
                         pk,
                         *(
                             orjson.dumps(getattr(d, f.attname)).decode()
-                            if f.attname in _JSON_FIELDS
+                            if f.attname in json_fields
                             else getattr(d, f.attname)
                             for f in fields
                         ),

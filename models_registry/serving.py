@@ -97,20 +97,27 @@ def serving_changed() -> None:
     generation += 1
 
 
-def arms_get(model: RegisteredModel) -> Arms:
-    """The serving arms, loaded without the artifact and the drift reference (a bundle is loaded
-    from the artifact once per process, on a bundle-cache miss)."""
-    aliases = {
+def _aliases(model: RegisteredModel) -> dict[str, ModelVersion]:
+    """Alias name -> version, loaded without the artifact and the drift reference (a bundle is
+    loaded from the artifact once per process, on a bundle-cache miss)."""
+    return {
         a.name: a.version
         for a in ModelAlias.objects.filter(model=model)
         .select_related("version__model", "version__feature_set")
         .defer("version__artifact", "version__reference")
     }
+
+
+def _arms(model: RegisteredModel, aliases: dict[str, ModelVersion]) -> Arms:
     return Arms(
         production=aliases.get(PRODUCTION),
         challenger=aliases.get(CHALLENGER),
         challenger_percent=float((model.traffic or {}).get("challenger_percent") or 0),
     )
+
+
+def arms_get(model: RegisteredModel) -> Arms:
+    return _arms(model, _aliases(model))
 
 
 def version_resolve(
@@ -125,7 +132,7 @@ def version_resolve(
             raise NotFound("model version")
         return found
     alias = alias or PRODUCTION
-    aliases = {a.name: a.version for a in ModelAlias.objects.filter(model=model).select_related("version__model")}
+    aliases = _aliases(model)
     chosen = aliases.get(alias)
     if chosen is None:
         raise ApplicationError(
@@ -135,14 +142,7 @@ def version_resolve(
             status=404,
         )
     if alias == PRODUCTION and request_key:
-        arms = Arms(
-            production=chosen,
-            challenger=aliases.get(CHALLENGER),
-            challenger_percent=float((model.traffic or {}).get("challenger_percent") or 0),
-        )
-        picked = arms.pick(request_key)
-        if picked is not None:
-            chosen = picked
+        chosen = _arms(model, aliases).pick(request_key) or chosen
     return chosen
 
 

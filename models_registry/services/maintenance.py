@@ -60,7 +60,7 @@ def registry_sweep_run(now: dt.datetime | None = None) -> dict:
     from ..breaker import half_open_due
 
     half_opened = half_open_due(now)
-    rolled_back = models_live_check(now)
+    rolled_back = models_live_check()
     return {
         "reaped": reaped,
         "retrained": retrained,

@@ -6,7 +6,7 @@
   same 2 cores, so its own cost is part of every figure (also measured: GET /health).
 - live (``benchmarks.live``): POST /api/v1/decisions/ open-loop at 200 req/s from 50 clients
   through gunicorn, the highest rate keeping p99 <= 50 ms, one request's milliseconds by stage;
-  the ws/decisions/ feed on daphne to 1,000 clients next to a raw-broadcast floor.
+  the ws/decisions/ feed (edge server) to 1,000 clients next to a raw-broadcast floor.
 """
 
 import gc

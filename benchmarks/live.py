@@ -1,6 +1,6 @@
 """Live decisions through the real servers (issue 7): REST ``POST /api/v1/decisions/`` under
-gunicorn and the ``ws/decisions/`` feed under daphne, each next to a floor measured by the same
-client in the same run (on 2 shared cores the client's own cost is part of every figure).
+gunicorn and the ``ws/decisions/`` feed on its edge server (intelligence/edge.py), each next to a
+floor measured by the same client in the same run (on 2 shared cores the client's own cost is part of every figure).
 
 Run alone with ``python -m benchmarks.live [rest] [feed]`` (both by default); ``make bench`` calls
 :func:`bench_live`. Figures only, never pass/fail.
@@ -13,11 +13,12 @@ errors; then one request's milliseconds, in-process, by stage. Each run also pri
 per answered request of the server, its PostgreSQL backends and the client (from /proc), so a
 figure can be told apart from the other work on a shared machine.
 
-Feed: 1,000 clients (one client process, ``Authorization: Api-Key`` header) on daphne as in the
-Procfile; decisions published through ``intelligence.feed.publish_decisions`` for the bench tenant,
-each stamped with its publish time; publish -> receive p50/p99 and lost messages; floor: the same
-client against a minimal ``websockets.broadcast`` server fed by the same publisher (server and
-client CPU per decision printed for both).
+Feed: 1,000 clients (one client process, ``Authorization: Api-Key`` header) on the edge server as
+the Procfile's ``edge`` line starts it; decisions published through
+``intelligence.feed.publish_decisions`` for the bench tenant, each stamped with its publish time;
+publish -> receive p50/p99 and lost messages; floor: the same client against a minimal
+``websockets.broadcast`` server fed by the same publisher (server and client CPU per decision
+printed for both).
 
 The bench tenant: enterprise plan, 2,000 stored hourly bars of the seeded synthetic market and a
 deployed XGBoost model for the symbol (so each decision includes the model's vote), dropped at the
@@ -136,12 +137,10 @@ def start_gunicorn() -> Server:
     return _start("gunicorn", argv, port, {"HTTP_PORT": str(port)})
 
 
-def start_daphne() -> Server:
-    """daphne as the Procfile's ``ws`` runs it, on a free port."""
+def start_edge() -> Server:
+    """The decision feed's edge server as the Procfile's ``edge`` runs it, on a free port."""
     port = _free_port()
-    daphne = os.path.join(os.path.dirname(sys.executable), "daphne")
-    argv = [daphne, "-b", "127.0.0.1", "-p", str(port), "--proxy-headers", "config.asgi:application"]
-    return _start("daphne", argv, port)
+    return _start("edge", [sys.executable, "manage.py", "run_feed_edge", "--port", str(port)], port)
 
 
 def _loadgen(name: str, *args: str) -> Server:
@@ -597,14 +596,14 @@ def bench_feed(bt: BenchTenant) -> None:
         f"WebSocket feed: {WS_CLIENTS} clients in one process, {WS_MESSAGES} decisions every "
         f"{WS_INTERVAL * 1000:.0f} ms, {size} bytes each, publish -> receive"
     )
-    daphne = start_daphne()
+    server = start_edge()
     floor = _loadgen(
         "ws-floor", "--redis-url", redis_db_url(REDIS_DB_CHANNELS), "--channel", feed.channel(floor_schema)
     )
     try:
         real = _feed_run(
-            "ws/decisions/ on daphne (Api-Key header)",
-            daphne,
+            "ws/decisions/ edge server (Api-Key header)",
+            server,
             "/ws/decisions/",
             bt.read_key,
             bt.tenant.schema_name,
@@ -612,7 +611,7 @@ def bench_feed(bt: BenchTenant) -> None:
             payload["id"] + 1,
         )
         if real["lost"] or real["failed"]:
-            print(daphne.tail())
+            print(server.tail())
         base = _feed_run(
             "floor: websockets.broadcast, 1 subscription",
             floor,
@@ -623,11 +622,11 @@ def bench_feed(bt: BenchTenant) -> None:
             1,
         )
     finally:
-        daphne.stop()
+        server.stop()
         floor.stop()
     r50, r99 = real["p50"] / base["p50"], real["p99"] / base["p99"]
     verdict = "met" if max(r50, r99) <= WS_TARGET_RATIO and not real["lost"] else "MISSED"
-    print(f"  daphne / floor: p50 {r50:.2f}x   p99 {r99:.2f}x   (target <= {WS_TARGET_RATIO}x, 0 lost) -> {verdict}")
+    print(f"  edge / floor: p50 {r50:.2f}x   p99 {r99:.2f}x   (target <= {WS_TARGET_RATIO}x, 0 lost) -> {verdict}")
 
 
 # ----------------------------------------------------------------------------- entry points

@@ -1,4 +1,5 @@
-"""ASGI entry point: daphne serves WebSockets (HTTP is served by gunicorn; see README)."""
+"""ASGI entry point: daphne serves the project's WebSockets but the decision feed (HTTP is served by
+gunicorn, ``ws/decisions/`` by the edge process of ``intelligence/edge.py``; see README)."""
 
 import os
 
@@ -10,7 +11,6 @@ django_asgi = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import path  # noqa: E402
 
-from intelligence.consumers import DecisionFeedConsumer  # noqa: E402
 from models_registry.consumers import TrainingProgressConsumer  # noqa: E402
 from ops.consumers import EchoConsumer  # noqa: E402
 from tenants.channels import TenantWebSocketMiddleware  # noqa: E402
@@ -18,7 +18,6 @@ from tenants.channels import TenantWebSocketMiddleware  # noqa: E402
 websocket_urlpatterns = [
     path("ws/echo/", EchoConsumer.as_asgi()),
     path("ws/training/", TrainingProgressConsumer.as_asgi()),
-    path("ws/decisions/", DecisionFeedConsumer.as_asgi()),
 ]
 
 application = ProtocolTypeRouter(

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 
 from django.conf import settings
 from django.contrib import messages
@@ -21,13 +20,14 @@ from .access import can, tenant_page
 from .forms import FlowForm
 
 
-def _ws_base(request) -> str:
-    configured = getattr(settings, "WS_PUBLIC_URL", "")
+def _feed_base(request) -> str:
+    """Where the browser reaches the decision feed's edge server (intelligence/edge.py)."""
+    configured = settings.WS_FEED_PUBLIC_URL
     if configured:
         return configured.rstrip("/")
     host = request.get_host().split(":")[0]
     scheme = "wss" if request.is_secure() else "ws"
-    return f"{scheme}://{host}:{os.environ.get('WS_PORT', '8001')}"
+    return f"{scheme}://{host}:{settings.WS_FEED_PORT}"
 
 
 def _ticket(request) -> str:
@@ -52,7 +52,7 @@ def decisions(request):
         "decisions": recent,
         "last_id": recent[0]["id"] if recent else 0,
         "positions": positions,
-        "ws_url": f"{_ws_base(request)}/ws/decisions/",
+        "ws_url": f"{_feed_base(request)}/ws/decisions/",
         "ticket": _ticket(request),
     }
     return render(request, "dashboard/decisions.html", context)

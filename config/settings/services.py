@@ -51,10 +51,13 @@ REDIS_DB_BROKER = env_int("REDIS_DB_BROKER", _redis_base + 2)
 REDIS_DB_CHANNELS = env_int("REDIS_DB_CHANNELS", _redis_base + 3)
 REDIS_DB_USAGE = env_int("REDIS_DB_USAGE", _redis_base + 4)
 REDIS_DB_STREAMS = env_int("REDIS_DB_STREAMS", _redis_base + 5)
-# where browsers reach the WebSocket server (default: this host, port WS_PORT / 8001)
-WS_PUBLIC_URL = env_str("WS_PUBLIC_URL", "")
-# messages a WebSocket client may have queued before it is dropped as too slow (close 4008)
-WS_CLIENT_QUEUE = env_int("WS_CLIENT_QUEUE", 1000)
+# the decision feed's edge server (intelligence/edge.py): its port and, behind a proxy, where browsers
+# reach it (default: this host, port WS_FEED_PORT)
+WS_FEED_PORT = env_int("WS_FEED_PORT", 8002)
+WS_FEED_PUBLIC_URL = env_str("WS_FEED_PUBLIC_URL", "")
+# bytes a feed client may leave unread in its socket's send buffer before it is dropped as too slow
+# (close 4008): about 1,300 decisions
+WS_CLIENT_BUFFER = env_int("WS_CLIENT_BUFFER", 4 * 1024 * 1024)
 # external market feed for `ingest_feed` (marketdata/feeds.py): ws(s):// or http(s):// URL, may carry
 # credentials (never printed); empty = no feed
 LEVEL3_DATA_STREAM_URL = env_str("LEVEL3_DATA_STREAM_URL", "")

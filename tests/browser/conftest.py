@@ -17,7 +17,7 @@ from django.db import connection
 
 from tests.conftest import service_env
 
-from .support import DESKTOP, Dashboard, WebServer, browser_launch, chromium_missing_reason
+from .support import DESKTOP, Dashboard, FeedEdge, WebServer, browser_launch, chromium_missing_reason, free_port
 
 # Playwright's sync API keeps an asyncio loop on the main thread; the ORM calls these tests make
 # between browser steps are ordinary blocking calls, so Django's async guard is lifted for them.
@@ -72,10 +72,19 @@ def web(test_database, django_db_blocker, mail_dir):
             "EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend",
             "EMAIL_FILE_PATH": str(mail_dir),
             "DJANGO_DEBUG": "false",
+            "WS_FEED_PORT": str(free_port()),  # where pages point the live feed (see ``feed_edge``)
         }
     server = WebServer(env).start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def feed_edge(web):
+    """The decision feed's edge server (``run_feed_edge``) on the port the web server's pages name."""
+    edge = FeedEdge(web.env).start()
+    yield edge
+    edge.stop()
 
 
 @pytest.fixture(scope="session")

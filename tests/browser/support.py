@@ -105,6 +105,38 @@ class WebServer:
                 self.proc.kill()
 
 
+class FeedEdge:
+    """The decision feed's edge server (``manage.py run_feed_edge``, the Procfile's ``edge``) on
+    ``WS_FEED_PORT`` of ``env``."""
+
+    def __init__(self, env: dict[str, str]):
+        self.env = env
+        self.port = int(env["WS_FEED_PORT"])
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 30) -> FeedEdge:
+        self.proc = subprocess.Popen(
+            [sys.executable, "manage.py", "run_feed_edge", "--port", str(self.port)],
+            cwd=ROOT,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        line = self.proc.stdout.readline()
+        if not line.startswith("decision feed on"):
+            self.stop()
+            raise RuntimeError(f"the feed edge server did not start: {line!r}")
+        return self
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
 def mail_texts(directory: Path) -> list[str]:
     """Plain-text bodies of the messages Django's file e-mail backend wrote (decoded)."""
     import email

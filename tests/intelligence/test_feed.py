@@ -1,68 +1,103 @@
-"""The decision feed over WebSocket: a tenant hears only its own decisions, narrows them by symbol,
-resumes after an id without gaps or repeats, and a slow client is dropped; browsers connect with
-a one-use ticket, other clients with an API-key header."""
+"""The decision feed ``ws/decisions/`` on its edge server (intelligence/edge.py): a tenant hears
+only its own decisions, narrows them by symbol, resumes after an id without gaps or repeats, a
+slow client is dropped with 4008; browsers connect with a one-use ticket, other clients with an
+API-key header, subprotocol or query; a refused handshake says what to send."""
 
 import asyncio
 import datetime as dt
+import json
+import os
+import socket
+import subprocess
+import sys
 from unittest import mock
 
 import pytest
 from asgiref.sync import sync_to_async
-from channels.testing import WebsocketCommunicator
-from django.test import override_settings
 from django_tenants.utils import schema_context
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from config.asgi import application
-from intelligence import feed
-from intelligence.consumers import SLOW_CLIENT, DecisionFeedConsumer
+from intelligence import edge, feed
 from intelligence.models import Decision
 from intelligence.selectors import decision_payload
+from tests.conftest import service_env
 
 pytestmark = pytest.mark.django_db(transaction=False)
 
 
-def _payload(i: int, symbol: str = "BTC-USD") -> dict:
-    return {"id": i, "symbol": symbol, "timeframe": "1m", "action": "BUY", "confidence": 0.6}
+def _payload(i: int, symbol: str = "BTC-USD", pad: int = 0) -> dict:
+    p = {"id": i, "symbol": symbol, "timeframe": "1m", "action": "BUY", "confidence": 0.6}
+    if pad:
+        p["explanation"] = "x" * pad
+    return p
 
 
 def _publish(schema: str, payloads: list[dict]):
     return sync_to_async(feed.publish_decisions)(payloads, schema)
 
 
-async def _connect(path: str, **kw) -> WebsocketCommunicator:
-    c = WebsocketCommunicator(application, path, **kw)
-    connected, code = await c.connect(timeout=5)
-    assert connected, code
-    return c
+async def _recv(ws, timeout: float = 5.0) -> dict:
+    return json.loads(await asyncio.wait_for(ws.recv(), timeout))
+
+
+async def _nothing(ws, timeout: float = 0.3) -> bool:
+    try:
+        await asyncio.wait_for(ws.recv(), timeout)
+    except TimeoutError:
+        return True
+    return False
+
+
+def _serve(scenario, **hub_kw):
+    """Run ``scenario(hub, url)`` against an edge server on a free port in this process."""
+
+    async def main():
+        hub = edge.Hub(**hub_kw)
+        async with hub.serve("127.0.0.1", 0) as server:
+            port = server.sockets[0].getsockname()[1]
+            await scenario(hub, f"ws://127.0.0.1:{port}")
+
+    asyncio.run(main())
 
 
 def test_each_tenant_hears_only_its_own_decisions_and_can_narrow_them(alpha, beta):
-    async def scenario():
-        a = await _connect(f"/ws/decisions/?api_key={alpha.key}")
-        b = await _connect("/ws/decisions/", headers=[(b"authorization", f"Api-Key {beta.key}".encode())])
+    async def scenario(hub, url):
+        a = await connect(f"{url}/ws/decisions/?api_key={alpha.key}")
+        b = await connect(f"{url}/ws/decisions/", additional_headers={"Authorization": f"Api-Key {beta.key}"})
+        only_eth = await connect(f"{url}/ws/decisions/?symbols=eth-usd", subprotocols=[f"api-key.{alpha.key}"])
+        assert only_eth.subprotocol == f"api-key.{alpha.key}"
         await _publish(alpha.tenant.schema_name, [_payload(1), _payload(2, "ETH-USD")])
-        got = [await a.receive_json_from(timeout=5) for _ in range(2)]
+        got = [await _recv(a) for _ in range(2)]
         assert [(m["id"], m["type"], m["data"]["symbol"]) for m in got] == [
             (1, "decision", "BTC-USD"),
             (2, "decision", "ETH-USD"),
         ]
-        assert await b.receive_nothing(timeout=0.3)
-        await a.send_json_to({"action": "subscribe", "symbols": ["eth-usd"]})
-        assert (await a.receive_json_from(timeout=5)) == {"type": "subscribed", "symbols": ["ETH-USD"]}
+        assert (await _recv(only_eth))["id"] == 2
+        assert await _nothing(b) and await _nothing(only_eth)
+        await a.send(json.dumps({"action": "subscribe", "symbols": ["eth-usd"]}))
+        assert (await _recv(a)) == {"type": "subscribed", "symbols": ["ETH-USD"]}
         await _publish(alpha.tenant.schema_name, [_payload(3), _payload(4, "ETH-USD")])
-        assert (await a.receive_json_from(timeout=5))["id"] == 4
-        assert await a.receive_nothing(timeout=0.3)
+        assert (await _recv(a))["id"] == 4
+        assert await _nothing(a)
+        assert (await _recv(only_eth))["id"] == 4
+        await only_eth.send(json.dumps({"action": "subscribe", "symbols": []}))  # all again
+        assert (await _recv(only_eth)) == {"type": "subscribed", "symbols": []}
+        await _publish(alpha.tenant.schema_name, [_payload(5)])
+        assert (await _recv(only_eth))["id"] == 5
         await _publish(beta.tenant.schema_name, [_payload(1)])
-        assert (await b.receive_json_from(timeout=5))["id"] == 1
-        for c in (a, b):
-            await c.disconnect()
+        assert (await _recv(b))["id"] == 1
+        assert await _nothing(a)
+        assert hub.stats()["tenants"] == 2 and hub.stats()["sockets"] == 3
+        for c in (a, b, only_eth):
+            await c.close()
 
-    asyncio.run(scenario())
+    _serve(scenario)
 
 
 @pytest.fixture(scope="module")
 def committed_decisions(tenants_ab, django_db_blocker):
-    """Three decisions the consumer's own DB thread can see (committed before the test's
+    """Three decisions the server's own DB thread can see (committed before the test's
     transaction opens), removed afterwards."""
     alpha = tenants_ab[0]
     with django_db_blocker.unblock(), schema_context(alpha.tenant.schema_name):
@@ -85,48 +120,155 @@ def committed_decisions(tenants_ab, django_db_blocker):
 def test_resume_after_an_id_replays_then_continues_live_without_repeats(alpha, committed_decisions):
     first, second, third = committed_decisions
 
-    async def scenario():
-        c = await _connect(f"/ws/decisions/?api_key={alpha.key}&after={first.id}")
-        replayed = [await c.receive_json_from(timeout=5) for _ in range(2)]
+    async def scenario(hub, url):
+        c = await connect(f"{url}/ws/decisions/?api_key={alpha.key}&after={first.id}")
+        replayed = [await _recv(c) for _ in range(2)]
         assert [m["id"] for m in replayed] == [second.id, third.id]
-        assert replayed[0]["data"] == decision_payload(second)
-        # a live message for an id already replayed is not sent again; the next one is
+        assert replayed[0]["data"] == json.loads(feed.message_text(decision_payload(second)))["data"]
+        # a live copy of an id already replayed is not sent again; the next one is
         await _publish(alpha.tenant.schema_name, [_payload(third.id), _payload(third.id + 1)])
-        assert (await c.receive_json_from(timeout=5))["id"] == third.id + 1
-        assert await c.receive_nothing(timeout=0.3)
-        await c.disconnect()
+        assert (await _recv(c))["id"] == third.id + 1
+        assert await _nothing(c)
+        # narrowed resume: nothing of another symbol is replayed
+        eth = await connect(f"{url}/ws/decisions/?api_key={alpha.key}&after={first.id}&symbols=ETH-USD")
+        assert await _nothing(eth)
+        for ws in (c, eth):
+            await ws.close()
 
-    asyncio.run(scenario())
-
-
-@override_settings(WS_CLIENT_QUEUE=2)
-def test_a_client_that_does_not_keep_up_is_dropped(alpha):
-    async def never_write(self):
-        await asyncio.sleep(3600)
-
-    async def scenario():
-        with mock.patch.object(DecisionFeedConsumer, "_write", never_write):
-            c = await _connect(f"/ws/decisions/?api_key={alpha.key}")
-            await _publish(alpha.tenant.schema_name, [_payload(i) for i in range(1, 6)])
-            output = await c.receive_output(timeout=5)
-            assert output == {"type": "websocket.close", "code": SLOW_CLIENT}
-
-    asyncio.run(scenario())
+    _serve(scenario)
 
 
-def test_browsers_connect_with_a_one_use_ticket(alpha, beta):
+def test_messages_published_while_a_resume_is_read_wait_and_arrive_once(alpha, committed_decisions):
+    first, second, third = committed_decisions
+    real_backlog = edge._backlog
+
+    def slow_backlog(*args):
+        rows = real_backlog(*args)
+        # a live copy of a replayed decision and a new one, published during the replay
+        feed.publish_decisions([_payload(third.id), _payload(third.id + 7)], alpha.tenant.schema_name)
+        return rows
+
+    async def scenario(hub, url):
+        with mock.patch.object(edge, "_backlog", slow_backlog):
+            c = await connect(f"{url}/ws/decisions/?api_key={alpha.key}&after={first.id}")
+            ids = [(await _recv(c))["id"] for _ in range(3)]
+        assert ids == [second.id, third.id, third.id + 7]
+        assert await _nothing(c)
+        await c.close()
+
+    _serve(scenario)
+
+
+def test_a_client_that_does_not_keep_up_is_dropped_with_4008(alpha):
+    async def scenario(hub, url):
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a reader that barely reads
+        sock.connect(("127.0.0.1", int(url.rsplit(":", 1)[1])))
+        slow = await connect(f"{url}/ws/decisions/?api_key={alpha.key}", sock=sock, max_queue=1)
+        fast = await connect(f"{url}/ws/decisions/?api_key={alpha.key}")
+        sent = 0
+        for _ in range(40):
+            await _publish(alpha.tenant.schema_name, [_payload(sent + i + 1, pad=32_000) for i in range(10)])
+            sent += 10
+            for _ in range(10):
+                assert (await _recv(fast))["type"] == "decision"  # the fast client is unaffected
+            if hub.dropped:
+                break
+        assert hub.dropped == 1 and hub.stats()["sockets"] == 1
+        received = 0
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                await asyncio.wait_for(slow.recv(), 15)
+                received += 1
+        assert closed.value.rcvd.code == edge.SLOW_CLIENT and 0 < received < sent
+        await _publish(alpha.tenant.schema_name, [_payload(sent + 1)])
+        assert (await _recv(fast))["id"] == sent + 1
+        await fast.close()
+
+    _serve(scenario, buffer_limit=64 * 1024)
+
+
+def test_browsers_connect_with_a_one_use_ticket(alpha):
     r = alpha.client(role="viewer").post("/api/v1/ws-tickets/")
     assert r.status_code == 201 and r.json()["expires_in"] == 60
     ticket = r.json()["ticket"]
 
-    async def scenario():
-        c = await _connect(f"/ws/decisions/?ticket={ticket}")
+    async def scenario(hub, url):
+        c = await connect(f"{url}/ws/decisions/?ticket={ticket}")
         await _publish(alpha.tenant.schema_name, [_payload(7)])
-        assert (await c.receive_json_from(timeout=5))["id"] == 7
-        await c.disconnect()
-        again = WebsocketCommunicator(application, f"/ws/decisions/?ticket={ticket}")
-        connected, code = await again.connect(timeout=5)
-        assert not connected and code == 4401
+        assert (await _recv(c))["id"] == 7
+        await c.close()
+        with pytest.raises(InvalidStatus) as refused:
+            await connect(f"{url}/ws/decisions/?ticket={ticket}")
+        assert refused.value.response.status_code == 401
 
-    asyncio.run(scenario())
+    _serve(scenario)
     assert alpha.client(scope="read").post("/api/v1/ws-tickets/").status_code == 201
+
+
+def test_refused_handshakes_say_what_to_send_and_nothing_is_kept(alpha):
+    async def scenario(hub, url):
+        for bad in ("", "?api_key=nope", "?ticket=nope", "?token=nope"):
+            with pytest.raises(InvalidStatus) as refused:
+                await connect(f"{url}/ws/decisions/{bad}")
+            assert refused.value.response.status_code == 401
+            assert b"Authorization: Api-Key" in refused.value.response.body
+        with pytest.raises(InvalidStatus) as missing:
+            await connect(f"{url}/ws/elsewhere/?api_key={alpha.key}")
+        assert missing.value.response.status_code == 404
+        assert hub.stats()["sockets"] == 0 and hub.stats()["tenants"] == 0
+
+    _serve(scenario)
+
+
+def test_commands_heartbeat_and_health(alpha):
+    async def scenario(hub, url):
+        c = await connect(f"{url}/ws/decisions/?api_key={alpha.key}")
+        await c.send("{not json")
+        assert (await _recv(c)) == {"type": "error", "error": "not JSON"}
+        await c.send(json.dumps({"action": "subscribe", "symbols": "BTC-USD"}))
+        assert (await _recv(c)) == {"type": "error", "error": "symbols must be a list"}
+        await c.send(json.dumps({"action": "dance"}))
+        assert (await _recv(c))["type"] == "error"
+        await c.send(json.dumps({"action": "ping"}))
+        assert (await _recv(c)) == {"type": "pong"}
+        with mock.patch.object(edge, "HEARTBEAT_S", 0.05):
+            beat = asyncio.create_task(hub.heartbeat())
+            try:
+                assert (await _recv(c)) == {"type": "heartbeat"}
+            finally:
+                beat.cancel()
+        reader, writer = await asyncio.open_connection("127.0.0.1", int(url.rsplit(":", 1)[1]))
+        writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        head, _, body = (await asyncio.wait_for(reader.read(4096), 5)).partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200") and b"application/json" in head
+        assert json.loads(body)["sockets"] == 1
+        writer.close()
+        await c.close()
+
+    _serve(scenario)
+
+
+def test_the_command_serves_the_feed_as_make_run_starts_it(alpha):
+    """``manage.py run_feed_edge`` (the Procfile's ``edge`` line) in its own process."""
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "run_feed_edge", "--port", "0"],
+        env={**os.environ, **service_env()},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("decision feed on ws://"), line
+        url = line.split(" on ", 1)[1].strip()
+
+        async def scenario():
+            c = await connect(url, additional_headers={"Authorization": f"Api-Key {alpha.key}"})
+            await _publish(alpha.tenant.schema_name, [_payload(11)])
+            assert (await _recv(c, 10))["id"] == 11
+            await c.close()
+
+        asyncio.run(scenario())
+    finally:
+        proc.terminate()
+        assert proc.wait(15) == 0

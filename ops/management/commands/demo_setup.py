@@ -18,7 +18,7 @@ ADMIN_EMAIL = "admin@example.com"
 class Command(BaseCommand):
     help = (
         "Create (idempotently) the `demo` tenant owned by demo@example.com and write the credentials "
-        "to .data/demo.json (api_key, email, password, base_url, ws_url, admin_email, admin_password for "
+        "to .data/demo.json (api_key, email, password, base_url, ws_url, feed_url, admin_email, admin_password for "
         "Django admin). With --print, only print them."
     )
 
@@ -29,6 +29,7 @@ class Command(BaseCommand):
         path = settings.DATA_DIR / "demo.json"
         base_url = f"http://127.0.0.1:{os.environ.get('HTTP_PORT', '8000')}"
         ws_url = f"ws://127.0.0.1:{os.environ.get('WS_PORT', '8001')}"
+        feed_url = f"ws://127.0.0.1:{settings.WS_FEED_PORT}/ws/decisions/"
         if opts["print"]:
             return self._print(json.loads(path.read_text()))
         current = json.loads(path.read_text()) if path.exists() else {}
@@ -64,6 +65,7 @@ class Command(BaseCommand):
             "password": password,
             "base_url": base_url,
             "ws_url": ws_url,
+            "feed_url": feed_url,
             "admin_email": ADMIN_EMAIL,
             "admin_password": admin_password,
         }
@@ -96,7 +98,8 @@ class Command(BaseCommand):
         w(f"  Swagger UI   {d['base_url']}/api/docs/")
         w(f"  Health       {d['base_url']}/health/ready")
         w(f"  Admin        {d['base_url']}/admin/   ({d.get('admin_email', '')} / {d.get('admin_password', '')})")
-        w(f"  Decisions    {d['ws_url']}/ws/decisions/?api_key=<api_key>   (live feed; REST: /api/v1/decisions/)")
+        w(f"  Decisions    {d.get('feed_url', '')}?api_key=<api_key>   (live feed; REST: /api/v1/decisions/)")
+        w(f"  WebSockets   {d['ws_url']}/ws/training/   (training progress)")
         w(f"  Demo login   {d['email']} / {d['password']}   (tenant: {d['tenant']})")
         w(f"  API key      {d['api_key']}")
         w(f"  Try:  curl -H 'Authorization: Api-Key {d['api_key']}' {d['base_url']}/api/v1/tenant/")

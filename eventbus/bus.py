@@ -54,21 +54,26 @@ class EventType:
     fields: dict[str, str]
     summary: str = ""
 
+    def __post_init__(self):
+        # parsed once: (name, optional, kind, accepted types); the known names as a set
+        parsed = tuple((k.rstrip("?"), k.endswith("?"), kind, _TYPES[kind]) for k, kind in self.fields.items())
+        object.__setattr__(self, "_parsed", parsed)
+        object.__setattr__(self, "_known", frozenset(p[0] for p in parsed))
+
     def check(self, data: Any) -> None:
         if not isinstance(data, dict):
             raise ApplicationError("invalid_event", f"{self.name}: the payload must be an object.")
         problems = []
-        for key, kind in self.fields.items():
-            name, optional = key.rstrip("?"), key.endswith("?")
-            if name not in data or data[name] is None:
+        for name, optional, kind, types in self._parsed:
+            value = data.get(name)
+            if value is None:
                 if not optional:
                     problems.append(f"{name} is required")
                 continue
-            value = data[name]
-            if isinstance(value, bool) and kind != "bool" or not isinstance(value, _TYPES[kind]):
+            if isinstance(value, bool) and kind != "bool" or not isinstance(value, types):
                 problems.append(f"{name} must be {kind}")
-        known = {k.rstrip("?") for k in self.fields}
-        problems += [f"{k} is not a field of {self.name} v{self.version}" for k in data if k not in known]
+        if not self._known.issuperset(data):
+            problems += [f"{k} is not a field of {self.name} v{self.version}" for k in data if k not in self._known]
         if problems:
             raise ApplicationError("invalid_event", f"{self.name}: " + "; ".join(problems), {"problems": problems})
 

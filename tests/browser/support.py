@@ -63,6 +63,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _terminate(proc: subprocess.Popen | None) -> None:
+    if proc and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 class WebServer:
     """The project's real WSGI server (gunicorn, like ``make run``) in a subprocess."""
 
@@ -97,12 +106,7 @@ class WebServer:
         raise RuntimeError(f"web server did not answer /health within {timeout}s; see {self.log}")
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        _terminate(self.proc)
 
 
 class FeedEdge:
@@ -114,7 +118,7 @@ class FeedEdge:
         self.port = int(env["WS_FEED_PORT"])
         self.proc: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 30) -> FeedEdge:
+    def start(self) -> FeedEdge:
         self.proc = subprocess.Popen(
             [sys.executable, "manage.py", "run_feed_edge", "--port", str(self.port)],
             cwd=ROOT,
@@ -129,12 +133,7 @@ class FeedEdge:
         return self
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        _terminate(self.proc)
 
 
 def mail_texts(directory: Path) -> list[str]:

@@ -1,5 +1,7 @@
 """Ingest bars from an external market feed into a tenant's event stream, until stopped."""
 
+from __future__ import annotations
+
 import signal
 import threading
 import time
@@ -54,7 +56,7 @@ class Command(BaseCommand):
     def handle(self, *args, **o):
         url = (o["url"] or settings.LEVEL3_DATA_STREAM_URL or "").strip()
         stop = threading.Event()
-        previous = _on_sigterm(stop.set)
+        signals = _StopSignals()
         try:
             if not url:
                 if not o["optional"]:
@@ -64,7 +66,7 @@ class Command(BaseCommand):
                     )
                 self.stdout.write(NO_URL)
                 self.stdout.flush()
-                _wait(stop)
+                signals.wait()
                 return
             tenant = (
                 Tenant.objects.filter(Q(slug=o["tenant"]) | Q(schema_name=o["tenant"]), status=Tenant.Status.ACTIVE)
@@ -82,26 +84,29 @@ class Command(BaseCommand):
                 raise CommandError(f"{exc.code}: {exc.message}") from exc
             self.stdout.write(f"feed {adapter.redacted_url} ({adapter.mode}) -> tenant {tenant.slug}")
             self.stdout.flush()
-            self._run(adapter, o["progress_every"])
+            self._run(adapter, o["progress_every"], signals)
         finally:
-            _restore_sigterm(previous)
+            signals.restore()
 
-    def _run(self, adapter: FeedAdapter, every: float) -> None:
+    def _run(self, adapter: FeedAdapter, every: float, signals: _StopSignals) -> None:
         thread = threading.Thread(target=adapter.run, name="ingest-feed", daemon=True)
         thread.start()
         tty = self.stdout.isatty()
         every = 1.0 if tty else max(every, 0.05)
         progress = _Progress(adapter)
+        due = time.monotonic() + every
         try:
-            while thread.is_alive():
-                thread.join(timeout=every)
+            while thread.is_alive() and not signals.wait(min(every, 0.2)):
+                if time.monotonic() < due:
+                    continue
+                due += every
                 line = progress.line()
                 if tty:
                     self.stdout.write(f"\r{line}\x1b[K", ending="")
                 elif progress.changed:
                     self.stdout.write(line)
                 self.stdout.flush()
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # Ctrl-C where no handler could be installed (not the main thread)
             pass
         finally:
             adapter.stop()
@@ -157,25 +162,37 @@ def _elapsed(seconds: float) -> str:
     return f"{h:d}:{m:02d}:{s:02d}"
 
 
-def _wait(stop: threading.Event) -> None:
-    try:
-        while not stop.wait(3600):
-            pass
-    except KeyboardInterrupt:
-        pass
+class _StopSignals:
+    """Ctrl-C (SIGINT) and SIGTERM (honcho, systemd, docker stop) only set a flag, which the main
+    loop polls. Nothing is raised into the middle of a lock, a thread join or an ``Event.set``
+    (a KeyboardInterrupt there can leave a lock held and hang the exit). Outside the main thread
+    (a test calling the command) no handler can be installed: Ctrl-C raises as usual."""
 
+    def __init__(self):
+        self.stopped = False
+        self.previous: dict[int, object] = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self.previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread
+                break
 
-def _on_sigterm(callback):
-    """SIGTERM (honcho, systemd, docker stop) stops like Ctrl-C; only the main thread may set it."""
-    try:
-        return signal.signal(signal.SIGTERM, lambda *_: callback())
-    except ValueError:  # not the main thread (called from a test's thread): Ctrl-C/stop() only
-        return None
+    def _handle(self, signum, frame) -> None:
+        self.stopped = True
 
-
-def _restore_sigterm(previous) -> None:
-    if previous is not None:
+    def wait(self, seconds: float | None = None) -> bool:
+        """Sleep until stopped (or ``seconds`` passed); True once stopped."""
+        deadline = None if seconds is None else time.monotonic() + seconds
         try:
-            signal.signal(signal.SIGTERM, previous)
-        except ValueError:
-            pass
+            while not self.stopped:
+                left = 0.2 if deadline is None else min(0.2, deadline - time.monotonic())
+                if left <= 0:
+                    break
+                time.sleep(left)
+        except KeyboardInterrupt:
+            self.stopped = True
+        return self.stopped
+
+    def restore(self) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)

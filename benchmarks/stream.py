@@ -34,7 +34,6 @@ def _model(tenant, columns: list[str]):
 
     from intelligence import services
     from models_registry.ml import artifacts
-    from models_registry.models import RegisteredModel, TrainingJob
     from models_registry.services import registry
 
     rng = np.random.default_rng(0)
@@ -44,27 +43,18 @@ def _model(tenant, columns: list[str]):
     bundle = artifacts.ModelBundle(
         members=[booster], weights=[1.0], task="binary", classes=["down", "up"], feature_names=columns
     )
-    model, _ = RegisteredModel.objects.get_or_create(name="bench-stream")
-    version = registry.version_create(
-        model=model,
-        training_job=TrainingJob.objects.create(model_name=model.name, params={}, state="succeeded"),
-        artifact=artifacts.dump(bundle),
-        task="binary",
-        target={"kind": "direction", "horizon": 1},
+    version = registry.version_from_bundle(
+        model_name="bench-stream",
+        bundle=bundle,
         feature_set=services.agents_feature_set("1h"),
-        feature_names=columns,
         symbol="S00",
         timeframe="1h",
-        train_start=None,
-        train_end=None,
-        rows_used=3000,
-        data_fingerprint="b" * 64,
-        params={"family": "xgboost"},
         report={},
-        reference={},
-        no_edge=False,
+        params={"family": "xgboost"},
+        rows_used=3000,
         actor="bench",
     )
+    model = version.model
     registry.model_settings_update(model=model, deploy_policy={"gate": "none"})
     registry.model_deploy(model=model, version=version)
     return model

@@ -10,6 +10,7 @@ from .registry import (  # noqa: F401
     model_rollback,
     model_settings_update,
     version_create,
+    version_from_bundle,
     versions_prune,
 )
 from .training import (  # noqa: F401

@@ -51,6 +51,50 @@ def model_get_or_create(*, name: str, actor=None, tenant=None) -> RegisteredMode
     return model
 
 
+def version_from_bundle(
+    *,
+    model_name: str,
+    bundle,
+    feature_set,
+    symbol: str,
+    timeframe: str,
+    report: dict,
+    params: dict,
+    rows_used: int,
+    no_edge: bool = False,
+    actor=None,
+) -> ModelVersion:
+    """A version from a bundle fitted in this process, outside a search (fixtures, benches, the
+    system's own samples; never a user's upload): recorded under its own finished training job,
+    then sealed like any other version."""
+    from ..ml import artifacts
+    from ..models import TrainingJob
+
+    model, _ = RegisteredModel.objects.get_or_create(name=model_name)
+    job = TrainingJob.objects.create(model_name=model_name, params={}, state="succeeded")
+    artifact = artifacts.dump(bundle)
+    return version_create(
+        model=model,
+        training_job=job,
+        artifact=artifact,
+        task=bundle.task,
+        target={"kind": "direction", "horizon": 1},
+        feature_set=feature_set,
+        feature_names=list(bundle.feature_names),
+        symbol=symbol,
+        timeframe=timeframe,
+        train_start=None,
+        train_end=None,
+        rows_used=rows_used,
+        data_fingerprint=hashlib.sha256(artifact).hexdigest(),
+        params=params,
+        report=report,
+        reference={},
+        no_edge=no_edge,
+        actor=actor,
+    )
+
+
 def version_create(
     *,
     model: RegisteredModel,

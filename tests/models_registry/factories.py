@@ -9,7 +9,6 @@ from sklearn.preprocessing import StandardScaler
 
 from features.selectors import feature_set_get
 from models_registry.ml import artifacts
-from models_registry.models import RegisteredModel, TrainingJob
 from models_registry.services import registry
 
 FEATURES = ["f1", "f2", "f3"]
@@ -36,32 +35,21 @@ def stored_version(
 ):
     """A READY version of ``name`` made by its own (finished) training job: ``small_bundle`` on the
     ``default`` feature set, or the ``bundle`` given, over ``feature_set``."""
-    bundle = bundle or small_bundle(seed)
-    model, _ = RegisteredModel.objects.get_or_create(name=name)
-    job = TrainingJob.objects.create(model_name=name, params={}, state="succeeded")
     report = {
         "oos": {"accuracy": accuracy, "log_loss": 0.68},
         "baselines": {"majority": {"accuracy": 0.51}, "persistence": {"accuracy": 0.5}},
         "significance": {"against": "majority", "p_value": 0.5 if no_edge else 0.001},
         "no_edge": no_edge,
     }
-    return registry.version_create(
-        model=model,
-        training_job=job,
-        artifact=artifacts.dump(bundle),
-        task="binary",
-        target={"kind": "direction", "horizon": 1},
+    return registry.version_from_bundle(
+        model_name=name,
+        bundle=bundle or small_bundle(seed),
         feature_set=feature_set or feature_set_get(ref="default"),
-        feature_names=list(bundle.feature_names),
         symbol="TEST",
         timeframe="1d",
-        train_start=None,
-        train_end=None,
-        rows_used=300,
-        data_fingerprint="x" * 64,
-        params={"family": "logistic"},
         report=report,
-        reference={},
+        params={"family": "logistic"},
+        rows_used=300,
         no_edge=no_edge,
         actor="test",
     )

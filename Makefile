@@ -44,7 +44,7 @@ run: demo
 	$(VENV)/bin/honcho -f Procfile start
 
 test: install
-	$(PY) -m pytest -m "not slow" $(COV) $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow" --durations=15 $(COV) $(PYTEST_ARGS)
 
 test-slow: install
 	$(PY) -m pytest -m slow $(PYTEST_ARGS); rc=$$?; [ $$rc -eq 5 ] && echo "no slow tests yet" && exit 0; exit $$rc

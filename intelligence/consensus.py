@@ -53,7 +53,7 @@ from typing import Any, NamedTuple
 
 from api.errors import ApplicationError
 from intelligence.agents import REGISTRY
-from intelligence.agents.base import Agent, Context, Vote
+from intelligence.agents.base import Agent, Context, Vote, _jsonable
 from intelligence.agents.sizing import capped_kelly
 
 STATE_VERSION = 1
@@ -298,21 +298,23 @@ class Decision:
         return 1 if self.raw_score > 0 else -1 if self.raw_score < 0 else 0
 
     def to_json(self) -> dict:
-        return {
-            "action": self.action,
-            "confidence": round(self.confidence, 6),
-            "raw_score": round(self.raw_score, 6),
-            "size": round(self.size, 6),
-            "votes": {name: v.to_json() for name, v in self.votes.items()},
-            "weights": {k: round(v, 6) for k, v in self.weights.items()},
-            "threshold": self.threshold,
-            "agreement": round(self.agreement, 6),
-            "explanation": self.explanation,
-            "conservative": self.conservative,
-            "fallback": self.fallback,
-            "vetoed_by": self.vetoed_by,
-            "failures": dict(self.failures),
-        }
+        return _jsonable(  # one C pass for every vote's details
+            {
+                "action": self.action,
+                "confidence": round(self.confidence, 6),
+                "raw_score": round(self.raw_score, 6),
+                "size": round(self.size, 6),
+                "votes": {name: v.as_dict() for name, v in self.votes.items()},
+                "weights": {k: round(v, 6) for k, v in self.weights.items()},
+                "threshold": self.threshold,
+                "agreement": round(self.agreement, 6),
+                "explanation": self.explanation,
+                "conservative": self.conservative,
+                "fallback": self.fallback,
+                "vetoed_by": self.vetoed_by,
+                "failures": dict(self.failures),
+            }
+        )
 
 
 def _is_directional(name: str) -> bool:

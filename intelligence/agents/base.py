@@ -70,11 +70,16 @@ class Vote:
         return bool(self.details.get("abstain"))
 
     def to_json(self) -> dict:
+        return _jsonable(self.as_dict())
+
+    def as_dict(self) -> dict:
+        """:meth:`to_json` before its details are made plain JSON (a caller encoding many votes
+        converts them all in one pass)."""
         return {
             "action": self.action,
             "confidence": round(self.confidence, 6),
             "reason": self.reason,
-            "details": _jsonable(self.details),
+            "details": self.details,
             "veto": self.veto,
             "size_cap": self.size_cap,
         }

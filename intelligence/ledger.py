@@ -74,7 +74,9 @@ def ledger_apply(decisions: list[tuple[Decision, float]], cfg: LedgerConfig, *, 
     if not decisions:
         return fills
     symbols = {d.symbol for d, _ in decisions}
-    with transaction.atomic():
+    # part of the caller's transaction when there is one (no savepoint: two round trips saved;
+    # an error rolls the caller's whole transaction back, so nothing is half-written)
+    with transaction.atomic(savepoint=False):
         positions = {p.symbol: p for p in Position.objects.select_for_update().filter(symbol__in=symbols)}
         filled = (
             set()

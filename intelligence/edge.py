@@ -43,12 +43,10 @@ from urllib.parse import parse_qs
 
 import redis.asyncio as aioredis
 from django.conf import settings
-from django.db import close_old_connections
-from django_tenants.utils import tenant_context
 from websockets.asyncio.server import ServerConnection, broadcast, serve
 from websockets.protocol import State
 
-from tenants.channels import SUBPROTOCOL_PREFIX, _credentials, _resolve
+from tenants.channels import SUBPROTOCOL_PREFIX, _credentials, _resolve, call_in_tenant
 
 from . import feed
 
@@ -149,8 +147,13 @@ class Tenant:
         if replayed:
             client.skip, client.skip_until = replayed, time.monotonic() + SKIP_WINDOW_S
         else:
-            self.special.discard(client)
-            self._place(client)
+            self._to_fast_path(client)
+
+    def _to_fast_path(self, client: Client) -> None:
+        """From the per-client path (resuming, or dropping replayed ids) to the shared sets."""
+        client.skip = set()
+        self.special.discard(client)
+        self._place(client)
 
     # -- fan-out
     def dispatch(self, symbol: str, ident: int, text: str) -> None:
@@ -168,9 +171,7 @@ class Tenant:
                     client.early.append((symbol, ident, text))
                     continue
                 if now > client.skip_until:  # the replay is long past: back to the fast path
-                    client.skip = set()
-                    self.special.discard(client)
-                    self._place(client)
+                    self._to_fast_path(client)
                     if client.wants(symbol):
                         self.hub.send(self, [client.ws], data)
                 elif ident not in client.skip and client.wants(symbol):
@@ -371,9 +372,9 @@ class Hub:
 def _backlog(tenant, after: int, symbols) -> list[dict]:
     from .selectors import decisions_after
 
-    close_old_connections()
-    with tenant_context(tenant):
-        return decisions_after(after=after, symbols=set(symbols) if symbols else None, limit=RESUME_LIMIT)
+    return call_in_tenant(
+        tenant, decisions_after, after=after, symbols=set(symbols) if symbols else None, limit=RESUME_LIMIT
+    )
 
 
 async def run(host: str, port: int, ready=None) -> None:

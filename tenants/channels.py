@@ -113,14 +113,17 @@ class TenantWebSocketMiddleware:
         return await self.app(scope, receive, send)
 
 
-def _call_in_tenant(tenant, fn, args, kwargs):
+def call_in_tenant(tenant, fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` against ``tenant``'s schema, from a worker thread (its connection
+    may be stale and may carry another schema: neither survives this)."""
+    close_old_connections()
     with tenant_context(tenant):
         return fn(*args, **kwargs)
 
 
 async def tenant_db(scope, fn, *args, **kwargs):
     """Run ``fn`` against the scope's tenant schema in Channels' DB thread pool."""
-    return await database_sync_to_async(_call_in_tenant)(scope["tenant"], fn, args, kwargs)
+    return await database_sync_to_async(call_in_tenant)(scope["tenant"], fn, *args, **kwargs)
 
 
 def group_name(scope, *parts: str) -> str:

@@ -409,6 +409,8 @@ class Breakdown:
 
     def sql(self, execute, sql, params, many, context):
         verb = sql.lstrip().split(None, 1)[0].upper() if sql else "?"
+        if verb == "WITH":  # a CTE is a write when it holds one
+            verb = "INSERT" if any(w in sql for w in ("INSERT INTO", "UPDATE ", "DELETE FROM")) else "SELECT"
         label = _SQL_LABELS.get(verb, "SQL other (savepoints...)")
         started = self._enter()
         try:
@@ -428,7 +430,6 @@ class Breakdown:
 _ABSENT = object()
 _SQL_LABELS = {
     "SELECT": "SQL reads",
-    "WITH": "SQL reads",
     "INSERT": "SQL writes",
     "UPDATE": "SQL writes",
     "DELETE": "SQL writes",
@@ -468,6 +469,7 @@ def profile_decision(bt: BenchTenant) -> float:
         (tenants.limits, "limit_check", "plan limit check (Redis)"),
         (api.parsers.FastJSONParser, "parse", "JSON parse"),
         (intelligence.services, "pipeline_load", "pipeline load (cached 5 s)"),
+        (intelligence.selectors, "instrument_with_position", "instrument + position read"),
         (marketdata.selectors, "instrument_get", "bars + features read"),
         (marketdata.selectors, "only_timeframe", "bars + features read"),
         (marketdata.selectors, "bars_frame", "bars + features read"),
@@ -480,6 +482,7 @@ def profile_decision(bt: BenchTenant) -> float:
         (intelligence.services, "decision_row", "decision row build"),
         (intelligence.models.Decision, "save", "decision insert + ledger"),
         (intelligence.services, "ledger_apply", "decision insert + ledger"),
+        (intelligence.services, "decision_insert_applied", "decision insert + ledger"),
         (intelligence.selectors, "decision_payload", "payload + JSON render"),
         (JSONRenderer, "render", "payload + JSON render"),
         (intelligence.services, "publish_decisions", "feed publish (Redis)"),

@@ -8,9 +8,10 @@ is at the bar's close (the decision is made at the close), fees in bps of the tr
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from .models import Action, Decision, Fill, Position
@@ -87,24 +88,112 @@ def ledger_apply(decisions: list[tuple[Decision, float]], cfg: LedgerConfig, *, 
             pos = positions.get(decision.symbol)
             if pos is None:
                 pos = positions[decision.symbol] = Position(symbol=decision.symbol, peak_equity=cfg.equity)
-            pos.last_price = price
             if decision.pk in filled:
+                pos.last_price = price
                 continue
-            want = target_qty(decision.action, decision.size, price, pos.qty, cfg)
-            delta = want - pos.qty
-            if abs(delta) * price < 1e-6:
-                continue
-            fee = abs(delta) * price * cfg.fee_bps / 10_000
-            realized = apply_fill(pos, delta, price, fee)
-            fills.append(
-                Fill(decision=decision, symbol=decision.symbol, qty=delta, price=price, fee=fee, realized_pnl=realized)
-            )
+            fill = _move(pos, decision, price, cfg)
+            if fill is not None:
+                fills.append(fill)
         for pos in positions.values():
-            equity = cfg.equity + pos.realized_pnl + pos.unrealized_pnl
-            pos.peak_equity = max(pos.peak_equity or cfg.equity, equity)
+            _mark_peak(pos, cfg)
             pos.save()
         Fill.objects.bulk_create(fills)
     return fills
+
+
+def _move(pos: Position, decision: Decision, price: float, cfg: LedgerConfig) -> Fill | None:
+    """Move ``pos`` to ``decision``'s target at ``price``; the fill, or None when nothing trades."""
+    pos.last_price = price
+    want = target_qty(decision.action, decision.size, price, pos.qty, cfg)
+    delta = want - pos.qty
+    if abs(delta) * price < 1e-6:
+        return None
+    fee = abs(delta) * price * cfg.fee_bps / 10_000
+    realized = apply_fill(pos, delta, price, fee)
+    return Fill(decision=decision, symbol=decision.symbol, qty=delta, price=price, fee=fee, realized_pnl=realized)
+
+
+def _mark_peak(pos: Position, cfg: LedgerConfig) -> None:
+    equity = cfg.equity + pos.realized_pnl + pos.unrealized_pnl
+    pos.peak_equity = max(pos.peak_equity or cfg.equity, equity)
+
+
+def _typed_values(obj, fields, *, add: bool) -> tuple[list[str], list]:
+    """``%s::type`` placeholders and database values of ``obj``'s ``fields`` (``pre_save`` run,
+    so auto_now(_add) stamps land on ``obj`` too). Typed: they are selected, not VALUES."""
+    marks, params = [], []
+    for f in fields:
+        marks.append(f"%s::{f.cast_db_type(connection)}")
+        params.append(f.get_db_prep_save(f.pre_save(obj, add), connection))
+    return marks, params
+
+
+# the position's state a decision was made on; the write goes through only if it still holds
+_CAS_FIELDS = ("updated_at", "qty", "avg_price", "realized_pnl", "fees")
+
+
+def decision_insert_applied(decision: Decision, price: float, cfg: LedgerConfig, seen: Position | None) -> bool:
+    """Insert ``decision`` and apply it to the paper ledger in ONE statement (its own transaction
+    in autocommit: no BEGIN, row lock or COMMIT round trips), for a single decision made on
+    position ``seen`` (read without a lock; None: there was none).
+
+    Compare-and-set: the position is written only if it still holds what ``seen`` held, and the
+    decision and its fill are inserted only if the position was written (they select from the
+    position's CTE). On a concurrent change nothing is written and False is returned; the caller
+    then uses :func:`ledger_apply` under a row lock. ``decision`` gets its id and ``created_at``."""
+    qn = connection.ops.quote_name
+    pos = copy.copy(seen) if seen is not None else Position(symbol=decision.symbol, peak_equity=cfg.equity)
+    fill = _move(pos, decision, price, cfg)
+    _mark_peak(pos, cfg)
+    pfields = [f for f in Position._meta.concrete_fields if not f.primary_key]
+    pmarks, pparams = _typed_values(pos, pfields, add=seen is None)
+    params: list = []
+    if seen is None:  # a first position in the symbol; a concurrent first one wins, we retry
+        position_cte = (
+            f"INSERT INTO {qn(Position._meta.db_table)} ({', '.join(qn(f.column) for f in pfields)})"
+            f" VALUES ({', '.join(pmarks)}) ON CONFLICT (symbol) DO NOTHING RETURNING id"
+        )
+        params += pparams
+    else:
+        cas = [Position._meta.get_field(name) for name in _CAS_FIELDS]
+        assignments = ", ".join(f"{qn(f.column)} = {m}" for f, m in zip(pfields, pmarks, strict=True))
+        position_cte = (
+            f"UPDATE {qn(Position._meta.db_table)} SET {assignments}"
+            f" WHERE id = %s AND {' AND '.join(f'{qn(f.column)} = %s' for f in cas)} RETURNING id"
+        )
+        params += [*pparams, seen.pk, *(f.get_db_prep_value(getattr(seen, f.attname), connection) for f in cas)]
+    dfields = [f for f in Decision._meta.concrete_fields if not f.primary_key]
+    dmarks, dparams = _typed_values(decision, dfields, add=True)
+    sql = (
+        f"WITH p AS ({position_cte}), d AS (INSERT INTO {qn(Decision._meta.db_table)}"
+        f" ({', '.join(qn(f.column) for f in dfields)}) SELECT {', '.join(dmarks)} FROM p RETURNING id)"
+    )
+    params += dparams
+    if fill is not None:
+        ffields = [f for f in Fill._meta.concrete_fields if not f.primary_key]
+        fmarks, fparams = [], []
+        for f in ffields:
+            if f.name == "decision":
+                fmarks.append("d.id")
+            else:
+                m, v = _typed_values(fill, [f], add=True)
+                fmarks += m
+                fparams += v
+        sql += (
+            f", f AS (INSERT INTO {qn(Fill._meta.db_table)} ({', '.join(qn(f.column) for f in ffields)})"
+            f" SELECT {', '.join(fmarks)} FROM d)"
+        )
+        params += fparams
+    sql += " SELECT id FROM d"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    decision.pk = row[0]
+    decision._state.adding = False
+    decision._state.db = "default"
+    return True
 
 
 def position_state(pos: Position | None, cfg: LedgerConfig) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from django.db import connection
 from django.db.models import QuerySet
 
 from api.errors import NotFound
@@ -56,6 +57,32 @@ def decision_get(*, decision_id: int) -> Decision:
     if d is None:
         raise NotFound("decision")
     return d
+
+
+def instrument_with_position(*, symbol: str):
+    """The instrument ``symbol`` and its paper position (or None), in one round trip: what a REST
+    decision reads before deciding. ``NotFound`` for an unknown symbol."""
+    from marketdata.models import Instrument
+    from marketdata.services import symbol_clean
+
+    symbol = symbol_clean(symbol)
+    ifields, pfields = Instrument._meta.concrete_fields, Position._meta.concrete_fields
+    qn = connection.ops.quote_name
+    sql = (
+        "SELECT "
+        + ", ".join([f"i.{qn(f.column)}" for f in ifields] + [f"p.{qn(f.column)}" for f in pfields])
+        + f" FROM {qn(Instrument._meta.db_table)} i LEFT JOIN {qn(Position._meta.db_table)} p"
+        " ON p.symbol = i.symbol WHERE i.symbol = %s"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [symbol])
+        row = cursor.fetchone()
+    if row is None:
+        raise NotFound("instrument", {"symbol": symbol})
+    n = len(ifields)
+    instrument = Instrument.from_db("default", [f.attname for f in ifields], row[:n])
+    position = None if row[n] is None else Position.from_db("default", [f.attname for f in pfields], row[n:])
+    return instrument, position
 
 
 def position_list() -> QuerySet[Position]:

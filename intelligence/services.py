@@ -16,11 +16,12 @@ from django.db import connection, transaction
 from api.errors import ApplicationError
 from compliance.services import actor_display, audit_record
 
+from . import selectors
 from .agents import Context, build_agents
 from .agents.features import agent_feature_spec
 from .consensus import ConsensusEngine, agent_settings, resolve_flow, run_agents
 from .feed import publish_decisions
-from .ledger import LedgerConfig, ledger_apply, position_state
+from .ledger import LedgerConfig, decision_insert_applied, ledger_apply, position_state
 from .models import Decision, EngineState, Flow, Position
 
 CLOSES = 200  # recent closes an agent may read
@@ -283,8 +284,9 @@ def decision_make(*, tenant, symbol: str, timeframe: str | None = None, bars: li
         if version is not None:
             model_spec = fs_selectors.feature_set_spec(version.feature_set)
             model_row = compute_batch(frame, model_spec, timeframe, direct=True).iloc[-1].to_dict()
+        position = Position.objects.filter(symbol=symbol).first()
     else:
-        instrument = md_selectors.instrument_get(symbol=symbol)
+        instrument, position = selectors.instrument_with_position(symbol=symbol)
         timeframe = timeframe or md_selectors.only_timeframe(instrument=instrument)
         frame = _recent_bars(instrument, timeframe)
         if frame.empty:
@@ -303,7 +305,6 @@ def decision_make(*, tenant, symbol: str, timeframe: str | None = None, bars: li
     row = {k: float(v) for k, v in feats.iloc[-1].items()}
     closes = frame["close"].to_numpy()[-CLOSES:]
     ml = ml_prediction(version, model_row) if version is not None else None
-    position = Position.objects.filter(symbol=symbol).first()
     ctx = Context(
         symbol=symbol,
         timeframe=timeframe,
@@ -316,26 +317,29 @@ def decision_make(*, tenant, symbol: str, timeframe: str | None = None, bars: li
     )
     result = pipeline.decide(ctx)
     latency = (time.perf_counter() - started) * 1000
-    with transaction.atomic():
-        decision = decision_row(
-            source=Decision.Source.API,
-            symbol=symbol,
-            timeframe=timeframe,
-            ts=frame.index[-1].to_pydatetime(),
-            result=result,
-            features=row,
-            flow_ref=pipeline.flow_ref,
-            model_version=ml["version"] if ml else "",
-            latency_ms=latency,
-        )
+    decision = decision_row(
+        source=Decision.Source.API,
+        symbol=symbol,
+        timeframe=timeframe,
+        ts=frame.index[-1].to_pydatetime(),
+        result=result,
+        features=row,
+        flow_ref=pipeline.flow_ref,
+        model_version=ml["version"] if ml else "",
+        latency_ms=latency,
+    )
+    price = float(closes[-1])
+    # one statement, its own transaction: the decision, its position move and fill (compare-and-set
+    # on the position it was decided on); a posted-bars decision is a what-if and trades nothing
+    if bars:
         decision.save()
-        if not bars:  # a decision on posted bars is a what-if: it trades nothing
-            ledger_apply([(decision, float(closes[-1]))], pipeline.ledger, fresh=True)
-        from .selectors import decision_payload
-
-        payload = decision_payload(decision)
-        schema = connection.schema_name
-        transaction.on_commit(lambda: publish_decisions([payload], schema))
+    elif not decision_insert_applied(decision, price, pipeline.ledger, position):
+        with transaction.atomic():  # the position moved meanwhile: apply under its row lock
+            decision.save()
+            ledger_apply([(decision, price)], pipeline.ledger, fresh=True)
+    payload = selectors.decision_payload(decision)
+    schema = connection.schema_name
+    transaction.on_commit(lambda: publish_decisions([payload], schema))
     return decision
 
 

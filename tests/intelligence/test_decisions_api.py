@@ -4,7 +4,7 @@ posted bars (a what-if), with the production model's vote; scopes, roles and ten
 import pytest
 from django_tenants.utils import schema_context
 
-from intelligence.models import Decision, Fill
+from intelligence.models import Decision, Fill, Position
 from marketdata import services as md_services
 from marketdata.synthetic import as_csv, generate_bars
 from marketdata.validation import read_table
@@ -52,6 +52,45 @@ def test_actionable_decisions_trade_on_paper_posted_bars_do_not(alpha, stored, u
         assert not Fill.objects.filter(symbol="WHATIF").exists()
     positions = alpha.client(scope="read").get("/api/v1/positions/").json()
     assert all(p["symbol"] != "WHATIF" for p in positions)
+
+
+def test_a_decision_on_a_position_that_moved_meanwhile_is_booked_once_on_the_moved_one(
+    alpha, stored, usage_redis, monkeypatch
+):
+    """Another request moves the position between this one's read and its write: the
+    one-statement write's compare-and-set misses, and the decision is booked under the row lock,
+    against the position as it now is."""
+    from intelligence import ledger, selectors
+
+    read = selectors.instrument_with_position
+
+    def raced(**kwargs):
+        instrument, position = read(**kwargs)
+        Position.objects.update_or_create(symbol="DEC", defaults={"qty": 3.0, "avg_price": 50.0, "last_price": 50.0})
+        return instrument, position
+
+    misses = []
+    insert = ledger.decision_insert_applied
+
+    def counted(*args):
+        ok = insert(*args)
+        misses.append(not ok)
+        return ok
+
+    monkeypatch.setattr(selectors, "instrument_with_position", raced)
+    monkeypatch.setattr("intelligence.services.decision_insert_applied", counted)
+    r = alpha.client(scope="trade").post(URL, {"symbol": "DEC"}, format="json")
+    assert r.status_code == 201, r.content
+    assert misses == [True]
+    d = r.json()
+    with schema_context(alpha.tenant.schema_name):
+        assert Decision.objects.filter(symbol="DEC").count() == 1
+        position = Position.objects.get(symbol="DEC")
+        fills = list(Fill.objects.filter(decision_id=d["id"]))
+        if fills:  # it traded from the moved position's 3 units to its target
+            assert position.qty == pytest.approx(3.0 + fills[0].qty)
+        else:
+            assert position.qty == 3.0
 
 
 def test_bad_requests_roles_scopes_and_tenants(alpha, beta, stored, usage_redis):

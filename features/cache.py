@@ -95,3 +95,5 @@ specs = BoundedCache(_config["SPEC_ENTRIES"])
 refs = BoundedCache(_config["SPEC_ENTRIES"])  # (schema, ref) -> (expires at, FeatureSet)
 REF_TTL = _config["REF_TTL"]
 stored_features = BoundedCache(1_000, max_bytes=_config["FRAME_BYTES"], sizeof=frame_bytes)
+# the last row of such a frame as {column: float}: what a live decision reads, same key
+latest_features = BoundedCache(1_000)

@@ -80,6 +80,20 @@ def stored_features(*, instrument, timeframe: str, fs: FeatureSet) -> pd.DataFra
     return cache.stored_features.get_or_compute(key, compute)
 
 
+def latest_features(*, instrument, timeframe: str, fs: FeatureSet) -> dict[str, float]:
+    """The last row of :func:`stored_features` as ``{column: float}`` (NaN where undefined), or
+    ``{}`` without bars; cached under the same key. Shared: do not modify."""
+    key = (connection.schema_name, instrument.pk, instrument.bars_version, timeframe, fs.spec_hash)
+
+    def compute() -> dict[str, float]:
+        frame = stored_features(instrument=instrument, timeframe=timeframe, fs=fs)
+        if frame.empty:
+            return {}
+        return dict(zip(frame.columns, map(float, frame.to_numpy()[-1]), strict=True))
+
+    return cache.latest_features.get_or_compute(key, compute)
+
+
 def feature_set_diff(*, a: FeatureSet, b: FeatureSet) -> dict:
     """What changed between two versions: features added/removed/changed (by position-free key) and
     the output columns added/removed."""

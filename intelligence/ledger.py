@@ -11,7 +11,8 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 
-from django.db import connection, transaction
+import orjson
+from django.db import connection, models, transaction
 from django.utils import timezone
 
 from .models import Action, Decision, Fill, Position
@@ -118,18 +119,61 @@ def _mark_peak(pos: Position, cfg: LedgerConfig) -> None:
     pos.peak_equity = max(pos.peak_equity or cfg.equity, equity)
 
 
-def _typed_values(obj, fields, *, add: bool) -> tuple[list[str], list]:
-    """``%s::type`` placeholders and database values of ``obj``'s ``fields`` (``pre_save`` run,
-    so auto_now(_add) stamps land on ``obj`` too). Typed: they are selected, not VALUES."""
-    marks, params = [], []
+def _values(obj, fields, *, add: bool) -> list:
+    """Database values of ``obj``'s ``fields``, ``pre_save`` run (auto_now(_add) stamps land on
+    ``obj`` too); JSON as text through orjson (the statement casts it)."""
+    out = []
     for f in fields:
-        marks.append(f"%s::{f.cast_db_type(connection)}")
-        params.append(f.get_db_prep_save(f.pre_save(obj, add), connection))
-    return marks, params
+        value = f.pre_save(obj, add)
+        if isinstance(f, models.JSONField):
+            out.append(orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode())
+        else:
+            out.append(f.get_db_prep_save(value, connection))
+    return out
+
+
+def _fields(model) -> list:
+    return [f for f in model._meta.concrete_fields if not f.primary_key]
 
 
 # the position's state a decision was made on; the write goes through only if it still holds
 _CAS_FIELDS = ("updated_at", "qty", "avg_price", "realized_pnl", "fees")
+_statements: dict[tuple[bool, bool], str] = {}
+
+
+def _statement(*, new_position: bool, with_fill: bool) -> str:
+    """The one statement of :func:`decision_insert_applied` (four shapes, built once). Values are
+    typed ``%s::type`` because they are selected from a CTE, not given as VALUES."""
+    key = (new_position, with_fill)
+    if key in _statements:
+        return _statements[key]
+    qn = connection.ops.quote_name
+
+    def cols(fields) -> str:
+        return ", ".join(qn(f.column) for f in fields)
+
+    def marks(fields) -> list[str]:
+        return [f"%s::{f.cast_db_type(connection)}" for f in fields]
+
+    pfields, dfields = _fields(Position), _fields(Decision)
+    ptable, dtable = qn(Position._meta.db_table), qn(Decision._meta.db_table)
+    if new_position:  # a first position in the symbol; a concurrent first one wins, we retry
+        position = f"INSERT INTO {ptable} ({cols(pfields)}) VALUES ({', '.join(marks(pfields))})"
+        position += " ON CONFLICT (symbol) DO NOTHING RETURNING id"
+    else:
+        sets = ", ".join(f"{qn(f.column)} = {m}" for f, m in zip(pfields, marks(pfields), strict=True))
+        cas = " AND ".join(f"{qn(Position._meta.get_field(n).column)} = %s" for n in _CAS_FIELDS)
+        position = f"UPDATE {ptable} SET {sets} WHERE id = %s AND {cas} RETURNING id"
+    sql = (
+        f"WITH p AS ({position}), d AS (INSERT INTO {dtable} ({cols(dfields)})"
+        f" SELECT {', '.join(marks(dfields))} FROM p RETURNING id)"
+    )
+    if with_fill:
+        ffields = _fields(Fill)
+        fmarks = ["d.id" if f.name == "decision" else m for f, m in zip(ffields, marks(ffields), strict=True)]
+        sql += f", f AS (INSERT INTO {qn(Fill._meta.db_table)} ({cols(ffields)}) SELECT {', '.join(fmarks)} FROM d)"
+    _statements[key] = sql = sql + " SELECT id FROM d"
+    return sql
 
 
 def decision_insert_applied(decision: Decision, price: float, cfg: LedgerConfig, seen: Position | None) -> bool:
@@ -141,50 +185,17 @@ def decision_insert_applied(decision: Decision, price: float, cfg: LedgerConfig,
     decision and its fill are inserted only if the position was written (they select from the
     position's CTE). On a concurrent change nothing is written and False is returned; the caller
     then uses :func:`ledger_apply` under a row lock. ``decision`` gets its id and ``created_at``."""
-    qn = connection.ops.quote_name
     pos = copy.copy(seen) if seen is not None else Position(symbol=decision.symbol, peak_equity=cfg.equity)
     fill = _move(pos, decision, price, cfg)
     _mark_peak(pos, cfg)
-    pfields = [f for f in Position._meta.concrete_fields if not f.primary_key]
-    pmarks, pparams = _typed_values(pos, pfields, add=seen is None)
-    params: list = []
-    if seen is None:  # a first position in the symbol; a concurrent first one wins, we retry
-        position_cte = (
-            f"INSERT INTO {qn(Position._meta.db_table)} ({', '.join(qn(f.column) for f in pfields)})"
-            f" VALUES ({', '.join(pmarks)}) ON CONFLICT (symbol) DO NOTHING RETURNING id"
-        )
-        params += pparams
-    else:
+    params = _values(pos, _fields(Position), add=seen is None)
+    if seen is not None:
         cas = [Position._meta.get_field(name) for name in _CAS_FIELDS]
-        assignments = ", ".join(f"{qn(f.column)} = {m}" for f, m in zip(pfields, pmarks, strict=True))
-        position_cte = (
-            f"UPDATE {qn(Position._meta.db_table)} SET {assignments}"
-            f" WHERE id = %s AND {' AND '.join(f'{qn(f.column)} = %s' for f in cas)} RETURNING id"
-        )
-        params += [*pparams, seen.pk, *(f.get_db_prep_value(getattr(seen, f.attname), connection) for f in cas)]
-    dfields = [f for f in Decision._meta.concrete_fields if not f.primary_key]
-    dmarks, dparams = _typed_values(decision, dfields, add=True)
-    sql = (
-        f"WITH p AS ({position_cte}), d AS (INSERT INTO {qn(Decision._meta.db_table)}"
-        f" ({', '.join(qn(f.column) for f in dfields)}) SELECT {', '.join(dmarks)} FROM p RETURNING id)"
-    )
-    params += dparams
+        params += [seen.pk, *(f.get_db_prep_value(getattr(seen, f.attname), connection) for f in cas)]
+    params += _values(decision, _fields(Decision), add=True)
     if fill is not None:
-        ffields = [f for f in Fill._meta.concrete_fields if not f.primary_key]
-        fmarks, fparams = [], []
-        for f in ffields:
-            if f.name == "decision":
-                fmarks.append("d.id")
-            else:
-                m, v = _typed_values(fill, [f], add=True)
-                fmarks += m
-                fparams += v
-        sql += (
-            f", f AS (INSERT INTO {qn(Fill._meta.db_table)} ({', '.join(qn(f.column) for f in ffields)})"
-            f" SELECT {', '.join(fmarks)} FROM d)"
-        )
-        params += fparams
-    sql += " SELECT id FROM d"
+        params += _values(fill, [f for f in _fields(Fill) if f.name != "decision"], add=True)
+    sql = _statement(new_position=seen is None, with_fill=fill is not None)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()

@@ -284,6 +284,7 @@ def decision_make(*, tenant, symbol: str, timeframe: str | None = None, bars: li
         if version is not None:
             model_spec = fs_selectors.feature_set_spec(version.feature_set)
             model_row = compute_batch(frame, model_spec, timeframe, direct=True).iloc[-1].to_dict()
+        row = {k: float(v) for k, v in feats.iloc[-1].items()}
         position = Position.objects.filter(symbol=symbol).first()
     else:
         instrument, position = selectors.instrument_with_position(symbol=symbol)
@@ -291,18 +292,12 @@ def decision_make(*, tenant, symbol: str, timeframe: str | None = None, bars: li
         frame = _recent_bars(instrument, timeframe)
         if frame.empty:
             raise ApplicationError("no_bars", f"{symbol} has no {timeframe} bars; import or stream some first.")
-        feats = fs_selectors.stored_features(
-            instrument=instrument, timeframe=timeframe, fs=agents_feature_set(timeframe)
-        )
+        row = fs_selectors.latest_features(instrument=instrument, timeframe=timeframe, fs=agents_feature_set(timeframe))
         key = ab_key(symbol, frame.index[-1])
         version = model_version_for(symbol=symbol, timeframe=timeframe, flow=pipeline.flow, request_key=key)
         model_row = {}
         if version is not None:
-            model_feats = fs_selectors.stored_features(
-                instrument=instrument, timeframe=timeframe, fs=version.feature_set
-            )
-            model_row = model_feats.iloc[-1].to_dict() if len(model_feats) else {}
-    row = {k: float(v) for k, v in feats.iloc[-1].items()}
+            model_row = fs_selectors.latest_features(instrument=instrument, timeframe=timeframe, fs=version.feature_set)
     closes = frame["close"].to_numpy()[-CLOSES:]
     ml = ml_prediction(version, model_row) if version is not None else None
     ctx = Context(

@@ -143,7 +143,7 @@ def _close(trades, count, entry_bar, bar, entry, price, size, fixed, rel, reason
 
 
 @numba.njit(cache=True)
-def _simulate(o, h, l, c, target, start, cash, rel, fixed, spread, on_close, whole, sizing, fraction,
+def _simulate(o, h, lo, c, target, start, cash, rel, fixed, spread, on_close, whole, sizing, fraction,
               risk, sl, tp, leverage, allow_short, close_at_end):  # fmt: skip
     n = len(c)
     equity = np.full(n, cash)
@@ -197,14 +197,14 @@ def _simulate(o, h, l, c, target, start, cash, rel, fixed, spread, on_close, who
                 reason = 0
                 hit = 0.0
                 if size > 0:
-                    if stop == stop and l[i] <= stop:
+                    if stop == stop and lo[i] <= stop:
                         reason, hit = 1, min(o[i], stop)
                     elif take == take and h[i] >= take:
                         reason, hit = 2, max(o[i], take)
                 else:
                     if stop == stop and h[i] >= stop:
                         reason, hit = 1, max(o[i], stop)
-                    elif take == take and l[i] <= take:
+                    elif take == take and lo[i] <= take:
                         reason, hit = 2, min(o[i], take)
                 if reason > 0:
                     cash += _close(trades, count, entry_bar, i, entry, hit, size, fixed, rel, reason)
@@ -251,7 +251,7 @@ def run(bars: pd.DataFrame, target: np.ndarray, config: BrokerConfig, *, start: 
         trades[col] = trades[col].astype(np.int64)
     trades.insert(2, "entry_time", index[trades["entry_bar"].to_numpy()])
     trades.insert(3, "exit_time", index[trades["exit_bar"].to_numpy()])
-    trades["return"] = trades["pnl"] / (trades["entry_price"] * trades["size"].abs())
+    trades["trade_return"] = trades["pnl"] / (trades["entry_price"] * trades["size"].abs())
     trades["reason"] = trades["reason"].map(REASONS)
     open_trade = None
     if size != 0:

@@ -100,7 +100,11 @@ def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def _first_valid(*arrays: np.ndarray) -> int:
     """Index of the first bar where every array has a value."""
-    return max(int(np.argmin(np.isnan(a))) if np.isnan(a).any() else 0 for a in arrays)
+    first = 0
+    for a in arrays:
+        valid = np.flatnonzero(~np.isnan(a))
+        first = max(first, int(valid[0]) if valid.size else len(a))  # never valid: past the end
+    return first
 
 
 def _crossing(fast: np.ndarray, slow: np.ndarray) -> tuple[np.ndarray, int]:

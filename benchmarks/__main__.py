@@ -184,6 +184,7 @@ def bench_marketdata():
 
 if __name__ == "__main__":
     from benchmarks.automl import bench_automl
+    from benchmarks.backtest import bench_backtest
     from benchmarks.decisions import bench_decide
     from benchmarks.features import bench_features
     from benchmarks.live import bench_live
@@ -198,3 +199,4 @@ if __name__ == "__main__":
     bench_decide()
     bench_stream()
     bench_live()
+    bench_backtest()

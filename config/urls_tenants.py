@@ -13,5 +13,6 @@ urlpatterns = [
     path("api/v1/", include("features.api.urls")),
     path("api/v1/", include("models_registry.api.urls")),
     path("api/v1/", include("intelligence.api.urls")),
+    path("api/v1/", include("backtesting.api.urls")),
     *public_urlpatterns,
 ]

@@ -365,6 +365,16 @@ def _job_object(fx: TenantFixture) -> Obj:
     return Obj(str(job.pk), (f"walkjob-{fx.slug}",))
 
 
+def _backtest_object(fx: TenantFixture) -> Obj:
+    from django_tenants.utils import schema_context
+
+    from backtesting.models import BacktestRun
+
+    with schema_context(fx.tenant.schema_name):
+        run = BacktestRun.objects.create(strategy="sma_cross", symbol=f"WALK{fx.slug[:4].upper()}", timeframe="1d")
+    return Obj(str(run.pk), (run.symbol,))
+
+
 _decision_ids = itertools.count(1)
 
 
@@ -423,6 +433,7 @@ OBJECT_FACTORIES: dict[str, Callable[[TenantFixture], Obj]] = {
     "name": _model_object,
     "version": _version_object,
     "job_id": _job_object,
+    "backtest_id": _backtest_object,
 }
 
 # Request bodies that reach further than a generated one (a real login reaches the 200).

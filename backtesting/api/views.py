@@ -1,0 +1,141 @@
+"""Backtests over REST: request one (validated, then run as a job), follow it, read its stats,
+equity curve and trades (paged)."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from api.errors import ApplicationError
+from api.pagination import CreatedCursorPagination
+from api.schema import ERRORS
+from marketdata.models import Timeframe
+from tenants.permissions import READ, WRITE
+
+from .. import selectors, services
+from ..engine import FILLS, SIZINGS
+from ..models import BacktestRun, BacktestTrade
+from ..strategies import STRATEGIES
+
+
+class BacktestSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = BacktestRun
+        fields = ("id", "name", "strategy", "params", "broker", "symbol", "timeframe", "start", "end", "bars",
+                  "state", "percent", "message", "error", "stats", "open_trade", "created_by", "created_at",
+                  "started_at", "finished_at")  # fmt: skip
+
+
+class BacktestDetailSerializer(BacktestSerializer):
+    class Meta(BacktestSerializer.Meta):
+        fields = BacktestSerializer.Meta.fields + ("equity",)
+
+
+class TradeSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = BacktestTrade
+        fields = ("n", "entry_time", "exit_time", "entry_price", "exit_price", "size", "pnl", "return_pct",
+                  "commission", "reason")  # fmt: skip
+
+
+class TradePageSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    offset = serializers.IntegerField()
+    results = TradeSerializer(many=True)
+
+
+class BrokerSerializer(serializers.Serializer):
+    cash = serializers.FloatField(min_value=1, default=10_000.0)
+    commission = serializers.FloatField(default=0.0, help_text="fraction of notional per side (0.001 = 0.1 %)")
+    commission_fixed = serializers.FloatField(min_value=0, default=0.0)
+    spread = serializers.FloatField(min_value=0, default=0.0, help_text="fraction of price paid on entry")
+    fill = serializers.ChoiceField(choices=FILLS, default="next_open")
+    whole_units = serializers.BooleanField(default=True)
+    sizing = serializers.ChoiceField(choices=SIZINGS, default="all_in")
+    fraction = serializers.FloatField(required=False)
+    risk = serializers.FloatField(default=0.01)
+    stop_loss = serializers.FloatField(required=False, allow_null=True)
+    take_profit = serializers.FloatField(required=False, allow_null=True)
+    leverage = serializers.FloatField(default=1.0)
+    allow_short = serializers.BooleanField(default=True)
+    close_at_end = serializers.BooleanField(default=False)
+
+
+class BacktestListCreateApi(APIView):
+    """Queue a backtest of a built-in strategy on a stored instrument, or list backtests."""
+
+    access = {"GET": READ, "POST": WRITE}
+    pagination_class = CreatedCursorPagination
+
+    class InputSerializer(serializers.Serializer):
+        strategy = serializers.ChoiceField(choices=list(STRATEGIES))
+        params = serializers.DictField(required=False, help_text="the strategy's parameters; defaults otherwise")
+        symbol = serializers.CharField(max_length=32)
+        timeframe = serializers.ChoiceField(choices=Timeframe.choices, required=False)
+        start = serializers.DateTimeField(required=False)
+        end = serializers.DateTimeField(required=False)
+        broker = BrokerSerializer(required=False)
+        name = serializers.CharField(max_length=120, required=False, allow_blank=True)
+
+    @extend_schema(
+        operation_id="backtests_list",
+        parameters=[OpenApiParameter("strategy", str, required=False), OpenApiParameter("symbol", str, required=False)],
+        responses={200: BacktestSerializer(many=True), **ERRORS},
+    )
+    def get(self, request):
+        paginator = self.pagination_class()
+        qs = selectors.run_list(
+            strategy=request.query_params.get("strategy"), symbol=request.query_params.get("symbol")
+        )
+        page = paginator.paginate_queryset(qs, request, view=self)
+        return paginator.get_paginated_response(BacktestSerializer(page, many=True).data)
+
+    @extend_schema(
+        operation_id="backtests_create",
+        request=InputSerializer,
+        responses={201: BacktestSerializer, **ERRORS},
+        description="Validates the request (strategy, parameters, broker, bars in range, enough for the "
+        "warm-up) and queues the run; poll `GET /backtests/{id}/` for state and percent.",
+    )
+    def post(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = dict(data.validated_data)
+        run = services.backtest_create(
+            tenant=request.tenant, actor=request.user, strategy=v["strategy"], symbol=v["symbol"],
+            params=v.get("params"), broker=v.get("broker"), timeframe=v.get("timeframe"), start=v.get("start"),
+            end=v.get("end"), name=v.get("name", ""),
+        )  # fmt: skip
+        return Response(BacktestSerializer(run).data, status=201)
+
+
+class BacktestDetailApi(APIView):
+    """State and percent while it runs; then stats (next to buy & hold, with bootstrap bands) and
+    the equity curve (at most 2,000 points: time, equity, drawdown %)."""
+
+    access = {"GET": READ}
+
+    @extend_schema(operation_id="backtests_retrieve", responses={200: BacktestDetailSerializer, **ERRORS})
+    def get(self, request, backtest_id):
+        return Response(BacktestDetailSerializer(selectors.run_get(run_id=backtest_id)).data)
+
+
+class BacktestTradesApi(APIView):
+    """The run's closed trades in exit order, ``offset``/``limit`` paged."""
+
+    access = {"GET": READ}
+
+    @extend_schema(
+        operation_id="backtests_trades",
+        parameters=[OpenApiParameter("offset", int, required=False), OpenApiParameter("limit", int, required=False)],
+        responses={200: TradePageSerializer, **ERRORS},
+    )
+    def get(self, request, backtest_id):
+        run = selectors.run_get(run_id=backtest_id)
+        offset, limit = request.query_params.get("offset", "0"), request.query_params.get("limit", "100")
+        if not offset.isdigit() or not limit.isdigit() or not 1 <= int(limit) <= 1000:
+            raise ApplicationError("invalid_input", "offset is >= 0 and limit 1-1000.")
+        trades, total = selectors.trade_page(run=run, offset=int(offset), limit=int(limit))
+        return Response({"count": total, "offset": int(offset), "results": TradeSerializer(trades, many=True).data})

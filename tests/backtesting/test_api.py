@@ -1,0 +1,102 @@
+"""Backtests over REST: validated before anything is written, run as a job with progress,
+results read back (stats, equity curve, paged trades); roles and tenants enforced."""
+
+import pytest
+from django_tenants.utils import schema_context
+
+from backtesting.models import BacktestRun, BacktestTrade
+from backtesting.services import backtest_execute, backtest_run
+from marketdata import selectors as md_selectors
+from marketdata import services as md_services
+from marketdata.synthetic import as_csv, generate_bars
+from marketdata.validation import read_table
+from tests.conftest import error_code
+
+pytestmark = pytest.mark.django_db
+URL = "/api/v1/backtests/"
+
+
+@pytest.fixture
+def bars(alpha):
+    with schema_context(alpha.tenant.schema_name):
+        raw = read_table(as_csv(generate_bars(600, seed=8)), "csv")
+        md_services.bars_import(tenant=alpha.tenant, symbol="BKT", timeframe="1d", raw=raw)
+    return "BKT"
+
+
+def _runs(fx) -> int:
+    with schema_context(fx.tenant.schema_name):
+        return BacktestRun.objects.count()
+
+
+def test_request_run_and_read_a_backtest(alpha, bars, usage_redis):
+    body = {"strategy": "sma_cross", "symbol": "bkt", "params": {"fast": 5, "slow": 30},
+            "broker": {"commission": 0.001, "cash": 50_000}}  # fmt: skip
+    r = alpha.client(role="analyst").post(URL, body, format="json")
+    assert r.status_code == 201, r.content
+    queued = r.json()
+    assert queued["state"] == "queued" and queued["timeframe"] == "1d" and queued["bars"] == 600
+    assert queued["params"] == {"fast": 5, "slow": 30} and queued["broker"]["commission"] == 0.001
+    with schema_context(alpha.tenant.schema_name):
+        assert backtest_execute(run_id=queued["id"]) == "succeeded"
+        assert backtest_execute(run_id=queued["id"]) == "succeeded"  # redelivered: left as it is
+        stored = md_selectors.bars_frame(instrument=md_selectors.instrument_get(symbol="BKT"), timeframe="1d")
+    viewer = alpha.client(role="viewer")
+    done = viewer.get(f"{URL}{queued['id']}/").json()
+    assert done["state"] == "succeeded" and done["percent"] == 100
+    # the job's figures are the engine's on the same bars
+    same = backtest_run(stored, strategy="sma_cross", params={"fast": 5, "slow": 30},
+                        broker=__import__("backtesting.engine").engine.BrokerConfig(commission=0.001, cash=50_000))  # fmt: skip
+    assert done["stats"]["equity_final"] == pytest.approx(same.result.equity_final)
+    assert done["stats"]["trades"] == len(same.result.trades) > 3
+    assert "buy_and_hold_return_pct" in done["stats"] and done["stats"]["monte_carlo"]["runs"] == 1000
+    assert done["equity"][0][1] == 50_000 and done["equity"][-1][1] == pytest.approx(same.result.equity_final)
+    page = viewer.get(f"{URL}{queued['id']}/trades/?offset=1&limit=2").json()
+    assert page["count"] == len(same.result.trades) and [t["n"] for t in page["results"]] == [2, 3]
+    assert page["results"][0]["entry_price"] == pytest.approx(float(same.result.trades["entry_price"].iloc[1]))
+    listed = viewer.get(URL + "?strategy=sma_cross").json()
+    assert [x["id"] for x in listed["results"]] == [queued["id"]]
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ({"strategy": "sma_cross", "symbol": "NOPE"}, "not_found"),
+        ({"strategy": "nope", "symbol": "BKT"}, "invalid_input"),
+        ({"strategy": "sma_cross", "symbol": "BKT", "params": {"fast": 50, "slow": 20}}, "invalid_param"),
+        ({"strategy": "sma_cross", "symbol": "BKT", "params": {"speed": 3}}, "unknown_param"),
+        ({"strategy": "sma_cross", "symbol": "BKT", "params": {"fast": 5, "slow": 900}}, "too_few_bars"),
+        ({"strategy": "sma_cross", "symbol": "BKT", "broker": {"commission": 0.5}}, "invalid_broker"),
+        ({"strategy": "sma_cross", "symbol": "BKT", "broker": {"sizing": "risk"}}, "invalid_broker"),
+        ({"strategy": "sma_cross", "symbol": "BKT", "start": "2035-01-01T00:00:00Z"}, "no_bars"),
+        (
+            {"strategy": "sma_cross", "symbol": "BKT", "start": "2021-01-01T00:00:00Z", "end": "2020-01-01T00:00:00Z"},
+            "invalid_range",
+        ),  # fmt: skip
+    ],
+)
+def test_bad_requests_say_what_is_wrong_and_create_nothing(alpha, bars, usage_redis, body, code):
+    r = alpha.client().post(URL, body, format="json")
+    assert 400 <= r.status_code < 500 and error_code(r) == code, r.content
+    assert _runs(alpha) == 0
+
+
+def test_roles_and_tenants(alpha, beta, bars, usage_redis):
+    body = {"strategy": "ema_cross", "symbol": "BKT"}
+    assert alpha.client(role="viewer").post(URL, body, format="json").status_code == 403
+    assert _runs(alpha) == 0
+    run_id = alpha.client().post(URL, body, format="json").json()["id"]
+    for path in (f"{URL}{run_id}/", f"{URL}{run_id}/trades/"):
+        r = beta.client().get(path)
+        assert r.status_code == 404 and run_id not in r.content.decode()
+    assert beta.client().get(URL).json()["results"] == []
+    assert beta.client().post(URL, body, format="json").status_code == 404  # beta has no BKT
+
+
+def test_a_run_whose_data_went_away_fails_with_a_reason(alpha, bars, usage_redis):
+    run_id = alpha.client().post(URL, {"strategy": "sma_cross", "symbol": "BKT"}, format="json").json()["id"]
+    with schema_context(alpha.tenant.schema_name):
+        BacktestRun.objects.filter(pk=run_id).update(symbol="GONE")
+        assert backtest_execute(run_id=run_id) == "failed"
+        run = BacktestRun.objects.get(pk=run_id)
+        assert run.state == "failed" and "GONE" in run.error and not BacktestTrade.objects.filter(run=run).exists()

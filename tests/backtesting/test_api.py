@@ -4,6 +4,7 @@ results read back (stats, equity curve, paged trades); roles and tenants enforce
 import pytest
 from django_tenants.utils import schema_context
 
+from backtesting.engine import BrokerConfig
 from backtesting.models import BacktestRun, BacktestTrade
 from backtesting.services import backtest_execute, backtest_run
 from marketdata import selectors as md_selectors
@@ -45,8 +46,8 @@ def test_request_run_and_read_a_backtest(alpha, bars, usage_redis):
     done = viewer.get(f"{URL}{queued['id']}/").json()
     assert done["state"] == "succeeded" and done["percent"] == 100
     # the job's figures are the engine's on the same bars
-    same = backtest_run(stored, strategy="sma_cross", params={"fast": 5, "slow": 30},
-                        broker=__import__("backtesting.engine").engine.BrokerConfig(commission=0.001, cash=50_000))  # fmt: skip
+    broker = BrokerConfig(commission=0.001, cash=50_000)
+    same = backtest_run(stored, strategy="sma_cross", params={"fast": 5, "slow": 30}, broker=broker)
     assert done["stats"]["equity_final"] == pytest.approx(same.result.equity_final)
     assert done["stats"]["trades"] == len(same.result.trades) > 3
     assert "buy_and_hold_return_pct" in done["stats"] and done["stats"]["monte_carlo"]["runs"] == 1000

@@ -89,3 +89,32 @@ class FlowForm(forms.Form):
         if not isinstance(value, dict):
             raise forms.ValidationError("The config must be a JSON object ({...}).", code="invalid_json")
         return value
+
+
+class BacktestForm(forms.Form):
+    strategy = forms.ChoiceField(choices=[])
+    symbol = forms.CharField(max_length=32)
+    timeframe = forms.ChoiceField(choices=Timeframe.choices, initial="1d")
+    params = forms.CharField(
+        max_length=200, required=False, label="Parameters",
+        help_text="name=value, comma separated (e.g. fast=10, slow=30); empty: the strategy's defaults.",
+    )  # fmt: skip
+    cash = forms.FloatField(min_value=1, initial=10_000)
+    commission = forms.FloatField(min_value=0, max_value=9.99, initial=0.1, help_text="% of notional per side.")
+    fill = forms.ChoiceField(choices=[("next_open", "Next bar's open"), ("close", "Signal bar's close")])
+    stop_loss = forms.FloatField(min_value=0.01, max_value=99, required=False, help_text="% below entry; optional.")
+
+    def __init__(self, *args, **kwargs):
+        from backtesting.strategies import STRATEGIES
+
+        super().__init__(*args, **kwargs)
+        self.fields["strategy"].choices = [(s.name, s.title) for s in STRATEGIES.values()]
+
+    def clean_params(self) -> dict:
+        out = {}
+        for part in filter(None, (p.strip() for p in self.cleaned_data["params"].split(","))):
+            name, sep, value = part.partition("=")
+            if not sep or not name.strip():
+                raise forms.ValidationError(f"'{part}' is not name=value.")
+            out[name.strip()] = value.strip()
+        return out

@@ -65,6 +65,8 @@ AREAS = [
         "↺",
         "Honest backtests of strategies and models, next to naive baselines.",
         "Run a backtest of a strategy or a registered model over your bars.",
+        "/api/docs/#/backtests",
+        "dashboard:backtests",
     ),
     Area(
         "usage",

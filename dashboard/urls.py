@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import decisions_views, models_views, views
+from . import backtests_views, decisions_views, models_views, views
 
 app_name = "dashboard"
 
@@ -28,6 +28,8 @@ urlpatterns = [
     path("flows/", decisions_views.flows, name="flows"),
     path("flows/<slug:name>/v/<int:version>/", decisions_views.flow_detail, name="flow"),
     path("flows/<slug:name>/v/<int:version>/activate/", decisions_views.flow_activate, name="flow-activate"),
+    path("backtests/", backtests_views.backtests, name="backtests"),
+    path("backtests/<uuid:run_id>/", backtests_views.backtest_detail, name="backtest"),
     path("models/", models_views.models_home, name="models"),
     path("models/jobs/<uuid:job_id>/", models_views.training_job, name="training-job"),
     path("models/<slug:name>/", models_views.model_detail, name="model"),

@@ -1,0 +1,123 @@
+"""The dashboard's Backtests area: request a backtest, watch it run, read its stats next to buy
+& hold, its equity and drawdown curves and its trades. Rules live in backtesting's services."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.http import Http404
+from django.shortcuts import redirect, render
+
+from api.errors import ApplicationError, NotFound
+from tenants.models import Role
+
+from .access import can, tenant_page
+from .forms import BacktestForm
+from .views import _is_htmx
+
+STATS = (
+    ("Final equity", "equity_final", "money"),
+    ("Return", "return_pct", "pct"),
+    ("Buy & hold", "buy_and_hold_return_pct", "pct"),
+    ("Annual return", "annual_return_pct", "pct"),
+    ("Volatility (annual)", "volatility_annual_pct", "pct"),
+    ("Sharpe", "sharpe", "ratio"),
+    ("Sortino", "sortino", "ratio"),
+    ("Calmar", "calmar", "ratio"),
+    ("Max drawdown", "max_drawdown_pct", "pct"),
+    ("Longest drawdown", "max_drawdown_duration", "text"),
+    ("Trades", "trades", "int"),
+    ("Win rate", "win_rate_pct", "pct"),
+    ("Profit factor", "profit_factor", "ratio"),
+    ("Expectancy", "expectancy", "money"),
+    ("Average trade", "avg_trade_pct", "pct"),
+    ("Best trade", "best_trade_pct", "pct"),
+    ("Worst trade", "worst_trade_pct", "pct"),
+    ("SQN", "sqn", "ratio"),
+    ("Exposure", "exposure_pct", "pct"),
+    ("Commissions", "commissions", "money"),
+)
+
+
+@tenant_page()
+def backtests(request):
+    from backtesting import selectors, services
+    from marketdata import selectors as md
+
+    form = BacktestForm(request.POST or None)
+    status = 200
+    if request.method == "POST":
+        if not can(request, Role.ANALYST):
+            return render(request, "403.html", {"role": request.role, "required_role": Role.ANALYST}, status=403)
+        status = 400
+        if form.is_valid():
+            d = form.cleaned_data
+            broker = {"cash": d["cash"], "commission": d["commission"] / 100, "fill": d["fill"]}
+            if d["stop_loss"]:
+                broker["stop_loss"] = d["stop_loss"] / 100
+            try:
+                run = services.backtest_create(
+                    tenant=request.tenant, actor=request.user, strategy=d["strategy"], symbol=d["symbol"],
+                    timeframe=d["timeframe"], params=d["params"], broker=broker,
+                )  # fmt: skip
+            except ApplicationError as exc:
+                form.add_error(None, exc.message)
+            else:
+                messages.success(request, f"Backtest of {run.strategy} on {run.symbol} started.")
+                return redirect("dashboard:backtest", run_id=run.pk)
+    context = {
+        "runs": list(selectors.run_list()[:30]),
+        "form": form,
+        "instruments": list(md.instrument_list()),
+        "can_run": can(request, Role.ANALYST),
+    }
+    return render(request, "dashboard/backtests.html", context, status=status)
+
+
+@tenant_page()
+def backtest_detail(request, run_id):
+    from backtesting import selectors
+
+    try:
+        run = selectors.run_get(run_id=run_id)
+    except NotFound as exc:
+        raise Http404(exc.message) from exc
+    context = {
+        "run": run,
+        "stats": _stats_rows(run.stats),
+        "chart": _equity_chart(run.equity),
+        "commission_pct": f"{(run.broker or {}).get('commission', 0.0) * 100:.6g}",
+        "fill_label": "the signal bar's close" if (run.broker or {}).get("fill") == "close" else "the next bar's open",
+    }
+    if run.state == "succeeded":
+        pages = Paginator(run.trades.order_by("n"), 50)
+        context["trades"] = pages.get_page(request.GET.get("page"))
+    template = "dashboard/_backtest_panel.html" if _is_htmx(request) else "dashboard/backtest.html"
+    return render(request, template, context)
+
+
+def _stats_rows(stats: dict | None) -> list[dict]:
+    if not stats:
+        return []
+    return [{"label": label, "value": stats.get(key), "kind": kind, "key": key} for label, key, kind in STATS]
+
+
+def _equity_chart(points: list, width: int = 720, height: int = 220) -> dict | None:
+    """Equity (top two thirds) and drawdown (bottom third) as SVG polylines."""
+    if len(points) < 2:
+        return None
+    values = [p[1] for p in points]
+    lo, hi = min(values), max(values)
+    span = (hi - lo) or 1.0
+    worst = min(p[2] for p in points) or -1.0
+    top = height * 2 / 3
+    n = len(points) - 1
+    eq, dd = [], []
+    for i, (_, value, draw) in enumerate(points):
+        x = round(i / n * (width - 10) + 5, 1)
+        eq.append(f"{x},{round(top - 5 - (value - lo) / span * (top - 10), 1)}")
+        dd.append(f"{x},{round(top + 5 + draw / worst * (height - top - 10), 1)}")
+    return {
+        "equity": " ".join(eq), "drawdown": " ".join(dd), "width": width, "height": height, "top": top,
+        "lo": lo, "hi": hi, "worst": worst, "start": points[0][0][:10], "end": points[-1][0][:10],
+    }  # fmt: skip

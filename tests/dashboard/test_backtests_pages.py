@@ -1,0 +1,58 @@
+"""The Backtests pages: run one from a form (analysts), watch it, read stats next to buy & hold,
+the equity chart and the trades; viewers read and run nothing; another tenant's run is a 404."""
+
+import pytest
+from django_tenants.utils import schema_context
+
+from backtesting.models import BacktestRun
+from backtesting.services import backtest_execute
+from marketdata import services as md_services
+from marketdata.synthetic import as_csv, generate_bars
+from marketdata.validation import read_table
+from tests.dashboard.support import HX, dashboard_client
+
+pytestmark = pytest.mark.django_db
+
+FORM = {"strategy": "sma_cross", "symbol": "BTP", "timeframe": "1d", "params": "fast=5, slow=20", "cash": "10000",
+        "commission": "0.1", "fill": "next_open", "stop_loss": ""}  # fmt: skip
+
+
+@pytest.fixture
+def bars(alpha):
+    with schema_context(alpha.tenant.schema_name):
+        raw = read_table(as_csv(generate_bars(300, seed=12)), "csv")
+        md_services.bars_import(tenant=alpha.tenant, symbol="BTP", timeframe="1d", raw=raw)
+
+
+def _runs(fx):
+    with schema_context(fx.tenant.schema_name):
+        return list(BacktestRun.objects.all())
+
+
+def test_run_watch_and_read_a_backtest_from_the_pages(alpha, beta, bars, usage_redis):
+    analyst = dashboard_client(alpha, "analyst")
+    assert "No backtests yet" in analyst.get("/app/backtests/").content.decode()
+    r = analyst.post("/app/backtests/", {**FORM, "params": "fast=50, slow=20"})
+    assert r.status_code == 400 and "must be shorter than slow" in r.content.decode() and not _runs(alpha)
+    r = analyst.post("/app/backtests/", {**FORM, "params": "fast"})
+    assert r.status_code == 400 and "is not name=value" in r.content.decode() and not _runs(alpha)
+    r = analyst.post("/app/backtests/", FORM)
+    assert r.status_code == 302
+    (run,) = _runs(alpha)
+    queued = analyst.get(r["Location"]).content.decode()
+    assert "data-backtest-progress" in queued and 'hx-trigger="every 1s"' in queued
+    with schema_context(alpha.tenant.schema_name):
+        backtest_execute(run_id=run.pk)
+        run.refresh_from_db()
+    viewer = dashboard_client(alpha, "viewer")
+    page = viewer.get(f"/app/backtests/{run.pk}/").content.decode()
+    assert "data-equity-chart" in page and 'data-stat="buy_and_hold_return_pct"' in page
+    assert ("more than buy &amp; hold" in page) == (run.stats["return_pct"] > run.stats["buy_and_hold_return_pct"])
+    assert page.count("data-trade=") == min(50, run.stats["trades"]) and "0.1 % per side" in page
+    panel = viewer.get(f"/app/backtests/{run.pk}/", **HX).content.decode()
+    assert panel.lstrip().startswith('<section class="card" id="backtest-panel"') and "hx-trigger" not in panel
+    listed = viewer.get("/app/backtests/").content.decode()
+    assert f'data-backtest="{run.pk}"' in listed and "Want to run a backtest?" in listed
+    r = viewer.post("/app/backtests/", FORM)
+    assert r.status_code == 403 and len(_runs(alpha)) == 1
+    assert dashboard_client(beta, "owner").get(f"/app/backtests/{run.pk}/").status_code == 404

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 from django.core.management.base import BaseCommand, CommandError
 
 from api.errors import ApplicationError
@@ -63,6 +64,15 @@ class Command(BaseCommand):
         parser.add_argument("--fractional", action="store_true", help="fractional units (default: whole)")
         parser.add_argument("--no-short", action="store_true", help="short signals go flat")
         parser.add_argument("--close-at-end", action="store_true", help="close an open trade at the last close")
+        parser.add_argument(
+            "--grid",
+            action="append",
+            default=[],
+            metavar="NAME=V1,V2|START:STOP:STEP",
+            help="sweep a parameter (repeatable): every combination is tested, ranked by --metric",
+        )
+        parser.add_argument("--metric", default="sharpe", help="sweep ranking metric (default: %(default)s)")
+        parser.add_argument("--holdout", type=float, default=0.3, help="share of the latest bars kept out of a sweep")
         parser.add_argument("--json", action="store_true", help="print JSON: stats, trades, equity_final")
 
     def handle(self, *args, **o):
@@ -85,6 +95,8 @@ class Command(BaseCommand):
                 whole_units=not o["fractional"], allow_short=not o["no_short"], close_at_end=o["close_at_end"],
             )  # fmt: skip
             bars = bars_from_table(table_read(o["input"]))
+            if o["grid"]:
+                return self._sweep(bars, params, broker, o)
             bt = backtest_run(bars, strategy=o["strategy"], params=params, broker=broker)
         except ApplicationError as e:
             raise CommandError(f"{e.message} [{e.code}]") from e
@@ -104,3 +116,43 @@ class Command(BaseCommand):
                 f"  bootstrap of trades ({mc['runs']} runs): return 5-95 % [{r['p5']:.1f}, {r['p95']:.1f}] %, "
                 f"max drawdown [{d['p5']:.1f}, {d['p95']:.1f}] %"
             )
+
+    def _sweep(self, bars, params, broker, o):
+        from backtesting.services import bars_check
+        from backtesting.sweep import sweep
+
+        grid = {}
+        for item in o["grid"]:
+            name, sep, spec = item.partition("=")
+            if not sep or not name:
+                raise CommandError(f"--grid takes NAME=V1,V2 or NAME=START:STOP:STEP, got {item!r}.")
+            grid[name.strip()] = _values(spec)
+        bars_check(bars)
+        out = sweep(bars, strategy=o["strategy"], grid=grid, broker=broker, metric=o["metric"],
+                    holdout=o["holdout"], base=params)  # fmt: skip
+        if o["json"]:
+            self.stdout.write(json.dumps(out))
+            return
+        m = out["metric"]
+        self.stdout.write(f"{out['strategy']}: {out['tested']} of {out['combinations']} combinations, ranked by {m}")
+        for row in out["ranking"][:10]:
+            value = row[m]
+            shown = "-" if value is None else f"{value:,.4g}"
+            self.stdout.write(
+                f"  {m} {shown:>10}  return {row['return_pct']:8.2f} %  trades {row['trades']:>5}  {row['params']}"
+            )
+        self.stdout.write(out["warning"])
+
+
+def _values(spec: str) -> list[float]:
+    try:
+        if ":" in spec:
+            start, stop, step = (float(x) for x in spec.split(":"))
+            if step <= 0 or stop < start:
+                raise ValueError
+            values = list(np.arange(start, stop + step / 2, step))
+        else:
+            values = [float(x) for x in spec.split(",") if x.strip()]
+    except ValueError:
+        raise CommandError(f"Cannot read the grid values {spec!r}: use 5,10,20 or 5:50:5.") from None
+    return [int(v) if float(v).is_integer() else float(v) for v in values]

@@ -23,6 +23,7 @@ from .strategies import strategy_get
 
 log = logging.getLogger(__name__)
 EQUITY_POINTS = 2_000
+MODEL = "model"  # the strategy name of a model version's walk-forward backtest
 
 
 @dataclass
@@ -140,12 +141,20 @@ def backtest_create(
     the warm-up) and queue it. Nothing is written when any of it is wrong."""
     from tenants import limits
 
-    s = strategy_get(strategy)
-    resolved = s.resolve(params)
     config = broker_from(broker)
-    instrument, timeframe, bars = _bars(symbol=symbol, timeframe=timeframe, start=start, end=end)
-    bars_check(bars)
-    s.run(bars, resolved)  # the warm-up fits (too_few_bars otherwise)
+    if strategy == MODEL:
+        version = model_version_resolve(ref=(params or {}).get("model", ""))
+        timeframe = timeframe or version.timeframe
+        instrument, timeframe, bars = _bars(symbol=symbol, timeframe=timeframe, start=start, end=end)
+        bars_check(bars)
+        resolved = {"model": version.ref, **_walk_forward_from(params).__dict__}
+        _walk_forward_from(params).check(len(bars) - _warmup(version, timeframe))
+    else:
+        s = strategy_get(strategy)
+        resolved = s.resolve(params)
+        instrument, timeframe, bars = _bars(symbol=symbol, timeframe=timeframe, start=start, end=end)
+        bars_check(bars)
+        s.run(bars, resolved)  # the warm-up fits (too_few_bars otherwise)
     limits.limit_check(tenant, "backtests_per_day")
     with transaction.atomic():
         run_row = BacktestRun.objects.create(
@@ -193,7 +202,14 @@ def backtest_execute(*, run_id) -> str:
     try:
         _, _, bars = _bars(symbol=run_row.symbol, timeframe=run_row.timeframe, start=run_row.start, end=run_row.end)
         _progress(run_row, 30, f"simulating {len(bars):,} bars")
-        bt = backtest_run(bars, strategy=run_row.strategy, params=run_row.params, broker=BrokerConfig(**run_row.broker))
+        broker = BrokerConfig(**run_row.broker)
+        if run_row.strategy == MODEL:
+            bt = model_backtest_run(
+                bars, params=run_row.params, broker=broker, timeframe=run_row.timeframe,
+                progress=lambda pct, msg: _progress(run_row, 30 + pct // 2, msg),
+            )  # fmt: skip
+        else:
+            bt = backtest_run(bars, strategy=run_row.strategy, params=run_row.params, broker=broker)
         _progress(run_row, 80, f"saving {len(bt.result.trades):,} trades")
         trades = [
             BacktestTrade(
@@ -233,3 +249,88 @@ def _fail(run_row: BacktestRun, why: str) -> None:
     BacktestRun.objects.filter(pk=run_row.pk).update(
         state=JobState.FAILED, error=why, message="failed", finished_at=timezone.now()
     )
+
+
+# --- a model version, walk-forward -------------------------------------------------------------
+
+
+def model_version_resolve(*, ref: str):
+    """``name`` (its production version, else its latest) or ``name@version``."""
+    from models_registry import selectors as mr
+
+    name, _, number = (ref or "").partition("@")
+    if not name:
+        raise ApplicationError("invalid_param", "Say which model: params.model is 'name' or 'name@version'.")
+    model = mr.model_get(name=name)
+    if number:
+        if not number.isdigit():
+            raise ApplicationError("invalid_param", "params.model is 'name' or 'name@version' (version a number).")
+        return mr.version_get(model=model, version=int(number))
+    aliases = mr.alias_map(model=model)
+    version = aliases.get("production") or (mr.version_list(model=model).values_list("version", flat=True).first())
+    if version is None:
+        raise ApplicationError("no_version", f"{model.name} has no version yet; train it first.")
+    return mr.version_get(model=model, version=version)
+
+
+def _walk_forward_from(params: dict | None):
+    from .walkforward import WalkForward
+
+    p = dict(params or {})
+    p.pop("model", None)
+    known = set(WalkForward.__dataclass_fields__)
+    unknown = sorted(set(p) - known)
+    if unknown:
+        raise ApplicationError(
+            "unknown_param", f"A model backtest takes model and {', '.join(sorted(known))}; not {', '.join(unknown)}.",
+            {"unknown": unknown},
+        )  # fmt: skip
+    try:
+        return WalkForward(
+            **{k: (bool(v) if k == "expanding" else type(getattr(WalkForward, k))(v)) for k, v in p.items()}
+        )
+    except (TypeError, ValueError) as exc:
+        raise ApplicationError("invalid_walk_forward", f"Invalid walk-forward settings: {exc}.") from exc
+
+
+def _warmup(version, timeframe: str) -> int:
+    from features import selectors as fs_selectors
+
+    return fs_selectors.feature_set_spec(version.feature_set).warmup(timeframe)
+
+
+def model_backtest_run(bars: pd.DataFrame, *, params: dict, broker: BrokerConfig, timeframe: str, progress=None):
+    """The model version's recipe (feature set, target, best trial's family and hyper-parameters)
+    retrained walk-forward over ``bars``; its predictions traded by the engine."""
+    from features import selectors as fs_selectors
+    from features.engine import compute_batch
+    from models_registry.ml.families import FAMILIES
+    from models_registry.ml.targets import TargetSpec, make_labels
+
+    from .walkforward import hit_rate, walk_forward
+
+    version = model_version_resolve(ref=params["model"])
+    wf = _walk_forward_from(params)
+    spec = fs_selectors.feature_set_spec(version.feature_set)
+    features = compute_batch(bars, spec, timeframe, direct=True)[list(version.feature_names)]
+    target = TargetSpec.from_json(version.target)
+    close = bars["close"].to_numpy(dtype=np.float64)
+    labels = make_labels(close, target) if target.dead_band_unit != "atr" else None
+    if labels is None:
+        raise ApplicationError(
+            "invalid_target", "Walk-forward backtests of ATR dead-band targets are not supported yet."
+        )
+    family = FAMILIES[version.params["family"]]
+    n_classes = len(target.classes)
+    out = walk_forward(
+        features, labels=labels, horizon=target.horizon, task=target.task, wf=wf, progress=progress,
+        build=lambda: family.build(version.params, target.task, n_classes, 0),
+    )  # fmt: skip
+    result = run(bars, out["target"], broker, start=out["first_predicted"])
+    stats = stats_mod.compute(result, bars, start=out["first_predicted"])
+    stats["walk_forward"] = {
+        "model": version.ref, "family": version.params["family"], "segments": len(out["segments"]),
+        "first_predicted_bar": out["first_predicted"], "horizon": target.horizon,
+        **hit_rate(out["score"], close, horizon=target.horizon, task=target.task),
+    }  # fmt: skip
+    return Backtest(strategy=MODEL, params=params, result=result, stats=stats, start=out["first_predicted"])

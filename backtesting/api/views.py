@@ -70,8 +70,14 @@ class BacktestListCreateApi(APIView):
     pagination_class = CreatedCursorPagination
 
     class InputSerializer(serializers.Serializer):
-        strategy = serializers.ChoiceField(choices=list(STRATEGIES))
-        params = serializers.DictField(required=False, help_text="the strategy's parameters; defaults otherwise")
+        strategy = serializers.ChoiceField(
+            choices=[*STRATEGIES, "model"], help_text="a built-in, or 'model': a model version walk-forward"
+        )
+        params = serializers.DictField(
+            required=False,
+            help_text="the strategy's parameters (defaults otherwise); for 'model': model ('name' or "
+            "'name@version'), window, step, expanding, threshold",
+        )
         symbol = serializers.CharField(max_length=32)
         timeframe = serializers.ChoiceField(choices=Timeframe.choices, required=False)
         start = serializers.DateTimeField(required=False)

@@ -101,3 +101,61 @@ def test_a_run_whose_data_went_away_fails_with_a_reason(alpha, bars, usage_redis
         assert backtest_execute(run_id=run_id) == "failed"
         run = BacktestRun.objects.get(pk=run_id)
         assert run.state == "failed" and "GONE" in run.error and not BacktestTrade.objects.filter(run=run).exists()
+
+
+def _version(name: str):
+    """A stored logistic version over the default feature set (what training would leave)."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from features.selectors import feature_set_get
+    from models_registry.ml.artifacts import ModelBundle
+    from models_registry.services.registry import version_from_bundle
+
+    fs = feature_set_get(ref="default")
+    columns = list(fs.columns)
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((200, len(columns)))
+    fitted = Pipeline([("scale", StandardScaler()), ("model", LogisticRegression())]).fit(X, (X[:, 0] > 0).astype(int))
+    bundle = ModelBundle(members=[fitted], weights=[1.0], task="binary", classes=["down", "up"], feature_names=columns)
+    report = {"oos": {"accuracy": 0.5}, "baselines": {}, "no_edge": True}
+    return version_from_bundle(
+        model_name=name,
+        bundle=bundle,
+        feature_set=fs,
+        symbol="BKT",
+        timeframe="1d",
+        report=report,
+        params={"family": "logistic", "C": 1.0},
+        rows_used=200,
+        no_edge=True,
+    )
+
+
+def test_a_model_version_backtested_walk_forward(alpha, bars, usage_redis):
+    with schema_context(alpha.tenant.schema_name):
+        version = _version("wfm")
+    body = {"strategy": "model", "symbol": "BKT", "params": {"model": "wfm", "window": 200, "step": 50}}
+    r = alpha.client().post(URL, body, format="json")
+    assert r.status_code == 201, r.content
+    run = r.json()
+    assert run["params"]["model"] == version.ref and run["params"]["window"] == 200
+    with schema_context(alpha.tenant.schema_name):
+        assert backtest_execute(run_id=run["id"]) == "succeeded", BacktestRun.objects.get(pk=run["id"]).error
+    done = alpha.client().get(f"{URL}{run['id']}/").json()
+    wf = done["stats"]["walk_forward"]
+    assert wf["model"] == version.ref and wf["family"] == "logistic" and wf["segments"] >= 5
+    assert wf["predictions"] > 200 and 0 <= wf["hit_rate"] <= 1 and wf["base_rate"] >= 0.5
+    assert wf["edge"] is False  # random bars: the model must not claim an edge
+    assert done["stats"]["first_tradable_bar"] == wf["first_predicted_bar"] >= 200
+    for params, code in (
+        ({"model": "nope"}, "not_found"),
+        ({"model": "wfm", "window": 5000}, "too_few_bars"),
+        ({"model": "wfm", "lookahead": 1}, "unknown_param"),
+        ({"model": "wfm@9"}, "not_found"),
+    ):
+        r = alpha.client().post(URL, {**body, "params": params}, format="json")
+        assert error_code(r) == code, (params, r.content)
+    assert _runs(alpha) == 1

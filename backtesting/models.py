@@ -16,6 +16,10 @@ class BacktestRun(models.Model):
     strategy = models.CharField(max_length=32)
     params = models.JSONField(default=dict)  # the strategy's resolved parameters
     broker = models.JSONField(default=dict)  # BrokerConfig as given, resolved
+    # a sweep: every combination of ``grid`` (over ``params`` as the base), ranked by ``metric``;
+    # its stats are the sweep's report (ranking, heatmap, holdout, deflated Sharpe), no trades
+    grid = models.JSONField(null=True, blank=True)
+    metric = models.CharField(max_length=20, blank=True)
     symbol = models.CharField(max_length=32)
     timeframe = models.CharField(max_length=4)
     start = models.DateTimeField(null=True, blank=True)

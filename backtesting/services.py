@@ -135,7 +135,7 @@ def _bars(*, symbol: str, timeframe: str | None, start, end):
 def backtest_create(
     *, tenant, actor, strategy: str, symbol: str, params: dict | None = None, broker: dict | None = None,
     timeframe: str | None = None, start: dt.datetime | None = None, end: dt.datetime | None = None,
-    name: str = "", enqueue: bool = True,
+    name: str = "", grid: dict | None = None, metric: str = "sharpe", enqueue: bool = True,
 ) -> BacktestRun:  # fmt: skip
     """Validate everything a run needs (strategy, parameters, broker, bars in range, enough for
     the warm-up) and queue it. Nothing is written when any of it is wrong."""
@@ -149,6 +149,14 @@ def backtest_create(
         bars_check(bars)
         resolved = {"model": version.ref, **_walk_forward_from(params).__dict__}
         _walk_forward_from(params).check(len(bars) - _warmup(version, timeframe))
+    elif grid is not None:
+        from .sweep import sweep_check
+
+        s = strategy_get(strategy)
+        resolved = dict(params or {})
+        instrument, timeframe, bars = _bars(symbol=symbol, timeframe=timeframe, start=start, end=end)
+        bars_check(bars)
+        sweep_check(bars, strategy=strategy, grid=grid, metric=metric, base=resolved)
     else:
         s = strategy_get(strategy)
         resolved = s.resolve(params)
@@ -160,7 +168,7 @@ def backtest_create(
         run_row = BacktestRun.objects.create(
             name=name[:120], strategy=strategy, params=resolved, broker=config.as_dict(), symbol=instrument.symbol,
             timeframe=timeframe, start=start, end=end, bars=len(bars), created_by=actor_display(actor),
-            message="queued",
+            message="queued", grid=grid, metric=metric if grid is not None else "",
         )  # fmt: skip
         audit_record(actor, "backtest.created", run_row, {"strategy": strategy, "symbol": instrument.symbol})
         if enqueue:
@@ -203,6 +211,8 @@ def backtest_execute(*, run_id) -> str:
         _, _, bars = _bars(symbol=run_row.symbol, timeframe=run_row.timeframe, start=run_row.start, end=run_row.end)
         _progress(run_row, 30, f"simulating {len(bars):,} bars")
         broker = BrokerConfig(**run_row.broker)
+        if run_row.grid is not None:
+            return _sweep_execute(run_row, bars, broker)
         if run_row.strategy == MODEL:
             bt = model_backtest_run(
                 bars, params=run_row.params, broker=broker, timeframe=run_row.timeframe,
@@ -243,6 +253,20 @@ def backtest_execute(*, run_id) -> str:
         log.exception("backtest %s failed", run_row.pk)
         _fail(run_row, f"{type(exc).__name__}: {exc}"[:500])
         return JobState.FAILED
+
+
+def _sweep_execute(run_row: BacktestRun, bars: pd.DataFrame, broker: BrokerConfig) -> str:
+    from .sweep import sweep
+
+    report = sweep(
+        bars, strategy=run_row.strategy, grid=run_row.grid, broker=broker, metric=run_row.metric,
+        base=run_row.params, progress=lambda pct, msg: _progress(run_row, 30 + pct * 65 // 100, msg),
+    )  # fmt: skip
+    BacktestRun.objects.filter(pk=run_row.pk).update(
+        state=JobState.SUCCEEDED, percent=100, message="done", stats=report, bars=len(bars),
+        finished_at=timezone.now(),
+    )  # fmt: skip
+    return JobState.SUCCEEDED
 
 
 def _fail(run_row: BacktestRun, why: str) -> None:

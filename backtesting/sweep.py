@@ -67,6 +67,23 @@ def _grid(strategy, grid: dict[str, list]) -> list[dict]:
     return [dict(zip(names, values, strict=True)) for values in itertools.product(*(grid[n] for n in names))]
 
 
+def sweep_check(bars: pd.DataFrame, *, strategy: str, grid: dict, metric: str, base: dict | None = None) -> None:
+    """What a sweep request can be refused for before it runs: the strategy, metric and grid, and
+    at least one combination whose warm-up fits the in-sample bars."""
+    s = strategy_get(strategy)
+    if metric not in METRICS:
+        raise ApplicationError("invalid_metric", f"metric is one of {', '.join(METRICS)}.", {"metrics": METRICS})
+    reasons = []
+    for combo in _grid(s, grid):
+        try:
+            s.run(bars.iloc[: int(len(bars) * 0.7)], s.resolve({**(base or {}), **combo}))
+            return
+        except ApplicationError as exc:
+            reasons.append(exc.message)
+    raise ApplicationError("invalid_grid", "No combination of the grid is valid on these bars: " + reasons[0],
+                           {"reasons": reasons[:5]})  # fmt: skip
+
+
 def sweep(
     bars: pd.DataFrame, *, strategy: str, grid: dict[str, list], broker: BrokerConfig | None = None,
     metric: str = "sharpe", holdout: float = 0.3, base: dict | None = None, progress=None,

@@ -18,14 +18,17 @@ from .. import selectors, services
 from ..engine import FILLS, SIZINGS
 from ..models import BacktestRun, BacktestTrade
 from ..strategies import STRATEGIES
+from ..sweep import METRICS
 
 
 class BacktestSerializer(serializers.ModelSerializer):
     class Meta:
         model = BacktestRun
-        fields = ("id", "name", "strategy", "params", "broker", "symbol", "timeframe", "start", "end", "bars",
-                  "state", "percent", "message", "error", "stats", "open_trade", "created_by", "created_at",
-                  "started_at", "finished_at")  # fmt: skip
+        fields = (
+            "id", "name", "strategy", "params", "broker", "grid", "metric", "symbol", "timeframe", "start", "end",
+            "bars", "state", "percent", "message", "error", "stats", "open_trade", "created_by", "created_at",
+            "started_at", "finished_at",
+        )  # fmt: skip
 
 
 class BacktestDetailSerializer(BacktestSerializer):
@@ -84,6 +87,12 @@ class BacktestListCreateApi(APIView):
         end = serializers.DateTimeField(required=False)
         broker = BrokerSerializer(required=False)
         name = serializers.CharField(max_length=120, required=False, allow_blank=True)
+        grid = serializers.DictField(
+            child=serializers.ListField(min_length=1), required=False,
+            help_text="a sweep: values per parameter, e.g. {\"fast\": [5, 10], \"slow\": [20, 50]}; every "
+            "combination is tested on the first 70 % of the bars, ranked by metric, the best re-run on the rest",
+        )  # fmt: skip
+        metric = serializers.ChoiceField(choices=METRICS, default="sharpe")
 
     @extend_schema(
         operation_id="backtests_list",
@@ -112,7 +121,7 @@ class BacktestListCreateApi(APIView):
         run = services.backtest_create(
             tenant=request.tenant, actor=request.user, strategy=v["strategy"], symbol=v["symbol"],
             params=v.get("params"), broker=v.get("broker"), timeframe=v.get("timeframe"), start=v.get("start"),
-            end=v.get("end"), name=v.get("name", ""),
+            end=v.get("end"), name=v.get("name", ""), grid=v.get("grid"), metric=v["metric"],
         )  # fmt: skip
         return Response(BacktestSerializer(run).data, status=201)
 

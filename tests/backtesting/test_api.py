@@ -159,3 +159,27 @@ def test_a_model_version_backtested_walk_forward(alpha, bars, usage_redis):
         r = alpha.client().post(URL, {**body, "params": params}, format="json")
         assert error_code(r) == code, (params, r.content)
     assert _runs(alpha) == 1
+
+
+def test_a_sweep_runs_as_a_job_and_reports_its_ranking_heatmap_and_holdout(alpha, bars, usage_redis):
+    body = {"strategy": "sma_cross", "symbol": "BKT", "grid": {"fast": [5, 10], "slow": [20, 40, 60]},
+            "metric": "return_pct"}  # fmt: skip
+    r = alpha.client().post(URL, body, format="json")
+    assert r.status_code == 201, r.content
+    run = r.json()
+    assert run["grid"] == body["grid"] and run["metric"] == "return_pct"
+    with schema_context(alpha.tenant.schema_name):
+        assert backtest_execute(run_id=run["id"]) == "succeeded"
+    report = alpha.client(role="viewer").get(f"{URL}{run['id']}/").json()["stats"]
+    assert report["tested"] == 6 and len(report["ranking"]) == 6
+    assert report["heatmap"]["x_values"] == [5, 10] and report["heatmap"]["y_values"] == [20, 40, 60]
+    assert report["holdout"]["bars"] == 600 - int(600 * 0.7) and "inflated" in report["warning"]
+    for bad, code in (
+        ({"grid": {"fast": [50], "slow": [20]}}, "invalid_grid"),
+        ({"grid": {"speed": [1]}}, "unknown_param"),
+        ({"metric": "luck"}, "invalid_input"),
+        ({"grid": {"fast": [5], "slow": [590]}}, "invalid_grid"),
+    ):
+        r = alpha.client().post(URL, {**body, **bad}, format="json")
+        assert error_code(r) == code, (bad, r.content)
+    assert _runs(alpha) == 1

@@ -55,10 +55,14 @@ def backtests(request):
             broker = {"cash": d["cash"], "commission": d["commission"] / 100, "fill": d["fill"]}
             if d["stop_loss"]:
                 broker["stop_loss"] = d["stop_loss"] / 100
+            params = d["params"]
+            if d["strategy"] == services.MODEL:
+                params = {"model": d["model"], "window": d["window"] or 500, "step": d["step"] or 100, **params}
             try:
                 run = services.backtest_create(
                     tenant=request.tenant, actor=request.user, strategy=d["strategy"], symbol=d["symbol"],
-                    timeframe=d["timeframe"], params=d["params"], broker=broker,
+                    timeframe=d["timeframe"], params=params, broker=broker, grid=d["grid"],
+                    metric=d["metric"] or "sharpe",
                 )  # fmt: skip
             except ApplicationError as exc:
                 form.add_error(None, exc.message)
@@ -82,9 +86,21 @@ def backtest_detail(request, run_id):
         run = selectors.run_get(run_id=run_id)
     except NotFound as exc:
         raise Http404(exc.message) from exc
+    sweep = run.stats if run.grid is not None and run.stats else None
     context = {
         "run": run,
-        "stats": _stats_rows(run.stats),
+        "sweep": sweep,
+        "heatmap": _heatmap_rows(sweep["heatmap"]) if sweep and sweep.get("heatmap") else None,
+        "ranking": [
+            {
+                "params": ", ".join(f"{k}={v}" for k, v in r["params"].items()),
+                "value": r.get(run.metric),
+                "return_pct": r["return_pct"],
+                "trades": r["trades"],
+            }
+            for r in (sweep or {}).get("ranking", [])[:20]
+        ],  # fmt: skip
+        "stats": [] if run.grid is not None else _stats_rows(run.stats),
         "chart": _equity_chart(run.equity),
         "commission_pct": f"{(run.broker or {}).get('commission', 0.0) * 100:.6g}",
         "fill_label": "the signal bar's close" if (run.broker or {}).get("fill") == "close" else "the next bar's open",
@@ -121,3 +137,15 @@ def _equity_chart(points: list, width: int = 720, height: int = 220) -> dict | N
         "equity": " ".join(eq), "drawdown": " ".join(dd), "width": width, "height": height, "top": top,
         "lo": lo, "hi": hi, "worst": worst, "start": points[0][0][:10], "end": points[-1][0][:10],
     }  # fmt: skip
+
+
+def _heatmap_rows(heat: dict) -> dict:
+    """The sweep's heatmap as table rows, each cell shaded by its rank between the worst and best."""
+    values = [v for row in heat["values"] for v in row if v is not None]
+    lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
+    span = (hi - lo) or 1.0
+    rows = []
+    for x, row in zip(heat["x_values"], heat["values"], strict=True):
+        cells = [{"value": v, "shade": None if v is None else round(0.1 + 0.8 * (v - lo) / span, 2)} for v in row]
+        rows.append({"x": x, "cells": cells})
+    return {"x": heat["x"], "y": heat["y"], "y_values": heat["y_values"], "rows": rows}

@@ -103,12 +103,47 @@ class BacktestForm(forms.Form):
     commission = forms.FloatField(min_value=0, max_value=9.99, initial=0.1, help_text="% of notional per side.")
     fill = forms.ChoiceField(choices=[("next_open", "Next bar's open"), ("close", "Signal bar's close")])
     stop_loss = forms.FloatField(min_value=0.01, max_value=99, required=False, help_text="% below entry; optional.")
+    model = forms.CharField(
+        max_length=80, required=False, help_text="For a model version: name or name@version (walk-forward)."
+    )
+    window = forms.IntegerField(min_value=20, initial=500, required=False, help_text="Training bars per segment.")
+    step = forms.IntegerField(min_value=1, initial=100, required=False, help_text="Bars predicted per model.")
+    grid = forms.CharField(
+        max_length=300, required=False, label="Sweep",
+        help_text="Optional: values to sweep, e.g. fast=5,10,20; slow=30,60. Every combination is ranked.",
+    )  # fmt: skip
+    metric = forms.ChoiceField(choices=[], required=False, help_text="Ranks a sweep.")
 
     def __init__(self, *args, **kwargs):
         from backtesting.strategies import STRATEGIES
+        from backtesting.sweep import METRICS
 
         super().__init__(*args, **kwargs)
-        self.fields["strategy"].choices = [(s.name, s.title) for s in STRATEGIES.values()]
+        self.fields["strategy"].choices = [(s.name, s.title) for s in STRATEGIES.values()] + [
+            ("model", "A model version, retrained walk-forward")
+        ]
+        self.fields["metric"].choices = [(m, m) for m in METRICS]
+
+    def clean_grid(self) -> dict | None:
+        text = self.cleaned_data["grid"].strip()
+        if not text:
+            return None
+        grid = {}
+        for part in filter(None, (p.strip() for p in text.split(";"))):
+            name, sep, values = part.partition("=")
+            try:
+                grid[name.strip()] = [float(v) for v in values.split(",") if v.strip()]
+            except ValueError:
+                raise forms.ValidationError(f"'{part}': values are numbers separated by commas.") from None
+            if not sep or not name.strip() or not grid[name.strip()]:
+                raise forms.ValidationError(f"'{part}' is not name=value,value.")
+        return {k: [int(v) if v.is_integer() else v for v in vs] for k, vs in grid.items()}
+
+    def clean(self):
+        data = super().clean()
+        if data.get("strategy") == "model" and not data.get("model"):
+            self.add_error("model", "Say which model (name or name@version).")
+        return data
 
     def clean_params(self) -> dict:
         out = {}

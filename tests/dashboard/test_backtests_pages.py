@@ -56,3 +56,20 @@ def test_run_watch_and_read_a_backtest_from_the_pages(alpha, beta, bars, usage_r
     r = viewer.post("/app/backtests/", FORM)
     assert r.status_code == 403 and len(_runs(alpha)) == 1
     assert dashboard_client(beta, "owner").get(f"/app/backtests/{run.pk}/").status_code == 404
+
+
+def test_a_sweep_from_the_form_shows_its_warning_heatmap_and_ranking(alpha, bars, usage_redis):
+    analyst = dashboard_client(alpha, "analyst")
+    r = analyst.post("/app/backtests/", {**FORM, "params": "", "grid": "fast=5,10; slow=x"})
+    assert r.status_code == 400 and "values are numbers" in r.content.decode() and not _runs(alpha)
+    r = analyst.post("/app/backtests/", {**FORM, "params": "", "grid": "fast=5,10; slow=20,40", "metric": "sharpe"})
+    assert r.status_code == 302, r.content.decode()[:2000]
+    (run,) = _runs(alpha)
+    assert run.grid == {"fast": [5, 10], "slow": [20, 40]}
+    with schema_context(alpha.tenant.schema_name):
+        backtest_execute(run_id=run.pk)
+    page = analyst.get(f"/app/backtests/{run.pk}/").content.decode()
+    assert "data-sweep-warning" in page and "inflated by that selection" in page
+    assert "data-heatmap" in page and page.count("data-rank=") == 4
+    r = analyst.post("/app/backtests/", {**FORM, "strategy": "model", "model": ""})
+    assert r.status_code == 400 and "Say which model" in r.content.decode()

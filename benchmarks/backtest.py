@@ -1,12 +1,14 @@
 """Backtest speed (issue 8): SMA cross on 1,000,000 bars (target <= 0.5 s), a 100-combination
 parameter sweep on the same bars (target <= 10 s), and the engine against backtesting.py on
-200,000 bars when a Python with that library is given.
+200,000 bars and vectorbt on the 1,000,000 when Pythons with those libraries are given.
 
 backtesting.py's import name clashes with our ``backtesting`` app, so the peer runs in its own
 interpreter: set ``BACKTEST_PEER_PYTHON`` to a Python that has it (e.g. ``python3.12 -m venv
 /tmp/peer && /tmp/peer/bin/pip install backtesting``); without it the comparison is skipped.
 Both sides run the same SmaCross on the same bars, and the run checks they agree on final
-equity and trade count. Figures only, never pass/fail. Run alone: ``python -m benchmarks.backtest``.
+equity and trade count. vectorbt (``BACKTEST_VBT_PYTHON``) is timed on the same signals with its
+``Portfolio.from_signals`` (speed only: its fill and sizing conventions differ). Figures only,
+never pass/fail. Run alone: ``python -m benchmarks.backtest``.
 """
 
 from __future__ import annotations
@@ -46,6 +48,26 @@ print(json.dumps({"seconds": time.perf_counter() - t, "equity_final": float(stat
 """
 
 
+_VBT = r"""
+import json, sys, time, warnings
+import numpy as np, pandas as pd
+import vectorbt as vbt
+warnings.filterwarnings("ignore")
+df = pd.read_csv(sys.argv[1], index_col=0, parse_dates=True)
+close = df["close"]
+def once():
+    fast, slow = close.rolling(10).mean(), close.rolling(20).mean()
+    up = (fast > slow) & (fast.shift(1) < slow.shift(1))
+    down = (fast < slow) & (fast.shift(1) > slow.shift(1))
+    pf = vbt.Portfolio.from_signals(close, entries=up, exits=down, short_entries=down, short_exits=up,
+                                    price=df["open"].shift(-1), init_cash=10_000, freq="1min")
+    return pf.final_value()
+once()  # numba compile
+best = min((lambda t: (once(), time.perf_counter() - t)[1])(time.perf_counter()) for _ in range(3))
+print(json.dumps({"seconds": best}))
+"""
+
+
 def _timed(fn, repeat: int = 3) -> tuple[float, object]:
     best, out = float("inf"), None
     for _ in range(repeat):
@@ -77,6 +99,7 @@ def bench_backtest() -> None:
         return run(bars, target, broker, start=start)
 
     seconds, result = _timed(one)
+    seconds_one = seconds
     signal_s, _ = _timed(lambda: sma.run(bars, {"fast": 10, "slow": 20}))
     print(
         f"backtest sma_cross 10/20 on {BARS:,} bars: {seconds:.3f} s (signals {signal_s:.3f} s, "
@@ -108,6 +131,23 @@ def bench_backtest() -> None:
         flush=True,
     )
 
+    vbt = os.environ.get("BACKTEST_VBT_PYTHON")
+    if vbt:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "bars.csv")
+            bars[["open", "high", "low", "close"]].to_csv(path, float_format="%.17g")
+            done = subprocess.run([vbt, "-c", _VBT, path], capture_output=True, text=True, timeout=1800, cwd=tmp)
+        if done.returncode == 0:
+            theirs = json.loads(done.stdout.strip().splitlines()[-1])["seconds"]
+            print(
+                f"vs vectorbt from_signals on {BARS:,} bars (signals + simulation, warm): ours {seconds_one:.3f} s, "
+                f"vectorbt {theirs:.3f} s -> ours takes {seconds_one / theirs:.2f}x its time (target <= 3x)",
+                flush=True,
+            )
+        else:
+            print(f"vectorbt run failed: {done.stderr.strip()[-300:]}", flush=True)
+    else:
+        print("vectorbt comparison skipped: set BACKTEST_VBT_PYTHON to a Python that has vectorbt", flush=True)
     peer = os.environ.get("BACKTEST_PEER_PYTHON")
     if not peer:
         print("backtesting.py comparison skipped: set BACKTEST_PEER_PYTHON to a Python that has it", flush=True)

@@ -56,3 +56,8 @@ def tenant_page(min_role: str = Role.VIEWER):
 def can(request, at_least: str) -> bool:
     role = getattr(request, "role", None)
     return role is not None and ROLE_RANK[role] >= ROLE_RANK[at_least]
+
+
+def forbidden(request, required_role: str):
+    """The 403 page for a member whose role is below ``required_role`` (what they have, what it needs)."""
+    return render(request, "403.html", {"role": request.role, "required_role": required_role}, status=403)

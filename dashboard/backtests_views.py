@@ -11,7 +11,7 @@ from django.shortcuts import redirect, render
 from api.errors import ApplicationError, NotFound
 from tenants.models import Role
 
-from .access import can, tenant_page
+from .access import can, forbidden, tenant_page
 from .forms import BacktestForm
 from .views import _is_htmx
 
@@ -48,7 +48,7 @@ def backtests(request):
     status = 200
     if request.method == "POST":
         if not can(request, Role.ANALYST):
-            return render(request, "403.html", {"role": request.role, "required_role": Role.ANALYST}, status=403)
+            return forbidden(request, Role.ANALYST)
         status = 400
         if form.is_valid():
             d = form.cleaned_data

@@ -16,7 +16,7 @@ from django.views.decorators.http import require_POST
 from api.errors import ApplicationError, NotFound
 from tenants.models import Role
 
-from .access import can, tenant_page
+from .access import can, forbidden, tenant_page
 from .forms import FlowForm
 
 
@@ -305,7 +305,7 @@ def flows(request):
     if request.method != "POST":
         return render(request, "dashboard/flows.html", _flows_context(request))
     if not can(request, Role.ADMIN):
-        return render(request, "403.html", {"role": request.role, "required_role": Role.ADMIN}, status=403)
+        return forbidden(request, Role.ADMIN)
     from intelligence.services import flow_create
 
     form = FlowForm(request.POST)

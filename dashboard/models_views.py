@@ -12,7 +12,7 @@ from django.urls import reverse
 from api.errors import ApplicationError, NotFound
 from tenants.models import Role
 
-from .access import can, tenant_page
+from .access import can, forbidden, tenant_page
 from .forms import DeployForm, RollbackForm, TrainForm
 from .views import _is_htmx
 
@@ -33,7 +33,7 @@ def models_home(request):
     status = 200
     if request.method == "POST":
         if not can(request, Role.ANALYST):
-            return render(request, "403.html", {"role": request.role, "required_role": Role.ANALYST}, status=403)
+            return forbidden(request, Role.ANALYST)
         status = 400
         if form.is_valid():
             d = form.cleaned_data
@@ -108,7 +108,7 @@ def model_detail(request, name: str):
     status = 200
     if request.method == "POST":
         if not can(request, Role.ADMIN):
-            return render(request, "403.html", {"role": request.role, "required_role": Role.ADMIN}, status=403)
+            return forbidden(request, Role.ADMIN)
         status = 400
         action = request.POST.get("action")
         try:

@@ -23,7 +23,7 @@ from tenants.models import Role
 from tenants.selectors import api_key_list, membership_list, tenant_list_for_user
 from tenants.services import api_key_create, api_key_revoke
 
-from .access import can, tenant_page
+from .access import can, forbidden, tenant_page
 from .forms import DataImportForm, FeatureSetForm
 from .navigation import AREAS, AREAS_BY_KEY
 
@@ -83,7 +83,7 @@ def api_keys(request):
     if request.method != "POST":
         return _page(request, "dashboard/api_keys.html", "dashboard/_api_keys_panel.html", _keys_context(request))
     if not can(request, Role.ADMIN):
-        return render(request, "403.html", {"role": request.role, "required_role": Role.ADMIN}, status=403)
+        return forbidden(request, Role.ADMIN)
     form = ApiKeyForm(request.POST)
     if form.is_valid():
         try:
@@ -323,7 +323,7 @@ def data(request):
     if request.method != "POST":
         return _page(request, "dashboard/data.html", "dashboard/_data_panel.html", _data_context(request))
     if not can(request, Role.ANALYST):
-        return render(request, "403.html", {"role": request.role, "required_role": Role.ANALYST}, status=403)
+        return forbidden(request, Role.ANALYST)
     from marketdata import services as md_services
     from marketdata.validation import read_upload
 
@@ -357,7 +357,7 @@ def features(request):
     status, created = 200, None
     if request.method == "POST":
         if not can(request, Role.ANALYST):
-            return render(request, "403.html", {"role": request.role, "required_role": Role.ANALYST}, status=403)
+            return forbidden(request, Role.ANALYST)
         status = 400
         if form.is_valid():
             try:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 
 import numpy as np
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from api.errors import ApplicationError
+from ops.commands import OfflineCommand
 
 HELP = """Backtest a built-in strategy on a file of OHLCV bars, offline: no tenant or database needed.
 
@@ -31,17 +32,8 @@ SUMMARY = (
 )  # fmt: skip
 
 
-class Command(BaseCommand):
+class Command(OfflineCommand):
     help = HELP
-    requires_system_checks: list[str] = []
-    requires_migrations_checks = False
-
-    def create_parser(self, prog_name, subcommand, **kwargs):
-        from argparse import RawDescriptionHelpFormatter
-
-        parser = super().create_parser(prog_name, subcommand, **kwargs)
-        parser.formatter_class = RawDescriptionHelpFormatter
-        return parser
 
     def add_arguments(self, parser):
         from backtesting.engine import FILLS, SIZINGS

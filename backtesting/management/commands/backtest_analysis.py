@@ -5,19 +5,18 @@ from __future__ import annotations
 
 import json
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from api.errors import ApplicationError
+from ops.commands import OfflineCommand
 
 
-class Command(BaseCommand):
+class Command(OfflineCommand):
     help = (
         "Check a built-in strategy for lookahead bias (signals recomputed on data cut right after "
         "each checkpoint must not change) and for start-up dependence (signals recomputed with "
         "shorter histories). Exit status 1 when lookahead bias is found."
     )
-    requires_system_checks: list[str] = []
-    requires_migrations_checks = False
 
     def add_arguments(self, parser):
         from backtesting.strategies import STRATEGIES

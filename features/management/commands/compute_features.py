@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from api.errors import ApplicationError
 from features.files import feature_spec_load, features_file_compute
 from features.timeframes import TIMEFRAMES
+from ops.commands import OfflineCommand
 
 HELP = """Compute features for a file of OHLCV bars, offline: no tenant and no database needed.
 
@@ -24,17 +25,8 @@ Example:
 """
 
 
-class Command(BaseCommand):
+class Command(OfflineCommand):
     help = HELP
-    requires_system_checks: list[str] = []  # pure computation: nothing to check, no database to reach
-    requires_migrations_checks = False
-
-    def create_parser(self, prog_name, subcommand, **kwargs):
-        from argparse import RawDescriptionHelpFormatter
-
-        parser = super().create_parser(prog_name, subcommand, **kwargs)
-        parser.formatter_class = RawDescriptionHelpFormatter
-        return parser
 
     def add_arguments(self, parser):
         parser.add_argument("--input", required=True, metavar="FILE", help="bars to read: .csv or .parquet")

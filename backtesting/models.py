@@ -29,6 +29,7 @@ class BacktestRun(models.Model):
     percent = models.PositiveSmallIntegerField(default=0)
     message = models.CharField(max_length=200, blank=True)
     error = models.TextField(blank=True)
+    cancel_requested = models.BooleanField(default=False)
     stats = models.JSONField(null=True, blank=True)
     equity = models.JSONField(default=list)  # [[iso time, equity, drawdown %], ...] at most EQUITY_POINTS
     open_trade = models.JSONField(null=True, blank=True)

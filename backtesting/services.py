@@ -182,9 +182,30 @@ def backtest_enqueue(run_row: BacktestRun) -> None:
     run_backtest.delay(str(run_row.pk))
 
 
+class Cancelled(Exception):
+    pass
+
+
 def _progress(run_row: BacktestRun, percent: int, message: str) -> None:
+    """Record progress; raises ``Cancelled`` when someone asked to cancel the run meanwhile."""
     run_row.percent, run_row.message = percent, message
     BacktestRun.objects.filter(pk=run_row.pk).update(percent=percent, message=message)
+    if BacktestRun.objects.filter(pk=run_row.pk, cancel_requested=True).exists():
+        raise Cancelled
+
+
+def backtest_cancel(*, run: BacktestRun, actor=None) -> BacktestRun:
+    """A queued run is cancelled at once; a running one stops at its next progress step."""
+    if run.finished:
+        raise ApplicationError("job_finished", f"The backtest already {run.state}; nothing to cancel.", status=409)
+    with transaction.atomic():
+        locked = BacktestRun.objects.select_for_update().get(pk=run.pk)
+        if locked.state == JobState.QUEUED:
+            locked.state, locked.message, locked.finished_at = JobState.CANCELLED, "cancelled", timezone.now()
+        locked.cancel_requested = True
+        locked.save(update_fields=["state", "message", "finished_at", "cancel_requested"])
+        audit_record(actor, "backtest.cancelled", locked, {"state": locked.state})
+    return locked
 
 
 def _equity_points(result: Result) -> list[list]:
@@ -246,6 +267,11 @@ def backtest_execute(*, run_id) -> str:
                 equity=_equity_points(bt.result), open_trade=open_trade, bars=len(bars), finished_at=timezone.now(),
             )  # fmt: skip
         return JobState.SUCCEEDED
+    except Cancelled:
+        BacktestRun.objects.filter(pk=run_row.pk).update(
+            state=JobState.CANCELLED, message="cancelled", finished_at=timezone.now()
+        )
+        return JobState.CANCELLED
     except ApplicationError as exc:  # the data changed since the request was checked
         _fail(run_row, f"{run_row.symbol} {run_row.timeframe}: {exc.message}")
         return JobState.FAILED
@@ -358,3 +384,30 @@ def model_backtest_run(bars: pd.DataFrame, *, params: dict, broker: BrokerConfig
         **hit_rate(out["score"], close, horizon=target.horizon, task=target.task),
     }  # fmt: skip
     return Backtest(strategy=MODEL, params=params, result=result, stats=stats, start=out["first_predicted"])
+
+
+COMPARED = (
+    "return_pct", "buy_and_hold_return_pct", "annual_return_pct", "sharpe", "sortino", "calmar", "max_drawdown_pct",
+    "trades", "win_rate_pct", "profit_factor", "sqn", "exposure_pct", "equity_final",
+)  # fmt: skip
+
+
+def backtest_compare(*, runs: list[BacktestRun]) -> dict:
+    """Finished single runs side by side: their key figures, and which run is best on each."""
+    rows = []
+    for r in runs:
+        if r.state != JobState.SUCCEEDED or r.grid is not None:
+            raise ApplicationError(
+                "not_comparable", "Only finished single backtests compare (not queued, failed or sweep runs).",
+                {"id": str(r.pk), "state": r.state},
+            )  # fmt: skip
+        rows.append({"id": str(r.pk), "strategy": r.strategy, "params": r.params, "symbol": r.symbol,
+                     "timeframe": r.timeframe, "bars": r.bars, **{k: r.stats.get(k) for k in COMPARED}})  # fmt: skip
+    best = {}
+    for key in COMPARED:
+        if key in ("trades", "buy_and_hold_return_pct", "exposure_pct"):
+            continue
+        scored = [(row[key], row["id"]) for row in rows if row[key] is not None]
+        if scored:
+            best[key] = max(scored)[1]  # drawdown is negative: the max is the shallowest
+    return {"runs": rows, "best": best}

@@ -3,6 +3,7 @@ equity curve and trades (paged)."""
 
 from __future__ import annotations
 
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
@@ -154,3 +155,36 @@ class BacktestTradesApi(APIView):
             raise ApplicationError("invalid_input", "offset is >= 0 and limit 1-1000.")
         trades, total = selectors.trade_page(run=run, offset=int(offset), limit=int(limit))
         return Response({"count": total, "offset": int(offset), "results": TradeSerializer(trades, many=True).data})
+
+
+class BacktestCancelApi(APIView):
+    access = {"POST": WRITE}
+
+    @extend_schema(operation_id="backtests_cancel", request=None, responses={200: BacktestSerializer, **ERRORS})
+    def post(self, request, backtest_id):
+        run = services.backtest_cancel(run=selectors.run_get(run_id=backtest_id), actor=request.user)
+        return Response(BacktestSerializer(run).data)
+
+
+class BacktestCompareApi(APIView):
+    """Finished backtests side by side (2-10 ids), with the best run per figure."""
+
+    access = {"GET": READ}
+
+    @extend_schema(
+        operation_id="backtests_compare",
+        parameters=[OpenApiParameter("ids", str, required=True, description="comma-separated backtest ids")],
+        responses={200: OpenApiTypes.OBJECT, **ERRORS},
+    )
+    def get(self, request):
+        import uuid
+
+        raw = [x.strip() for x in request.query_params.get("ids", "").split(",") if x.strip()]
+        try:
+            ids = list(dict.fromkeys(uuid.UUID(x) for x in raw))
+        except ValueError:
+            raise ApplicationError("invalid_input", "ids are backtest ids separated by commas.") from None
+        if not 2 <= len(ids) <= 10:
+            raise ApplicationError("invalid_input", "Compare 2 to 10 backtests (ids=a,b,...).")
+        runs = [selectors.run_get(run_id=i) for i in ids]
+        return Response(services.backtest_compare(runs=runs))

@@ -183,3 +183,33 @@ def test_a_sweep_runs_as_a_job_and_reports_its_ranking_heatmap_and_holdout(alpha
         r = alpha.client().post(URL, {**body, **bad}, format="json")
         assert error_code(r) == code, (bad, r.content)
     assert _runs(alpha) == 1
+
+
+def test_cancel_a_queued_or_running_backtest_and_compare_finished_ones(alpha, beta, bars, usage_redis):
+    c = alpha.client()
+    ids = [c.post(URL, {"strategy": s, "symbol": "BKT"}, format="json").json()["id"] for s in ("sma_cross", "macd")]
+    queued = c.post(URL, {"strategy": "ema_cross", "symbol": "BKT"}, format="json").json()["id"]
+    assert alpha.client(role="viewer").post(f"{URL}{queued}/cancel/").status_code == 403
+    r = c.post(f"{URL}{queued}/cancel/")
+    assert r.status_code == 200 and r.json()["state"] == "cancelled"
+    assert error_code(c.post(f"{URL}{queued}/cancel/")) == "job_finished"
+    assert beta.client().post(f"{URL}{ids[0]}/cancel/").status_code == 404
+    with schema_context(alpha.tenant.schema_name):
+        assert backtest_execute(run_id=queued) == "cancelled"  # a worker picking it up later runs nothing
+        BacktestRun.objects.filter(pk=ids[1]).update(state="running", cancel_requested=True)
+        BacktestRun.objects.filter(pk=ids[1]).update(state="queued")  # as if requested while it ran
+        assert backtest_execute(run_id=ids[1]) == "cancelled"
+        assert not BacktestTrade.objects.filter(run_id=ids[1]).exists()
+        assert backtest_execute(run_id=ids[0]) == "succeeded"
+    assert error_code(c.get(f"{URL}compare/?ids={ids[0]},{ids[1]}")) == "not_comparable"
+    with schema_context(alpha.tenant.schema_name):
+        BacktestRun.objects.filter(pk=ids[1]).update(state="queued", cancel_requested=False)
+        assert backtest_execute(run_id=ids[1]) == "succeeded"
+    out = c.get(f"{URL}compare/?ids={ids[0]},{ids[1]}").json()
+    assert [r["id"] for r in out["runs"]] == ids and out["best"]["return_pct"] in ids
+    best = max(out["runs"], key=lambda r: r["return_pct"])
+    assert out["best"]["return_pct"] == best["id"]
+    assert error_code(c.get(f"{URL}compare/?ids={ids[0]}")) == "invalid_input"
+    assert error_code(c.get(f"{URL}compare/?ids=x,y")) == "invalid_input"
+    r = beta.client().get(f"{URL}compare/?ids={ids[0]},{ids[1]}")
+    assert r.status_code == 404 and ids[0] not in r.content.decode()

@@ -24,6 +24,7 @@ from .strategies import strategy_get
 log = logging.getLogger(__name__)
 EQUITY_POINTS = 2_000
 MODEL = "model"  # the strategy name of a model version's walk-forward backtest
+RULES = "rules"  # rules over a feature set's columns (backtesting/rules.py)
 
 
 @dataclass
@@ -149,6 +150,10 @@ def backtest_create(
         bars_check(bars)
         resolved = {"model": version.ref, **_walk_forward_from(params).__dict__}
         _walk_forward_from(params).check(len(bars) - _warmup(version, timeframe))
+    elif strategy == RULES:
+        instrument, timeframe, bars = _bars(symbol=symbol, timeframe=timeframe, start=start, end=end)
+        bars_check(bars)
+        resolved = _rules_prepare(params, bars, timeframe)[0]
     elif grid is not None:
         from .sweep import sweep_check
 
@@ -234,7 +239,9 @@ def backtest_execute(*, run_id) -> str:
         broker = BrokerConfig(**run_row.broker)
         if run_row.grid is not None:
             return _sweep_execute(run_row, bars, broker)
-        if run_row.strategy == MODEL:
+        if run_row.strategy == RULES:
+            bt = rules_backtest_run(bars, params=run_row.params, broker=broker, timeframe=run_row.timeframe)
+        elif run_row.strategy == MODEL:
             bt = model_backtest_run(
                 bars, params=run_row.params, broker=broker, timeframe=run_row.timeframe,
                 progress=lambda pct, msg: _progress(run_row, 30 + pct // 2, msg),
@@ -411,3 +418,33 @@ def backtest_compare(*, runs: list[BacktestRun]) -> dict:
         if scored:
             best[key] = max(scored)[1]  # drawdown is negative: the max is the shallowest
     return {"runs": rows, "best": best}
+
+
+# --- rules over a feature set ------------------------------------------------------------------
+
+
+def _rules_prepare(params: dict | None, bars: pd.DataFrame, timeframe: str):
+    """Validated rules (with the feature set's ref) and the signal they give on ``bars``."""
+    from features import selectors as fs_selectors
+    from features.engine import compute_batch
+
+    from .rules import rules_check, rules_signal
+
+    params = dict(params or {})
+    fs = fs_selectors.feature_set_get(ref=params.get("feature_set") or "default")
+    rules = {**rules_check(params, list(fs.columns)), "feature_set": fs.ref}
+    features = compute_batch(bars, fs_selectors.feature_set_spec(fs), timeframe, direct=True)
+    target, start = rules_signal(bars, features, rules)
+    if start >= len(bars) - 1:
+        raise ApplicationError(
+            "too_few_bars", f"The rules' columns have no values until bar {start}; load a longer history.",
+            {"bars": len(bars), "warmup": start},
+        )  # fmt: skip
+    return rules, target, start
+
+
+def rules_backtest_run(bars: pd.DataFrame, *, params: dict, broker: BrokerConfig, timeframe: str) -> Backtest:
+    rules, target, start = _rules_prepare(params, bars, timeframe)
+    result = run(bars, target, broker, start=start)
+    return Backtest(strategy=RULES, params=rules, result=result, start=start,
+                    stats=stats_mod.compute(result, bars, start=start))  # fmt: skip

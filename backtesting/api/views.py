@@ -75,12 +75,14 @@ class BacktestListCreateApi(APIView):
 
     class InputSerializer(serializers.Serializer):
         strategy = serializers.ChoiceField(
-            choices=[*STRATEGIES, "model"], help_text="a built-in, or 'model': a model version walk-forward"
+            choices=[*STRATEGIES, "model", "rules"],
+            help_text="a built-in; 'model': a model version walk-forward; 'rules': rules over a feature set",
         )
         params = serializers.DictField(
             required=False,
             help_text="the strategy's parameters (defaults otherwise); for 'model': model ('name' or "
-            "'name@version'), window, step, expanding, threshold",
+            "'name@version'), window, step, expanding, threshold; for 'rules': feature_set, long, short, exit "
+            "(lists of [column, op, number or column]), match (all/any)",
         )
         symbol = serializers.CharField(max_length=32)
         timeframe = serializers.ChoiceField(choices=Timeframe.choices, required=False)

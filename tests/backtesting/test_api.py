@@ -213,3 +213,35 @@ def test_cancel_a_queued_or_running_backtest_and_compare_finished_ones(alpha, be
     assert error_code(c.get(f"{URL}compare/?ids=x,y")) == "invalid_input"
     r = beta.client().get(f"{URL}compare/?ids={ids[0]},{ids[1]}")
     assert r.status_code == 404 and ids[0] not in r.content.decode()
+
+
+def test_rules_over_a_feature_set(alpha, bars, usage_redis):
+    from backtesting.engine import FLAT, KEEP, LONG
+    from backtesting.rules import rules_signal
+    from features.engine import compute_batch
+    from features.selectors import feature_set_get, feature_set_spec
+
+    rules = {"long": [["rsi_14", "<", 35]], "exit": [["rsi_14", "crosses_above", 55]]}
+    r = alpha.client().post(URL, {"strategy": "rules", "symbol": "BKT", "params": rules}, format="json")
+    assert r.status_code == 201, r.content
+    run = r.json()
+    assert run["params"]["feature_set"].startswith("default@") and run["params"]["match"] == "all"
+    with schema_context(alpha.tenant.schema_name):
+        assert backtest_execute(run_id=run["id"]) == "succeeded"
+        stored = md_selectors.bars_frame(instrument=md_selectors.instrument_get(symbol="BKT"), timeframe="1d")
+        features = compute_batch(stored, feature_set_spec(feature_set_get(ref="default")), "1d", direct=True)
+    target, start = rules_signal(stored, features, {**rules, "match": "all"})
+    rsi = features["rsi_14"].to_numpy()
+    assert (target[start:][rsi[start:] < 35] == LONG).all()  # the rule, bar by bar
+    assert set(target[start:][(rsi[start:] >= 35)]) <= {KEEP, FLAT}
+    done = alpha.client().get(f"{URL}{run['id']}/").json()
+    assert done["stats"]["trades"] >= 1 and done["stats"]["first_tradable_bar"] == start
+    for params, code in (
+        ({"long": [["rsi_99", "<", 30]]}, "invalid_rules"),
+        ({"long": [["rsi_14", "<<", 30]]}, "invalid_rules"),
+        ({"exit": [["rsi_14", ">", 50]]}, "invalid_rules"),  # nothing ever opens a position
+        ({"long": [["rsi_14", "<", 30]], "feature_set": "nope"}, "not_found"),
+    ):
+        r = alpha.client().post(URL, {"strategy": "rules", "symbol": "BKT", "params": params}, format="json")
+        assert error_code(r) == code, (params, r.content)
+    assert _runs(alpha) == 1

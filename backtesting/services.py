@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 EQUITY_POINTS = 2_000
 MODEL = "model"  # the strategy name of a model version's walk-forward backtest
 RULES = "rules"  # rules over a feature set's columns (backtesting/rules.py)
+CONSENSUS = "consensus"  # the tenant's live agents + consensus, bar by bar (backtesting/consensus.py)
 
 
 @dataclass
@@ -150,6 +151,24 @@ def backtest_create(
         bars_check(bars)
         resolved = {"model": version.ref, **_walk_forward_from(params).__dict__}
         _walk_forward_from(params).check(len(bars) - _warmup(version, timeframe))
+    elif strategy == CONSENSUS:
+        from intelligence.agents.features import agent_feature_spec
+
+        instrument, timeframe, bars = _bars(symbol=symbol, timeframe=timeframe, start=start, end=end)
+        bars_check(bars)
+        unknown = sorted(set(params or {}) - {"use_model"})
+        if unknown:
+            raise ApplicationError(
+                "unknown_param", f"A consensus backtest takes use_model only; not {', '.join(unknown)}.",
+                {"unknown": unknown},
+            )  # fmt: skip
+        resolved = {"use_model": bool((params or {}).get("use_model", True))}
+        warmup = agent_feature_spec(timeframe).warmup(timeframe)
+        if len(bars) < warmup + 20:
+            raise ApplicationError(
+                "too_few_bars", f"The agents' features need {warmup} bars of warm-up; {len(bars)} in range. "
+                "Widen the range or load more history.", {"bars": len(bars), "warmup": warmup},
+            )  # fmt: skip
     elif strategy == RULES:
         instrument, timeframe, bars = _bars(symbol=symbol, timeframe=timeframe, start=start, end=end)
         bars_check(bars)
@@ -239,7 +258,12 @@ def backtest_execute(*, run_id) -> str:
         broker = BrokerConfig(**run_row.broker)
         if run_row.grid is not None:
             return _sweep_execute(run_row, bars, broker)
-        if run_row.strategy == RULES:
+        if run_row.strategy == CONSENSUS:
+            bt = consensus_backtest_run(
+                bars, params=run_row.params, broker=broker, symbol=run_row.symbol, timeframe=run_row.timeframe,
+                progress=lambda pct, msg: _progress(run_row, 30 + pct // 2, msg),
+            )  # fmt: skip
+        elif run_row.strategy == RULES:
             bt = rules_backtest_run(bars, params=run_row.params, broker=broker, timeframe=run_row.timeframe)
         elif run_row.strategy == MODEL:
             bt = model_backtest_run(
@@ -448,3 +472,23 @@ def rules_backtest_run(bars: pd.DataFrame, *, params: dict, broker: BrokerConfig
     result = run(bars, target, broker, start=start)
     return Backtest(strategy=RULES, params=rules, result=result, start=start,
                     stats=stats_mod.compute(result, bars, start=start))  # fmt: skip
+
+
+def consensus_backtest_run(
+    bars: pd.DataFrame, *, params: dict, broker: BrokerConfig, symbol: str, timeframe: str, progress=None
+) -> Backtest:
+    from django.db import connection
+
+    from tenants.models import Tenant
+
+    from .consensus import consensus_signals
+
+    tenant = Tenant.objects.get(schema_name=connection.schema_name)
+    out = consensus_signals(
+        bars, tenant=tenant, symbol=symbol, timeframe=timeframe, use_model=params.get("use_model", True),
+        progress=progress,
+    )  # fmt: skip
+    result = run(bars, out["target"], broker, start=out["start"])
+    stats = stats_mod.compute(result, bars, start=out["start"])
+    stats["consensus"] = out["consensus"]
+    return Backtest(strategy=CONSENSUS, params=params, result=result, stats=stats, start=out["start"])

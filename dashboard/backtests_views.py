@@ -58,6 +58,8 @@ def backtests(request):
             params = d["params"]
             if d["strategy"] == services.MODEL:
                 params = {"model": d["model"], "window": d["window"] or 500, "step": d["step"] or 100, **params}
+            elif d["strategy"] == services.CONSENSUS:
+                params = {}
             try:
                 run = services.backtest_create(
                     tenant=request.tenant, actor=request.user, strategy=d["strategy"], symbol=d["symbol"],

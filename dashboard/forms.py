@@ -120,7 +120,8 @@ class BacktestForm(forms.Form):
 
         super().__init__(*args, **kwargs)
         self.fields["strategy"].choices = [(s.name, s.title) for s in STRATEGIES.values()] + [
-            ("model", "A model version, retrained walk-forward")
+            ("model", "A model version, retrained walk-forward"),
+            ("consensus", "The live consensus (active flow's agents), bar by bar"),
         ]
         self.fields["metric"].choices = [(m, m) for m in METRICS]
 

@@ -59,6 +59,18 @@ def pipeline_load(tenant, *, fresh: bool = False) -> Pipeline:
     hit = _pipelines.get(schema)
     if hit and not fresh and hit[0] > time.monotonic():
         return hit[1]
+    pipeline = _pipeline_build(tenant, learned=True)
+    _pipelines[schema] = (time.monotonic() + PIPELINE_TTL, pipeline)
+    return pipeline
+
+
+def pipeline_fresh(tenant) -> Pipeline:
+    """The active flow's pipeline with its engine as the flow starts it (initial weights, nothing
+    learned): what a backtest of the configuration runs, so no outcome from later leaks in."""
+    return _pipeline_build(tenant, learned=False)
+
+
+def _pipeline_build(tenant, *, learned: bool) -> Pipeline:
     row = Flow.objects.filter(active=True).first()
     name = row.name if row else DEMO_FLOW["name"]
     raw = dict(row.config) if row else {}
@@ -66,9 +78,9 @@ def pipeline_load(tenant, *, fresh: bool = False) -> Pipeline:
     permitted = allowed_agents(tenant)
     if permitted is not None:
         flow["agents"] = [a for a in flow["agents"] if a in permitted]
-    state = EngineState.objects.filter(flow=name).first()
+    state = EngineState.objects.filter(flow=name).first() if learned else None
     engine = ConsensusEngine.from_json(state.state) if state and state.state else ConsensusEngine(flow)
-    pipeline = Pipeline(
+    return Pipeline(
         flow_name=name,
         flow_ref=row.ref if row else f"{name}@0",
         flow=flow,
@@ -77,8 +89,6 @@ def pipeline_load(tenant, *, fresh: bool = False) -> Pipeline:
         engine=engine,
         ledger=LedgerConfig.from_flow(flow),
     )
-    _pipelines[schema] = (time.monotonic() + PIPELINE_TTL, pipeline)
-    return pipeline
 
 
 def engine_save(pipeline: Pipeline) -> None:

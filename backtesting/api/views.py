@@ -75,14 +75,15 @@ class BacktestListCreateApi(APIView):
 
     class InputSerializer(serializers.Serializer):
         strategy = serializers.ChoiceField(
-            choices=[*STRATEGIES, "model", "rules"],
-            help_text="a built-in; 'model': a model version walk-forward; 'rules': rules over a feature set",
+            choices=[*STRATEGIES, "model", "rules", "consensus"],
+            help_text="a built-in; 'model': a model version walk-forward; 'rules': rules over a feature set; "
+            "'consensus': the live agents and consensus of the active flow, bar by bar",
         )
         params = serializers.DictField(
             required=False,
             help_text="the strategy's parameters (defaults otherwise); for 'model': model ('name' or "
             "'name@version'), window, step, expanding, threshold; for 'rules': feature_set, long, short, exit "
-            "(lists of [column, op, number or column]), match (all/any)",
+            "(lists of [column, op, number or column]), match (all/any); for 'consensus': use_model",
         )
         symbol = serializers.CharField(max_length=32)
         timeframe = serializers.ChoiceField(choices=Timeframe.choices, required=False)

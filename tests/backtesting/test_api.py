@@ -245,3 +245,30 @@ def test_rules_over_a_feature_set(alpha, bars, usage_redis):
         r = alpha.client().post(URL, {"strategy": "rules", "symbol": "BKT", "params": params}, format="json")
         assert error_code(r) == code, (params, r.content)
     assert _runs(alpha) == 1
+
+
+def test_the_live_consensus_configuration_backtested_bar_by_bar(alpha, bars, usage_redis):
+    r = alpha.client().post(URL, {"strategy": "consensus", "symbol": "BKT"}, format="json")
+    assert r.status_code == 201, r.content
+    run_id = r.json()["id"]
+    with schema_context(alpha.tenant.schema_name):
+        from intelligence.models import Decision, EngineState, Position
+
+        before = (Decision.objects.count(), Position.objects.count(), EngineState.objects.count())
+        assert backtest_execute(run_id=run_id) == "succeeded", BacktestRun.objects.get(pk=run_id).error
+        # a backtest decides nothing live: no decision, position or learned state is written
+        assert (Decision.objects.count(), Position.objects.count(), EngineState.objects.count()) == before
+    done = alpha.client().get(f"{URL}{run_id}/").json()
+    c = done["stats"]["consensus"]
+    assert c["flow"] == "default@0" and "technical" in c["agents"]
+    assert sum(c["decisions"].values()) == 600 - done["stats"]["first_tradable_bar"]
+    assert set(c["final_weights"]) and c["model"] is None  # no production model for BKT
+    assert c["actionable_accuracy"] is None or 0 <= c["actionable_accuracy"] <= 1
+    again = alpha.client().post(URL, {"strategy": "consensus", "symbol": "BKT"}, format="json").json()["id"]
+    with schema_context(alpha.tenant.schema_name):
+        backtest_execute(run_id=again)
+    # deterministic: the same bars give the same decisions and the same equity
+    twice = alpha.client().get(f"{URL}{again}/").json()["stats"]
+    assert twice["consensus"]["decisions"] == c["decisions"] and twice["equity_final"] == done["stats"]["equity_final"]
+    r = alpha.client().post(URL, {"strategy": "consensus", "symbol": "BKT", "params": {"speed": 1}}, format="json")
+    assert error_code(r) == "unknown_param"

@@ -73,3 +73,15 @@ def test_a_sweep_from_the_form_shows_its_warning_heatmap_and_ranking(alpha, bars
     assert "data-heatmap" in page and page.count("data-rank=") == 4
     r = analyst.post("/app/backtests/", {**FORM, "strategy": "model", "model": ""})
     assert r.status_code == 400 and "Say which model" in r.content.decode()
+
+
+def test_the_consensus_from_the_form_shows_what_it_decided(alpha, bars, usage_redis):
+    analyst = dashboard_client(alpha, "analyst")
+    r = analyst.post("/app/backtests/", {**FORM, "strategy": "consensus", "params": ""})
+    assert r.status_code == 302, r.content.decode()[:2000]
+    (run,) = _runs(alpha)
+    assert run.strategy == "consensus" and run.params == {"use_model": True}
+    with schema_context(alpha.tenant.schema_name):
+        backtest_execute(run_id=run.pk)
+    page = analyst.get(f"/app/backtests/{run.pk}/").content.decode()
+    assert "data-consensus" in page and "default@0" in page and "data-equity-chart" in page

@@ -20,6 +20,8 @@ class BacktestRun(models.Model):
     # its stats are the sweep's report (ranking, heatmap, holdout, deflated Sharpe), no trades
     grid = models.JSONField(null=True, blank=True)
     metric = models.CharField(max_length=20, blank=True)
+    search = models.CharField(max_length=8, blank=True)  # grid / optuna (then grid holds [low, high] ranges)
+    n_trials = models.PositiveIntegerField(default=0)
     symbol = models.CharField(max_length=32)
     timeframe = models.CharField(max_length=4)
     start = models.DateTimeField(null=True, blank=True)

@@ -137,7 +137,8 @@ def _bars(*, symbol: str, timeframe: str | None, start, end):
 def backtest_create(
     *, tenant, actor, strategy: str, symbol: str, params: dict | None = None, broker: dict | None = None,
     timeframe: str | None = None, start: dt.datetime | None = None, end: dt.datetime | None = None,
-    name: str = "", grid: dict | None = None, metric: str = "sharpe", enqueue: bool = True,
+    name: str = "", grid: dict | None = None, metric: str = "sharpe", search: str = "grid", n_trials: int = 100,
+    enqueue: bool = True,
 ) -> BacktestRun:  # fmt: skip
     """Validate everything a run needs (strategy, parameters, broker, bars in range, enough for
     the warm-up) and queue it. Nothing is written when any of it is wrong."""
@@ -180,7 +181,7 @@ def backtest_create(
         resolved = dict(params or {})
         instrument, timeframe, bars = _bars(symbol=symbol, timeframe=timeframe, start=start, end=end)
         bars_check(bars)
-        sweep_check(bars, strategy=strategy, grid=grid, metric=metric, base=resolved)
+        sweep_check(bars, strategy=strategy, grid=grid, metric=metric, base=resolved, search=search, n_trials=n_trials)
     else:
         s = strategy_get(strategy)
         resolved = s.resolve(params)
@@ -193,6 +194,7 @@ def backtest_create(
             name=name[:120], strategy=strategy, params=resolved, broker=config.as_dict(), symbol=instrument.symbol,
             timeframe=timeframe, start=start, end=end, bars=len(bars), created_by=actor_display(actor),
             message="queued", grid=grid, metric=metric if grid is not None else "",
+            search=search if grid is not None else "", n_trials=n_trials if search == "optuna" else 0,
         )  # fmt: skip
         audit_record(actor, "backtest.created", run_row, {"strategy": strategy, "symbol": instrument.symbol})
         if enqueue:
@@ -318,6 +320,7 @@ def _sweep_execute(run_row: BacktestRun, bars: pd.DataFrame, broker: BrokerConfi
     report = sweep(
         bars, strategy=run_row.strategy, grid=run_row.grid, broker=broker, metric=run_row.metric,
         base=run_row.params, progress=lambda pct, msg: _progress(run_row, 30 + pct * 65 // 100, msg),
+        search=run_row.search or "grid", n_trials=run_row.n_trials or 100,
     )  # fmt: skip
     BacktestRun.objects.filter(pk=run_row.pk).update(
         state=JobState.SUCCEEDED, percent=100, message="done", stats=report, bars=len(bars),

@@ -24,6 +24,7 @@ from .engine import BrokerConfig, run
 from .stats import compute
 from .strategies import strategy_get
 
+SEARCHES = ("grid", "optuna")
 METRICS = ("sharpe", "sortino", "calmar", "return_pct", "equity_final", "profit_factor", "sqn", "win_rate_pct")
 MAX_COMBINATIONS = 1_000
 EULER = 0.5772156649015329
@@ -67,14 +68,24 @@ def _grid(strategy, grid: dict[str, list]) -> list[dict]:
     return [dict(zip(names, values, strict=True)) for values in itertools.product(*(grid[n] for n in names))]
 
 
-def sweep_check(bars: pd.DataFrame, *, strategy: str, grid: dict, metric: str, base: dict | None = None) -> None:
-    """What a sweep request can be refused for before it runs: the strategy, metric and grid, and
-    at least one combination whose warm-up fits the in-sample bars."""
+def sweep_check(
+    bars: pd.DataFrame, *, strategy: str, grid: dict, metric: str, base: dict | None = None,
+    search: str = "grid", n_trials: int = 100,
+) -> None:  # fmt: skip
+    """What a sweep request can be refused for before it runs: the strategy, metric, search and
+    grid, and at least one combination whose warm-up fits the in-sample bars."""
     s = strategy_get(strategy)
     if metric not in METRICS:
         raise ApplicationError("invalid_metric", f"metric is one of {', '.join(METRICS)}.", {"metrics": METRICS})
+    if search not in SEARCHES:
+        raise ApplicationError("invalid_search", f"search is one of {', '.join(SEARCHES)}.")
+    if search == "optuna":
+        _optuna(s, grid, None, metric=metric, n_trials=n_trials, seed=0, progress=None)  # checks only
+        candidates = [{k: v[0] for k, v in grid.items()}, {k: v[1] for k, v in grid.items()}]
+    else:
+        candidates = _grid(s, grid)
     reasons = []
-    for combo in _grid(s, grid):
+    for combo in candidates:
         try:
             s.run(bars.iloc[: int(len(bars) * 0.7)], s.resolve({**(base or {}), **combo}))
             return
@@ -87,24 +98,34 @@ def sweep_check(bars: pd.DataFrame, *, strategy: str, grid: dict, metric: str, b
 def sweep(
     bars: pd.DataFrame, *, strategy: str, grid: dict[str, list], broker: BrokerConfig | None = None,
     metric: str = "sharpe", holdout: float = 0.3, base: dict | None = None, progress=None,
+    search: str = "grid", n_trials: int = 100, seed: int = 0,
 ) -> dict:  # fmt: skip
+    """``search="grid"``: every combination of ``grid`` (lists of values). ``search="optuna"``: a
+    seeded TPE search of ``n_trials`` over ``grid`` read as ``[low, high]`` ranges."""
     s = strategy_get(strategy)
     if metric not in METRICS:
         raise ApplicationError("invalid_metric", f"metric is one of {', '.join(METRICS)}.", {"metrics": METRICS})
     if not 0 <= holdout < 0.9:
         raise ApplicationError("invalid_holdout", "holdout is the share of the latest bars kept out, 0-0.9.")
+    if search not in SEARCHES:
+        raise ApplicationError("invalid_search", f"search is one of {', '.join(SEARCHES)}.")
     broker = broker or BrokerConfig()
-    combos = _grid(s, grid)
     split = int(len(bars) * (1 - holdout))
     train, test = bars.iloc[:split], bars.iloc[split:]
     rows, skipped, sharpes, returns = [], [], [], {}
-    for i, combo in enumerate(combos):
+    seen: dict[tuple, dict | None] = {}
+
+    def evaluate(combo: dict) -> dict | None:
+        key = tuple(sorted(combo.items()))
+        if key in seen:
+            return seen[key]
         try:
             params = s.resolve({**(base or {}), **combo})
             target, start = s.run(train, params)
         except ApplicationError as exc:
             skipped.append({"params": combo, "reason": exc.message})
-            continue
+            seen[key] = None
+            return None
         result = run(train, target, broker, start=start)
         st = compute(result, train, start=start, mc_runs=0)
         eq = result.equity.to_numpy()
@@ -112,9 +133,20 @@ def sweep(
         sd = bar_returns.std(ddof=1) if len(bar_returns) > 1 else 0.0
         sharpes.append(bar_returns.mean() / sd if sd > 0 else 0.0)
         returns[len(rows)] = bar_returns
-        rows.append({"params": params, **{m: st[m] for m in METRICS}, "trades": st["trades"]})
-        if progress and (i % 10 == 0 or i == len(combos) - 1):
-            progress(int((i + 1) / len(combos) * 100), f"{i + 1}/{len(combos)} combinations")
+        row = {"params": params, **{m: st[m] for m in METRICS}, "trades": st["trades"]}
+        rows.append(row)
+        seen[key] = row
+        return row
+
+    if search == "grid":
+        combos = _grid(s, grid)
+        for i, combo in enumerate(combos):
+            evaluate(combo)
+            if progress and (i % 10 == 0 or i == len(combos) - 1):
+                progress(int((i + 1) / len(combos) * 100), f"{i + 1}/{len(combos)} combinations")
+        tried = len(combos)
+    else:
+        tried = _optuna(s, grid, evaluate, metric=metric, n_trials=n_trials, seed=seed, progress=progress)
     if not rows:
         raise ApplicationError(
             "invalid_grid", "No combination of the grid is valid on these bars.", {"skipped": skipped}
@@ -124,7 +156,8 @@ def sweep(
     ranked = [rows[k] for k in order]
     best = ranked[0]
     out = {
-        "strategy": s.name, "metric": metric, "combinations": len(combos), "tested": len(rows), "skipped": skipped,
+        "strategy": s.name, "metric": metric, "search": search, "combinations": tried, "tested": len(rows),
+        "skipped": skipped,
         "in_sample": {"start": train.index[0].isoformat(), "end": train.index[-1].isoformat(), "bars": len(train)},
         "ranking": ranked, "best": best,
         "deflated_sharpe": deflated_sharpe(returns[order[0]], np.asarray(sharpes)),
@@ -148,6 +181,45 @@ def sweep(
             }
     out["warning"] = _warning(out)
     return out
+
+
+def _optuna(s, space: dict, evaluate, *, metric: str, n_trials: int, seed: int, progress) -> int:
+    """A seeded TPE search over ``space`` ({param: [low, high]}); returns the trials run."""
+    import optuna
+
+    unknown = sorted(set(space) - set(s.params))
+    if unknown:
+        raise ApplicationError(
+            "unknown_param", f"{s.name} has no parameter {', '.join(unknown)}; it takes {', '.join(s.params)}.",
+            {"unknown": unknown},
+        )  # fmt: skip
+    bad = [k for k, v in space.items() if not (isinstance(v, list | tuple) and len(v) == 2 and v[0] < v[1])]
+    if not space or bad:
+        raise ApplicationError(
+            "invalid_grid", "An Optuna search gives each parameter a range [low, high] with low < high.",
+            {"parameters": bad},
+        )  # fmt: skip
+    if not 1 <= n_trials <= MAX_COMBINATIONS:
+        raise ApplicationError("invalid_grid", f"n_trials is 1-{MAX_COMBINATIONS}.")
+    if evaluate is None:  # a check of the request only
+        return 0
+
+    def objective(trial) -> float:
+        combo = {
+            k: trial.suggest_int(k, int(lo), int(hi)) if s.params[k].integer else trial.suggest_float(k, lo, hi)
+            for k, (lo, hi) in space.items()
+        }
+        row = evaluate(combo)
+        if row is None:
+            raise optuna.TrialPruned
+        if progress and (trial.number % 10 == 0 or trial.number == n_trials - 1):
+            progress(int((trial.number + 1) / n_trials * 100), f"{trial.number + 1}/{n_trials} trials")
+        return -1e18 if row[metric] is None else float(row[metric])
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
+    study.optimize(objective, n_trials=n_trials)
+    return n_trials
 
 
 def _heatmap(rows: list[dict], names: list[str], metric: str) -> dict | None:

@@ -19,16 +19,16 @@ from .. import selectors, services
 from ..engine import FILLS, SIZINGS
 from ..models import BacktestRun, BacktestTrade
 from ..strategies import STRATEGIES
-from ..sweep import METRICS
+from ..sweep import METRICS, SEARCHES
 
 
 class BacktestSerializer(serializers.ModelSerializer):
     class Meta:
         model = BacktestRun
         fields = (
-            "id", "name", "strategy", "params", "broker", "grid", "metric", "symbol", "timeframe", "start", "end",
-            "bars", "state", "percent", "message", "error", "stats", "open_trade", "created_by", "created_at",
-            "started_at", "finished_at",
+            "id", "name", "strategy", "params", "broker", "grid", "metric", "search", "n_trials", "symbol",
+            "timeframe", "start", "end", "bars", "state", "percent", "message", "error", "stats", "open_trade",
+            "created_by", "created_at", "started_at", "finished_at",
         )  # fmt: skip
 
 
@@ -97,6 +97,12 @@ class BacktestListCreateApi(APIView):
             "combination is tested on the first 70 % of the bars, ranked by metric, the best re-run on the rest",
         )  # fmt: skip
         metric = serializers.ChoiceField(choices=METRICS, default="sharpe")
+        search = serializers.ChoiceField(
+            choices=SEARCHES,
+            default="grid",
+            help_text="optuna: a seeded TPE search; grid then holds [low, high] ranges",
+        )
+        n_trials = serializers.IntegerField(min_value=1, max_value=1000, default=100, help_text="optuna trials")
 
     @extend_schema(
         operation_id="backtests_list",
@@ -126,6 +132,7 @@ class BacktestListCreateApi(APIView):
             tenant=request.tenant, actor=request.user, strategy=v["strategy"], symbol=v["symbol"],
             params=v.get("params"), broker=v.get("broker"), timeframe=v.get("timeframe"), start=v.get("start"),
             end=v.get("end"), name=v.get("name", ""), grid=v.get("grid"), metric=v["metric"],
+            search=v["search"], n_trials=v["n_trials"],
         )  # fmt: skip
         return Response(BacktestSerializer(run).data, status=201)
 

@@ -272,3 +272,17 @@ def test_the_live_consensus_configuration_backtested_bar_by_bar(alpha, bars, usa
     assert twice["consensus"]["decisions"] == c["decisions"] and twice["equity_final"] == done["stats"]["equity_final"]
     r = alpha.client().post(URL, {"strategy": "consensus", "symbol": "BKT", "params": {"speed": 1}}, format="json")
     assert error_code(r) == "unknown_param"
+
+
+def test_an_optuna_sweep_over_rest(alpha, bars, usage_redis):
+    body = {"strategy": "sma_cross", "symbol": "BKT", "grid": {"fast": [2, 20], "slow": [25, 80]},
+            "search": "optuna", "n_trials": 12}  # fmt: skip
+    r = alpha.client().post(URL, body, format="json")
+    assert r.status_code == 201, r.content
+    assert r.json()["search"] == "optuna" and r.json()["n_trials"] == 12
+    with schema_context(alpha.tenant.schema_name):
+        assert backtest_execute(run_id=r.json()["id"]) == "succeeded"
+    report = alpha.client().get(f"{URL}{r.json()['id']}/").json()["stats"]
+    assert report["search"] == "optuna" and report["combinations"] == 12 and report["ranking"]
+    bad = alpha.client().post(URL, {**body, "grid": {"fast": [20, 2]}}, format="json")
+    assert error_code(bad) == "invalid_grid" and _runs(alpha) == 1

@@ -65,3 +65,17 @@ def test_bad_sweeps_say_what_is_wrong(bars, kwargs, code):
     with pytest.raises(ApplicationError) as e:
         sweep(bars, strategy="sma_cross", **kwargs)
     assert e.value.code == code
+
+
+def test_an_optuna_search_stays_in_its_ranges_and_is_reproducible(bars):
+    space = {"fast": [2, 30], "slow": [31, 150]}
+    out = sweep(bars, strategy="sma_cross", grid=space, search="optuna", n_trials=25, metric="sharpe")
+    assert out["search"] == "optuna" and out["combinations"] == 25 and 1 <= out["tested"] <= 25
+    assert all(2 <= r["params"]["fast"] <= 30 and 31 <= r["params"]["slow"] <= 150 for r in out["ranking"])
+    values = [r["sharpe"] for r in out["ranking"] if r["sharpe"] is not None]
+    assert values == sorted(values, reverse=True) and "holdout" in out
+    again = sweep(bars, strategy="sma_cross", grid=space, search="optuna", n_trials=25, metric="sharpe")
+    assert again["best"]["params"] == out["best"]["params"]  # seeded
+    with pytest.raises(ApplicationError) as e:
+        sweep(bars, strategy="sma_cross", grid={"fast": [30, 2]}, search="optuna")
+    assert e.value.code == "invalid_grid"

@@ -64,6 +64,11 @@ class Command(OfflineCommand):
             help="sweep a parameter (repeatable): every combination is tested, ranked by --metric",
         )
         parser.add_argument("--metric", default="sharpe", help="sweep ranking metric (default: %(default)s)")
+        parser.add_argument(
+            "--search", choices=("grid", "optuna"), default="grid",
+            help="optuna: a seeded TPE search; each --grid is then NAME=LOW:HIGH",
+        )  # fmt: skip
+        parser.add_argument("--trials", type=int, default=100, help="optuna trials (default: %(default)s)")
         parser.add_argument("--holdout", type=float, default=0.3, help="share of the latest bars kept out of a sweep")
         parser.add_argument("--json", action="store_true", help="print JSON: stats, trades, equity_final")
 
@@ -118,10 +123,17 @@ class Command(OfflineCommand):
             name, sep, spec = item.partition("=")
             if not sep or not name:
                 raise CommandError(f"--grid takes NAME=V1,V2 or NAME=START:STOP:STEP, got {item!r}.")
-            grid[name.strip()] = _values(spec)
+            if o["search"] == "optuna":
+                low, _, high = spec.partition(":")
+                try:
+                    grid[name.strip()] = [_number(low), _number(high)]
+                except ValueError:
+                    raise CommandError(f"An Optuna --grid is NAME=LOW:HIGH, got {item!r}.") from None
+            else:
+                grid[name.strip()] = _values(spec)
         bars_check(bars)
         out = sweep(bars, strategy=o["strategy"], grid=grid, broker=broker, metric=o["metric"],
-                    holdout=o["holdout"], base=params)  # fmt: skip
+                    holdout=o["holdout"], base=params, search=o["search"], n_trials=o["trials"])  # fmt: skip
         if o["json"]:
             self.stdout.write(json.dumps(out))
             return
@@ -148,3 +160,8 @@ def _values(spec: str) -> list[float]:
     except ValueError:
         raise CommandError(f"Cannot read the grid values {spec!r}: use 5,10,20 or 5:50:5.") from None
     return [int(v) if float(v).is_integer() else float(v) for v in values]
+
+
+def _number(text: str) -> float:
+    value = float(text)
+    return int(value) if value.is_integer() else value

@@ -55,17 +55,18 @@ class Backtest:
             for r in t.itertuples(index=False)
         ]
 
-    def as_json(self) -> dict:
+    def open_trade_json(self) -> dict | None:
         open_trade = self.result.open_trade
-        if open_trade is not None:
-            open_trade = {**open_trade, "entry_time": open_trade["entry_time"].isoformat()}
+        return None if open_trade is None else {**open_trade, "entry_time": open_trade["entry_time"].isoformat()}
+
+    def as_json(self) -> dict:
         return {
             "strategy": self.strategy,
             "params": self.params,
             "broker": self.result.config.as_dict(),
             "stats": self.stats,
             "trades": self.trades_json(),
-            "open_trade": open_trade,
+            "open_trade": self.open_trade_json(),
             "equity_final": self.result.equity_final,
         }
 
@@ -86,6 +87,16 @@ def bars_check(bars: pd.DataFrame) -> None:
         )
 
 
+def _simulated(
+    bars: pd.DataFrame, target: np.ndarray, start: int, *, strategy: str, params: dict, broker: BrokerConfig,
+    mc_runs: int = 1000, seed: int = 0, **extra_stats,
+) -> Backtest:  # fmt: skip
+    """``target`` through the engine, summarised; ``extra_stats`` join the stats (walk-forward, consensus)."""
+    result = run(bars, target, broker, start=start)
+    stats = {**stats_mod.compute(result, bars, start=start, mc_runs=mc_runs, seed=seed), **extra_stats}
+    return Backtest(strategy=strategy, params=params, result=result, stats=stats, start=start)
+
+
 def backtest_run(
     bars: pd.DataFrame, *, strategy: str, params: dict | None = None, broker: BrokerConfig | None = None,
     mc_runs: int = 1000, seed: int = 0,
@@ -94,11 +105,8 @@ def backtest_run(
     resolved = s.resolve(params)
     bars_check(bars)
     target, start = s.run(bars, resolved)
-    result = run(bars, target, broker or BrokerConfig(), start=start)
-    return Backtest(
-        strategy=strategy, params=resolved, result=result, start=start,
-        stats=stats_mod.compute(result, bars, start=start, mc_runs=mc_runs, seed=seed),
-    )  # fmt: skip
+    return _simulated(bars, target, start, strategy=strategy, params=resolved, broker=broker or BrokerConfig(),
+                      mc_runs=mc_runs, seed=seed)  # fmt: skip
 
 
 # --- per tenant: request, job, results ---------------------------------------------------------
@@ -145,18 +153,18 @@ def backtest_create(
     from tenants import limits
 
     config = broker_from(broker)
+    version = model_version_resolve(ref=(params or {}).get("model", "")) if strategy == MODEL else None
+    instrument, timeframe, bars = _bars(
+        symbol=symbol, timeframe=timeframe or (version.timeframe if version else None), start=start, end=end
+    )
+    bars_check(bars)
     if strategy == MODEL:
-        version = model_version_resolve(ref=(params or {}).get("model", ""))
-        timeframe = timeframe or version.timeframe
-        instrument, timeframe, bars = _bars(symbol=symbol, timeframe=timeframe, start=start, end=end)
-        bars_check(bars)
-        resolved = {"model": version.ref, **_walk_forward_from(params).__dict__}
-        _walk_forward_from(params).check(len(bars) - _warmup(version, timeframe))
+        wf = _walk_forward_from(params)
+        wf.check(len(bars) - _warmup(version, timeframe))
+        resolved = {"model": version.ref, **wf.__dict__}
     elif strategy == CONSENSUS:
         from intelligence.agents.features import agent_feature_spec
 
-        instrument, timeframe, bars = _bars(symbol=symbol, timeframe=timeframe, start=start, end=end)
-        bars_check(bars)
         unknown = sorted(set(params or {}) - {"use_model"})
         if unknown:
             raise ApplicationError(
@@ -171,22 +179,15 @@ def backtest_create(
                 "Widen the range or load more history.", {"bars": len(bars), "warmup": warmup},
             )  # fmt: skip
     elif strategy == RULES:
-        instrument, timeframe, bars = _bars(symbol=symbol, timeframe=timeframe, start=start, end=end)
-        bars_check(bars)
         resolved = _rules_prepare(params, bars, timeframe)[0]
     elif grid is not None:
         from .sweep import sweep_check
 
-        s = strategy_get(strategy)
         resolved = dict(params or {})
-        instrument, timeframe, bars = _bars(symbol=symbol, timeframe=timeframe, start=start, end=end)
-        bars_check(bars)
         sweep_check(bars, strategy=strategy, grid=grid, metric=metric, base=resolved, search=search, n_trials=n_trials)
     else:
         s = strategy_get(strategy)
         resolved = s.resolve(params)
-        instrument, timeframe, bars = _bars(symbol=symbol, timeframe=timeframe, start=start, end=end)
-        bars_check(bars)
         s.run(bars, resolved)  # the warm-up fits (too_few_bars otherwise)
     limits.limit_check(tenant, "backtests_per_day")
     with transaction.atomic():
@@ -279,19 +280,19 @@ def backtest_execute(*, run_id) -> str:
             BacktestTrade(
                 run=run_row,
                 n=i + 1,
-                entry_time=t["entry_time"],
-                exit_time=t["exit_time"],
-                entry_price=t["entry_price"],
-                exit_price=t["exit_price"],
-                size=t["size"],
-                pnl=t["pnl"],
-                return_pct=t["return_pct"],
-                commission=t["commission"],
-                reason=t["reason"],
+                entry_time=t.entry_time,
+                exit_time=t.exit_time,
+                entry_price=t.entry_price,
+                exit_price=t.exit_price,
+                size=t.size,
+                pnl=t.pnl,
+                return_pct=t.trade_return * 100,
+                commission=t.commission,
+                reason=t.reason,
             )  # fmt: skip
-            for i, t in enumerate(bt.trades_json())
+            for i, t in enumerate(bt.result.trades.itertuples(index=False))
         ]
-        open_trade = bt.as_json()["open_trade"]
+        open_trade = bt.open_trade_json()
         with transaction.atomic():
             BacktestTrade.objects.filter(run=run_row).delete()  # a redelivered run starts its trades over
             BacktestTrade.objects.bulk_create(trades, batch_size=5_000)
@@ -398,26 +399,25 @@ def model_backtest_run(bars: pd.DataFrame, *, params: dict, broker: BrokerConfig
     spec = fs_selectors.feature_set_spec(version.feature_set)
     features = compute_batch(bars, spec, timeframe, direct=True)[list(version.feature_names)]
     target = TargetSpec.from_json(version.target)
-    close = bars["close"].to_numpy(dtype=np.float64)
-    labels = make_labels(close, target) if target.dead_band_unit != "atr" else None
-    if labels is None:
+    if target.dead_band_unit == "atr":
         raise ApplicationError(
             "invalid_target", "Walk-forward backtests of ATR dead-band targets are not supported yet."
         )
+    close = bars["close"].to_numpy(dtype=np.float64)
+    labels = make_labels(close, target)
     family = FAMILIES[version.params["family"]]
     n_classes = len(target.classes)
     out = walk_forward(
         features, labels=labels, horizon=target.horizon, task=target.task, wf=wf, progress=progress,
         build=lambda: family.build(version.params, target.task, n_classes, 0),
     )  # fmt: skip
-    result = run(bars, out["target"], broker, start=out["first_predicted"])
-    stats = stats_mod.compute(result, bars, start=out["first_predicted"])
-    stats["walk_forward"] = {
+    walk = {
         "model": version.ref, "family": version.params["family"], "segments": len(out["segments"]),
         "first_predicted_bar": out["first_predicted"], "horizon": target.horizon,
         **hit_rate(out["score"], close, horizon=target.horizon, task=target.task),
     }  # fmt: skip
-    return Backtest(strategy=MODEL, params=params, result=result, stats=stats, start=out["first_predicted"])
+    return _simulated(bars, out["target"], out["first_predicted"], strategy=MODEL, params=params, broker=broker,
+                      walk_forward=walk)  # fmt: skip
 
 
 COMPARED = (
@@ -472,26 +472,19 @@ def _rules_prepare(params: dict | None, bars: pd.DataFrame, timeframe: str):
 
 def rules_backtest_run(bars: pd.DataFrame, *, params: dict, broker: BrokerConfig, timeframe: str) -> Backtest:
     rules, target, start = _rules_prepare(params, bars, timeframe)
-    result = run(bars, target, broker, start=start)
-    return Backtest(strategy=RULES, params=rules, result=result, start=start,
-                    stats=stats_mod.compute(result, bars, start=start))  # fmt: skip
+    return _simulated(bars, target, start, strategy=RULES, params=rules, broker=broker)
 
 
 def consensus_backtest_run(
     bars: pd.DataFrame, *, params: dict, broker: BrokerConfig, symbol: str, timeframe: str, progress=None
 ) -> Backtest:
-    from django.db import connection
-
-    from tenants.models import Tenant
+    from tenants.selectors import tenant_current
 
     from .consensus import consensus_signals
 
-    tenant = Tenant.objects.get(schema_name=connection.schema_name)
     out = consensus_signals(
-        bars, tenant=tenant, symbol=symbol, timeframe=timeframe, use_model=params.get("use_model", True),
+        bars, tenant=tenant_current(), symbol=symbol, timeframe=timeframe, use_model=params.get("use_model", True),
         progress=progress,
     )  # fmt: skip
-    result = run(bars, out["target"], broker, start=out["start"])
-    stats = stats_mod.compute(result, bars, start=out["start"])
-    stats["consensus"] = out["consensus"]
-    return Backtest(strategy=CONSENSUS, params=params, result=result, stats=stats, start=out["start"])
+    return _simulated(bars, out["target"], out["start"], strategy=CONSENSUS, params=params, broker=broker,
+                      consensus=out["consensus"])  # fmt: skip

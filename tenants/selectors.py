@@ -22,3 +22,10 @@ def membership_list(*, tenant: Tenant) -> QuerySet[Membership]:
 
 def tenant_list_for_user(*, user) -> QuerySet[Tenant]:
     return Tenant.objects.filter(memberships__user=user, status=Tenant.Status.ACTIVE).select_related("plan")
+
+
+def tenant_current() -> Tenant:
+    """The tenant whose schema the connection is on (in a task or command run in its context)."""
+    from django.db import connection
+
+    return Tenant.objects.get(schema_name=connection.schema_name)

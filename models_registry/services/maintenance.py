@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 
-from django.db import connection
 from django.utils import timezone
 
 from api.errors import ApplicationError
@@ -16,12 +15,12 @@ from .training import model_retrain, training_jobs_reap
 
 
 def registry_sweep_run(now: dt.datetime | None = None) -> dict:
-    from tenants.models import Tenant
+    from tenants.selectors import tenant_current
 
     from ..drift import drift_check
 
     now = now or timezone.now()
-    tenant = Tenant.objects.get(schema_name=connection.schema_name)
+    tenant = tenant_current()
     reaped = training_jobs_reap()
     retrained, checked = [], []
     for model in RegisteredModel.objects.filter(retrain_every_days__isnull=False):

@@ -29,7 +29,7 @@ def consensus_signals(
     from intelligence.agents import Context
     from intelligence.agents.features import agent_feature_spec
     from intelligence.consensus import run_agents
-    from intelligence.ledger import apply_fill, position_state, target_qty
+    from intelligence.ledger import mark_peak, position_move, position_state
     from intelligence.models import Position
 
     pipeline = intel.pipeline_fresh(tenant)
@@ -73,13 +73,9 @@ def consensus_signals(
         target[i] = {"BUY": LONG, "SELL": SHORT}.get(result.action, KEEP)
         if result.action == "SELL" and not pipeline.ledger.allow_short:
             target[i] = FLAT
-        position.last_price = close[i]  # the paper ledger, as live (fills at the decision's close)
-        want = target_qty(result.action, result.size, close[i], position.qty, pipeline.ledger)
-        if abs(want - position.qty) * close[i] >= 1e-6:
-            fee = abs(want - position.qty) * close[i] * pipeline.ledger.fee_bps / 10_000
-            apply_fill(position, want - position.qty, close[i], fee)
-        equity = pipeline.ledger.equity + position.realized_pnl + position.unrealized_pnl
-        position.peak_equity = max(position.peak_equity or pipeline.ledger.equity, equity)
+        # the paper ledger, as live (fills at the decision's close)
+        position_move(position, result.action, result.size, close[i], pipeline.ledger)
+        mark_peak(position, pipeline.ledger)
         pending.append((i, result))
         if progress and (i - start) % 250 == 0:
             progress(int((i - start) / max(1, n - start) * 100), f"bar {i - start:,} of {n - start:,}")

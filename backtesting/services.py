@@ -237,8 +237,7 @@ def backtest_cancel(*, run: BacktestRun, actor=None) -> BacktestRun:
 
 def _equity_points(result: Result) -> list[list]:
     equity = result.equity
-    peak = np.maximum.accumulate(equity.to_numpy())
-    dd = np.where(peak > 0, equity.to_numpy() / peak - 1.0, 0.0) * 100
+    dd = stats_mod.drawdown_series(equity.to_numpy()) * 100
     step = max(1, int(np.ceil(len(equity) / EQUITY_POINTS)))
     picks = list(range(0, len(equity), step))
     if picks[-1] != len(equity) - 1:

@@ -25,11 +25,16 @@ def _num(x) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def _drawdown(equity: np.ndarray) -> tuple[float, int]:
-    """Max drawdown (a negative fraction, 0 if none) and its longest duration in bars."""
+def drawdown_series(equity: np.ndarray) -> np.ndarray:
+    """Per bar, the fall from the highest equity so far (a fraction <= 0)."""
     peak = np.maximum.accumulate(equity)
     with np.errstate(divide="ignore", invalid="ignore"):
-        dd = np.where(peak > 0, equity / peak - 1.0, 0.0)
+        return np.where(peak > 0, equity / peak - 1.0, 0.0)
+
+
+def _drawdown(equity: np.ndarray) -> tuple[float, int]:
+    """Max drawdown (a negative fraction, 0 if none) and its longest duration in bars."""
+    dd = drawdown_series(equity)
     under = dd < 0
     longest = run = 0
     for flag in under:  # run lengths below a previous peak

@@ -27,6 +27,7 @@ from .strategies import strategy_get
 SEARCHES = ("grid", "optuna")
 METRICS = ("sharpe", "sortino", "calmar", "return_pct", "equity_final", "profit_factor", "sqn", "win_rate_pct")
 MAX_COMBINATIONS = 1_000
+HOLDOUT = 0.3  # the latest share of the bars kept out of the search
 EULER = 0.5772156649015329
 
 
@@ -68,6 +69,15 @@ def _grid(strategy, grid: dict[str, list]) -> list[dict]:
     return [dict(zip(names, values, strict=True)) for values in itertools.product(*(grid[n] for n in names))]
 
 
+def _check(*, metric: str, search: str, holdout: float) -> None:
+    if metric not in METRICS:
+        raise ApplicationError("invalid_metric", f"metric is one of {', '.join(METRICS)}.", {"metrics": METRICS})
+    if search not in SEARCHES:
+        raise ApplicationError("invalid_search", f"search is one of {', '.join(SEARCHES)}.")
+    if not 0 <= holdout < 0.9:
+        raise ApplicationError("invalid_holdout", "holdout is the share of the latest bars kept out, 0-0.9.")
+
+
 def sweep_check(
     bars: pd.DataFrame, *, strategy: str, grid: dict, metric: str, base: dict | None = None,
     search: str = "grid", n_trials: int = 100,
@@ -75,19 +85,16 @@ def sweep_check(
     """What a sweep request can be refused for before it runs: the strategy, metric, search and
     grid, and at least one combination whose warm-up fits the in-sample bars."""
     s = strategy_get(strategy)
-    if metric not in METRICS:
-        raise ApplicationError("invalid_metric", f"metric is one of {', '.join(METRICS)}.", {"metrics": METRICS})
-    if search not in SEARCHES:
-        raise ApplicationError("invalid_search", f"search is one of {', '.join(SEARCHES)}.")
+    _check(metric=metric, search=search, holdout=HOLDOUT)
     if search == "optuna":
-        _optuna(s, grid, None, metric=metric, n_trials=n_trials, seed=0, progress=None)  # checks only
+        _space(s, grid, n_trials)
         candidates = [{k: v[0] for k, v in grid.items()}, {k: v[1] for k, v in grid.items()}]
     else:
         candidates = _grid(s, grid)
     reasons = []
     for combo in candidates:
         try:
-            s.run(bars.iloc[: int(len(bars) * 0.7)], s.resolve({**(base or {}), **combo}))
+            s.run(bars.iloc[: int(len(bars) * (1 - HOLDOUT))], s.resolve({**(base or {}), **combo}))
             return
         except ApplicationError as exc:
             reasons.append(exc.message)
@@ -97,18 +104,13 @@ def sweep_check(
 
 def sweep(
     bars: pd.DataFrame, *, strategy: str, grid: dict[str, list], broker: BrokerConfig | None = None,
-    metric: str = "sharpe", holdout: float = 0.3, base: dict | None = None, progress=None,
+    metric: str = "sharpe", holdout: float = HOLDOUT, base: dict | None = None, progress=None,
     search: str = "grid", n_trials: int = 100, seed: int = 0,
 ) -> dict:  # fmt: skip
     """``search="grid"``: every combination of ``grid`` (lists of values). ``search="optuna"``: a
     seeded TPE search of ``n_trials`` over ``grid`` read as ``[low, high]`` ranges."""
     s = strategy_get(strategy)
-    if metric not in METRICS:
-        raise ApplicationError("invalid_metric", f"metric is one of {', '.join(METRICS)}.", {"metrics": METRICS})
-    if not 0 <= holdout < 0.9:
-        raise ApplicationError("invalid_holdout", "holdout is the share of the latest bars kept out, 0-0.9.")
-    if search not in SEARCHES:
-        raise ApplicationError("invalid_search", f"search is one of {', '.join(SEARCHES)}.")
+    _check(metric=metric, search=search, holdout=holdout)
     broker = broker or BrokerConfig()
     split = int(len(bars) * (1 - holdout))
     train, test = bars.iloc[:split], bars.iloc[split:]
@@ -183,10 +185,8 @@ def sweep(
     return out
 
 
-def _optuna(s, space: dict, evaluate, *, metric: str, n_trials: int, seed: int, progress) -> int:
-    """A seeded TPE search over ``space`` ({param: [low, high]}); returns the trials run."""
-    import optuna
-
+def _space(s, space: dict, n_trials: int) -> None:
+    """An Optuna search's ranges ({param: [low, high]}) and trial count, checked."""
     unknown = sorted(set(space) - set(s.params))
     if unknown:
         raise ApplicationError(
@@ -201,8 +201,13 @@ def _optuna(s, space: dict, evaluate, *, metric: str, n_trials: int, seed: int, 
         )  # fmt: skip
     if not 1 <= n_trials <= MAX_COMBINATIONS:
         raise ApplicationError("invalid_grid", f"n_trials is 1-{MAX_COMBINATIONS}.")
-    if evaluate is None:  # a check of the request only
-        return 0
+
+
+def _optuna(s, space: dict, evaluate, *, metric: str, n_trials: int, seed: int, progress) -> int:
+    """A seeded TPE search over ``space`` ({param: [low, high]}); returns the trials run."""
+    import optuna
+
+    _space(s, space, n_trials)
 
     def objective(trial) -> float:
         combo = {

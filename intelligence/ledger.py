@@ -9,6 +9,7 @@ is at the bar's close (the decision is made at the close), fees in bps of the tr
 from __future__ import annotations
 
 import copy
+import functools
 from dataclasses import dataclass
 
 import orjson
@@ -96,25 +97,34 @@ def ledger_apply(decisions: list[tuple[Decision, float]], cfg: LedgerConfig, *, 
             if fill is not None:
                 fills.append(fill)
         for pos in positions.values():
-            _mark_peak(pos, cfg)
+            mark_peak(pos, cfg)
             pos.save()
         Fill.objects.bulk_create(fills)
     return fills
 
 
-def _move(pos: Position, decision: Decision, price: float, cfg: LedgerConfig) -> Fill | None:
-    """Move ``pos`` to ``decision``'s target at ``price``; the fill, or None when nothing trades."""
+def position_move(pos: Position, action: str, size: float, price: float, cfg: LedgerConfig):
+    """Move ``pos`` (in memory) to the target of ``action`` / ``size`` at ``price``: the traded
+    ``(qty, fee, realized)``, or None when nothing trades. Backtests keep their paper position with it."""
     pos.last_price = price
-    want = target_qty(decision.action, decision.size, price, pos.qty, cfg)
+    want = target_qty(action, size, price, pos.qty, cfg)
     delta = want - pos.qty
     if abs(delta) * price < 1e-6:
         return None
     fee = abs(delta) * price * cfg.fee_bps / 10_000
-    realized = apply_fill(pos, delta, price, fee)
-    return Fill(decision=decision, symbol=decision.symbol, qty=delta, price=price, fee=fee, realized_pnl=realized)
+    return delta, fee, apply_fill(pos, delta, price, fee)
 
 
-def _mark_peak(pos: Position, cfg: LedgerConfig) -> None:
+def _move(pos: Position, decision: Decision, price: float, cfg: LedgerConfig) -> Fill | None:
+    """Move ``pos`` to ``decision``'s target at ``price``; the fill, or None when nothing trades."""
+    traded = position_move(pos, decision.action, decision.size, price, cfg)
+    if traded is None:
+        return None
+    qty, fee, realized = traded
+    return Fill(decision=decision, symbol=decision.symbol, qty=qty, price=price, fee=fee, realized_pnl=realized)
+
+
+def mark_peak(pos: Position, cfg: LedgerConfig) -> None:
     equity = cfg.equity + pos.realized_pnl + pos.unrealized_pnl
     pos.peak_equity = max(pos.peak_equity or cfg.equity, equity)
 
@@ -132,8 +142,10 @@ def _values(obj, fields, *, add: bool) -> list:
     return out
 
 
-def _fields(model) -> list:
-    return [f for f in model._meta.concrete_fields if not f.primary_key]
+@functools.cache
+def _fields(model) -> tuple:
+    """A model's columns other than its primary key (once per model: this is on the REST hot path)."""
+    return tuple(f for f in model._meta.concrete_fields if not f.primary_key)
 
 
 # the position's state a decision was made on; the write goes through only if it still holds
@@ -187,7 +199,7 @@ def decision_insert_applied(decision: Decision, price: float, cfg: LedgerConfig,
     then uses :func:`ledger_apply` under a row lock. ``decision`` gets its id and ``created_at``."""
     pos = copy.copy(seen) if seen is not None else Position(symbol=decision.symbol, peak_equity=cfg.equity)
     fill = _move(pos, decision, price, cfg)
-    _mark_peak(pos, cfg)
+    mark_peak(pos, cfg)
     params = _values(pos, _fields(Position), add=seen is None)
     if seen is not None:
         cas = [Position._meta.get_field(name) for name in _CAS_FIELDS]

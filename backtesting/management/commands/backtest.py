@@ -38,6 +38,7 @@ class Command(OfflineCommand):
     def add_arguments(self, parser):
         from backtesting.engine import FILLS, SIZINGS
         from backtesting.strategies import STRATEGIES
+        from backtesting.sweep import HOLDOUT
 
         parser.add_argument("--input", required=True, metavar="FILE", help="bars: .csv or .parquet")
         parser.add_argument("--strategy", required=True, choices=list(STRATEGIES))
@@ -69,7 +70,9 @@ class Command(OfflineCommand):
             help="optuna: a seeded TPE search; each --grid is then NAME=LOW:HIGH",
         )  # fmt: skip
         parser.add_argument("--trials", type=int, default=100, help="optuna trials (default: %(default)s)")
-        parser.add_argument("--holdout", type=float, default=0.3, help="share of the latest bars kept out of a sweep")
+        parser.add_argument(
+            "--holdout", type=float, default=HOLDOUT, help="share of the latest bars kept out of a sweep (%(default)s)"
+        )
         parser.add_argument("--json", action="store_true", help="print JSON: stats, trades, equity_final")
 
     def handle(self, *args, **o):

@@ -165,15 +165,21 @@ def backtest_create(
     elif strategy == CONSENSUS:
         from intelligence.agents.features import agent_feature_spec
 
-        unknown = sorted(set(params or {}) - {"use_model"})
+        unknown = sorted(set(params or {}) - {"use_model", "replay"})
         if unknown:
             raise ApplicationError(
-                "unknown_param", f"A consensus backtest takes use_model only; not {', '.join(unknown)}.",
+                "unknown_param", f"A consensus backtest takes use_model and replay only; not {', '.join(unknown)}.",
                 {"unknown": unknown},
             )  # fmt: skip
         resolved = {"use_model": bool((params or {}).get("use_model", True))}
+        if (params or {}).get("replay"):
+            from intelligence.rerun import replay_plan
+
+            # the live period's recorded decisions and the checkpoint before them (4xx when absent)
+            replay_plan(symbol=instrument.symbol, timeframe=timeframe, start=start, end=end)
+            resolved = {"replay": True}
         warmup = agent_feature_spec(timeframe).warmup(timeframe)
-        if len(bars) < warmup + 20:
+        if not resolved.get("replay") and len(bars) < warmup + 20:
             raise ApplicationError(
                 "too_few_bars", f"The agents' features need {warmup} bars of warm-up; {len(bars)} in range. "
                 "Widen the range or load more history.", {"bars": len(bars), "warmup": warmup},
@@ -481,9 +487,39 @@ def consensus_backtest_run(
 
     from .consensus import consensus_signals
 
-    out = consensus_signals(
-        bars, tenant=tenant_current(), symbol=symbol, timeframe=timeframe, use_model=params.get("use_model", True),
-        progress=progress,
-    )  # fmt: skip
+    if params.get("replay"):
+        out = _replay_signals(bars, symbol=symbol, timeframe=timeframe, progress=progress)
+    else:
+        out = consensus_signals(
+            bars, tenant=tenant_current(), symbol=symbol, timeframe=timeframe,
+            use_model=params.get("use_model", True), progress=progress,
+        )  # fmt: skip
     return _simulated(bars, out["target"], out["start"], strategy=CONSENSUS, params=params, broker=broker,
                       consensus=out["consensus"])  # fmt: skip
+
+
+def _replay_signals(bars: pd.DataFrame, *, symbol: str, timeframe: str, progress=None) -> dict:
+    """A recorded live period replayed (``intelligence.rerun``): the replayed decisions as targets,
+    with the report of how many match what was recorded."""
+    from intelligence.rerun import decisions_replay
+
+    from .engine import FLAT, KEEP, LONG, SHORT
+
+    out = decisions_replay(
+        symbol=symbol, timeframe=timeframe, start=bars.index[0], end=bars.index[-1] + pd.Timedelta(seconds=1),
+        progress=progress,
+    )  # fmt: skip
+    actions = out["actions"].get((symbol, timeframe), {})
+    stamps = bars.index.as_unit("ns").asi8 // 1_000_000_000
+    target = np.full(len(bars), KEEP, dtype=np.int8)
+    sell = SHORT if out["allow_short"] else FLAT
+    decided = [i for i, ts in enumerate(stamps) if int(ts) in actions]
+    for i in decided:
+        target[i] = {"BUY": LONG, "SELL": sell}.get(actions[int(stamps[i])], KEEP)
+    counts = {a: sum(1 for x in actions.values() if x == a) for a in ("BUY", "SELL", "HOLD")}
+    return {
+        "target": target,
+        "start": decided[0] if decided else len(bars),
+        "consensus": {"replay": out["report"], "decisions": counts,
+                      "note": "the live period replayed from its recorded state; exact when every decision matches"},
+    }  # fmt: skip

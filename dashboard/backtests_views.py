@@ -55,14 +55,16 @@ def backtests(request):
             broker = {"cash": d["cash"], "commission": d["commission"] / 100, "fill": d["fill"]}
             if d["stop_loss"]:
                 broker["stop_loss"] = d["stop_loss"] / 100
-            params = d["params"]
-            if d["strategy"] == services.MODEL:
+            params, strategy = d["params"], d["strategy"]
+            if strategy == services.MODEL:
                 params = {"model": d["model"], "window": d["window"] or 500, "step": d["step"] or 100, **params}
-            elif d["strategy"] == services.CONSENSUS:
+            elif strategy == services.CONSENSUS:
                 params = {}
+            elif strategy == "replay":
+                params, strategy = {"replay": True}, services.CONSENSUS
             try:
                 run = services.backtest_create(
-                    tenant=request.tenant, actor=request.user, strategy=d["strategy"], symbol=d["symbol"],
+                    tenant=request.tenant, actor=request.user, strategy=strategy, symbol=d["symbol"],
                     timeframe=d["timeframe"], params=params, broker=broker, grid=d["grid"],
                     metric=d["metric"] or "sharpe",
                 )  # fmt: skip

@@ -122,6 +122,7 @@ class BacktestForm(forms.Form):
         self.fields["strategy"].choices = [(s.name, s.title) for s in STRATEGIES.values()] + [
             ("model", "A model version, retrained walk-forward"),
             ("consensus", "The live consensus (active flow's agents), bar by bar"),
+            ("replay", "The live period replayed from its recorded state (checks every decision)"),
         ]
         self.fields["metric"].choices = [(m, m) for m in METRICS]
 

@@ -65,6 +65,9 @@ class Decision(models.Model):
     flow = models.CharField(max_length=80, blank=True)  # name@version
     model_version = models.CharField(max_length=80, blank=True)
     features = models.JSONField(default=dict)
+    # what else the decision read that stored bars cannot give back (stream decisions): the paper
+    # position the risk agent saw, the model's prediction and its own features, agents that failed
+    inputs = models.JSONField(default=dict, blank=True)
     inputs_fingerprint = models.CharField(max_length=64, blank=True)
     latency_ms = models.FloatField(default=0.0)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -111,6 +114,31 @@ class EngineState(models.Model):
 
     def __str__(self) -> str:
         return f"engine state of {self.flow}"
+
+
+class EngineCheckpoint(models.Model):
+    """The stream's consensus engine as it stood after decision ``after_id`` (written when a stream
+    process loads its pipeline and every few minutes): where a replay of a recorded period starts.
+    ``pending`` holds the decisions still waiting for their outcome, with the engine's exact view of
+    each (what it will learn from); ``series`` the (symbol, timeframe) the process had open."""
+
+    flow = models.CharField(max_length=64)
+    flow_ref = models.CharField(max_length=80)
+    flow_config = models.JSONField()  # the flow the process ran (resolved; the plan's agents only)
+    partition = models.CharField(max_length=16, default="0of1")
+    reason = models.CharField(max_length=16)  # "start" | "periodic"
+    after_id = models.BigIntegerField()
+    state = models.JSONField()
+    pending = models.JSONField(default=list)
+    series = models.JSONField(default=list)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-after_id", "-id"]
+        indexes = [models.Index(fields=["partition", "after_id"], name="checkpoint_partition_after")]
+
+    def __str__(self) -> str:
+        return f"{self.flow_ref} after #{self.after_id} ({self.reason})"
 
 
 class WeightSnapshot(models.Model):

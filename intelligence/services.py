@@ -42,9 +42,20 @@ class Pipeline:
     ledger: LedgerConfig
     failures: dict = field(default_factory=dict)
 
-    def decide(self, ctx: Context):
-        run = run_agents(self.agents, ctx, timeout_ms=self.flow["agent_timeout_ms"])
-        return self.engine.decide(run.votes, symbol=ctx.symbol, failures=run.failures)
+    def decide(self, ctx: Context, *, recorded_failures: dict | None = None):
+        """One decision. ``recorded_failures`` replays a recorded one: no clock (time-outs are not
+        reproducible), and the agents that failed then fail again, in the agents' order."""
+        if recorded_failures is None:
+            run = run_agents(self.agents, ctx, timeout_ms=self.flow["agent_timeout_ms"])
+            return self.engine.decide(run.votes, symbol=ctx.symbol, failures=run.failures)
+        run = run_agents(self.agents, ctx, timeout_ms=None)
+        failed = {
+            a.name: recorded_failures.get(a.name) or run.failures[a.name]
+            for a in self.agents
+            if a.name in recorded_failures or a.name in run.failures
+        }
+        votes = {name: v for name, v in run.votes.items() if name not in failed}
+        return self.engine.decide(votes, symbol=ctx.symbol, failures=failed)
 
 
 def allowed_agents(tenant) -> list[str] | None:
@@ -87,6 +98,20 @@ def _pipeline_build(tenant, *, learned: bool) -> Pipeline:
         agents=build_agents(flow["agents"], flow["settings"]),
         settings=agent_settings(flow),
         engine=engine,
+        ledger=LedgerConfig.from_flow(flow),
+    )
+
+
+def pipeline_restore(checkpoint) -> Pipeline:
+    """The pipeline a stream process ran, as an ``EngineCheckpoint`` recorded it (a replay's start)."""
+    flow = checkpoint.flow_config
+    return Pipeline(
+        flow_name=checkpoint.flow,
+        flow_ref=checkpoint.flow_ref,
+        flow=flow,
+        agents=build_agents(flow["agents"], flow["settings"]),
+        settings=agent_settings(flow),
+        engine=ConsensusEngine.from_json(checkpoint.state),
         ledger=LedgerConfig.from_flow(flow),
     )
 
@@ -226,6 +251,7 @@ def decision_row(
     model_version: str,
     latency_ms: float,
     horizon: int = 1,
+    inputs: dict | None = None,
 ) -> Decision:
     """An unsaved Decision from an engine decision."""
     data = result.to_json()
@@ -249,6 +275,7 @@ def decision_row(
         inputs_fingerprint=fingerprint(symbol, timeframe, ts, features),
         latency_ms=latency_ms,
         horizon=horizon,
+        inputs=inputs or {},
     )
 
 

@@ -4,15 +4,24 @@ Per batch read from the tenant's stream (consumer group ``decisions``):
 1. bars are grouped per instrument and timeframe and fed, in time order, to that series' O(1)
    feature engines (the agents' set, and the production model's set when there is one), warmed
    from the stored bars before the first one;
-2. every bar after the warm-up gets a decision (agents + consensus), and decisions whose horizon
-   has passed are resolved and fed back to the engine (weights, calibration, accuracy);
+2. every bar after the warm-up gets a decision (agents + consensus); before it, the series'
+   decisions whose horizon has passed at this bar are resolved and learned from (weights,
+   calibration, accuracy): bar by bar, as a backtest of the configuration does, so a replay of the
+   recorded inputs in decision order reproduces every decision (``intelligence/rerun.py``);
 3. in ONE transaction: the new bars are stored, the decisions inserted in bulk, outcomes written,
    the paper ledger updated, the engine state saved; after commit, decisions go out on the feed
    and outcomes as ``feedback.prediction.outcome`` events; only then is the batch acknowledged.
 
 A consumer killed anywhere in between leaves its batch pending: it is re-delivered (to a
 restarted or another consumer), and because bars and decisions were written together or not at
-all, and a stream decision is unique per bar, no bar is lost and none is decided twice.
+all, and a stream decision is unique per bar, no bar is lost and none is decided twice. A batch
+that fails in a live process makes it forget what it held in memory (series, learned state), so
+the retry starts from what was stored, as a restarted process would.
+
+Each decision records what stored bars cannot give back (``Decision.inputs``: the paper position
+the risk agent read, the model's prediction and its own features, agents that failed), and the
+engine is checkpointed (``EngineCheckpoint``) when a process loads it and every
+``CHECKPOINT_EVERY_S``: together the recorded state a replay starts from.
 """
 
 from __future__ import annotations
@@ -36,7 +45,7 @@ from .agents import Context
 from .agents.features import agent_feature_spec
 from .feed import publish_decisions
 from .ledger import ledger_apply, position_state
-from .models import Decision, Position, WeightSnapshot
+from .models import Decision, EngineCheckpoint, Position, WeightSnapshot
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +53,7 @@ GROUP = "decisions"
 MODEL_REFRESH_S = 30.0  # how often a series looks for a newly deployed model
 LIVE_CHECK_EVERY = 25  # model outcomes between two auto-rollback checks
 LEASE_S = 15.0  # a partition's owner renews its lease well within this; a standby takes over after it
+CHECKPOINT_EVERY_S = 300.0  # engine checkpoints (replay starting points) besides the one at each load
 
 # compare-and-renew / compare-and-delete: only the holder moves its lease
 _RENEW_LUA = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
@@ -138,6 +148,8 @@ class TenantStream:
         self.decided = 0
         self.last_bar: dict[str, dict] = {}
         self._model_outcomes = 0  # model outcomes since the last auto-rollback check
+        self._checkpointed = 0.0  # monotonic time of the last engine checkpoint
+        self._after_id = 0  # the newest decision id this process's engine state includes
         # where a batch's time goes: features + predictions + agents + consensus, then the transaction
         self.timings = {"bars": 0, "compute_s": 0.0, "commit_s": 0.0}
 
@@ -206,6 +218,16 @@ class TenantStream:
     # --- the handler -------------------------------------------------------------------------
 
     def handle(self, entries: list[bus.Entry]) -> None:
+        try:
+            self._handle(entries)
+        except Exception:
+            # memory ran ahead of the database (series past bars that were not stored, an engine that
+            # learned outcomes that were not saved): forget it, so the redelivery starts from storage
+            self.series.clear()
+            self.pipeline = None
+            raise
+
+    def _handle(self, entries: list[bus.Entry]) -> None:
         started = time.perf_counter()
         if self.partitions > 1:  # other partitions' instruments: acknowledged, not decided here
             entries = [e for e in entries if partition_of(e.data["symbol"], self.partitions) == self.partition]
@@ -213,6 +235,7 @@ class TenantStream:
                 return
         if self.pipeline is None:
             self.pipeline = services.pipeline_load(self.tenant, fresh=True)
+            self._checkpoint("start")
         groups: dict[tuple[str, str], list[dict]] = {}
         for e in entries:
             groups.setdefault((e.data["symbol"].upper(), e.data["timeframe"]), []).append(e.data)
@@ -233,15 +256,25 @@ class TenantStream:
                 steps.append((series, bar, self._advance(series, bar)))
         # 2. model predictions: one batch call per model version for the whole read batch
         self._predict([p for _, _, p in steps if p is not None and p.model_row is not None])
-        # 3. outcomes and decisions, in each series' bar order
+        # 3. outcomes, learned before the next decision, and decisions, in each series' bar order
+        stored = self._stored([(series, bar) for series, bar, p in steps if p is not None])
+        engine = self.pipeline.engine
         for series, bar, pending in steps:
             ts, close = bar["ts"], float(bar["close"])
             while series.pending and series.pending[0][0] + series.pending[0][1].horizon * series.step <= ts:
                 _then, decision, then_close = series.pending.popleft()
-                resolved.append((decision, int(np.sign(close - then_close))))
+                realized = int(np.sign(close - then_close))
+                if decision.resolved_at is None:  # else learned by the process that resolved it
+                    result = decision._result
+                    engine.record_outcome(decision.symbol, result.votes, result, realized)
+                resolved.append((decision, realized))
             if pending is not None:
-                decision = self._decide(series, pending)
-                decisions.append((decision, close))
+                decision = stored.get((series.symbol, series.timeframe, ts))
+                if decision is None:
+                    decision = self._decide(series, pending)
+                    decisions.append((decision, close))
+                elif any(d.pk == decision.pk for _, d, _ in series.pending):
+                    continue  # this process holds it already
                 series.pending.append((ts, decision, close))
         if not new_bars and not decisions:
             return
@@ -291,19 +324,26 @@ class TenantStream:
             for p, pred in zip(items, preds, strict=True):
                 p.ml, p.elapsed = pred, p.elapsed + share
 
+    def _stored(self, bars: list[tuple[Series, dict]]) -> dict[tuple[str, str, int], Decision]:
+        """The bars of this batch an earlier delivery decided already (a consumer killed after its
+        commit, before its ack): their stored decisions, which stand (each bar is decided once)."""
+        if not bars:
+            return {}
+        symbols = {series.symbol for series, _ in bars}
+        stamps = {pd.Timestamp(bar["ts"], unit="s", tz="UTC").to_pydatetime() for _, bar in bars}
+        out = {}
+        for row in Decision.objects.filter(source=Decision.Source.STREAM, symbol__in=symbols, ts__in=stamps).defer(
+            "features", "inputs"
+        ):
+            row._result = _result_of(row)
+            out[(row.symbol, row.timeframe, int(row.ts.timestamp()))] = row
+        return out
+
     def _decide(self, series: Series, p: _Pending) -> Decision:
         started = time.perf_counter()
         pipeline = self.pipeline
-        ctx = Context(
-            symbol=series.symbol,
-            timeframe=series.timeframe,
-            ts=p.ts,
-            features=p.row,
-            closes=p.closes,
-            ml=p.ml,
-            position=position_state(self.positions.get(series.symbol), pipeline.ledger),
-            settings=pipeline.settings,
-        )
+        position = position_state(self.positions.get(series.symbol), pipeline.ledger)
+        ctx = stream_context(series.symbol, series.timeframe, p.ts, p.row, p.closes, p.ml, position, pipeline)
         result = pipeline.decide(ctx)
         decision = services.decision_row(
             source=Decision.Source.STREAM,
@@ -315,6 +355,7 @@ class TenantStream:
             flow_ref=pipeline.flow_ref,
             model_version=p.ml["version"] if p.ml else "",
             latency_ms=(p.elapsed + time.perf_counter() - started) * 1000,
+            inputs=decision_inputs(position, p.ml, p.model_row if p.model_row != p.row else None, result.failures),
         )
         decision._result = result  # for the outcome, in this process
         return decision
@@ -331,6 +372,10 @@ class TenantStream:
             ledger_apply([(d, price) for d, price in fresh], pipeline.ledger)
             outcomes = self._resolve(resolved)
             services.engine_save(pipeline)
+            if fresh:
+                self._after_id = max(self._after_id, max(d.pk for d, _ in fresh))
+            if time.monotonic() - self._checkpointed >= CHECKPOINT_EVERY_S:
+                self._checkpoint("periodic")
             payloads = [decision_payload(d) for d, _ in fresh]
             schema = self.schema
             transaction.on_commit(lambda: publish_decisions(payloads, schema))
@@ -345,34 +390,41 @@ class TenantStream:
                     series.model_checked = 0.0
 
     def _insert(self, decisions: list[tuple[Decision, float]]) -> list[tuple[Decision, float]]:
-        """Insert the decisions no earlier delivery stored (one per bar), returning those. A bar an
-        earlier delivery already decided (a consumer killed after its commit, before its ack) keeps
-        the stored decision: its twin made here takes the stored row's identity and content, so
-        the outcome resolves the row that exists and the engine learns from what was decided."""
-        if not decisions:
-            return []
-        keys = {(d.symbol, d.timeframe, d.ts) for d, _ in decisions}
-        existing = {
-            (row.symbol, row.timeframe, row.ts): row
-            for row in Decision.objects.filter(
-                source=Decision.Source.STREAM,
-                symbol__in={k[0] for k in keys},
-                ts__in={k[2] for k in keys},
-            ).defer("features")
-        }
-        fresh = []
-        for d, price in decisions:
-            stored = existing.get((d.symbol, d.timeframe, d.ts))
-            if stored is None:
-                fresh.append((d, price))
-                continue
-            for f in Decision._meta.concrete_fields:
-                if f.attname != "features":
-                    setattr(d, f.attname, getattr(stored, f.attname))
-            d._state.adding = False
-            d._result = _result_of(stored)
-        _copy_decisions([d for d, _ in fresh])
-        return fresh
+        """Insert this batch's new decisions (bars decided earlier were taken from storage instead)."""
+        _copy_decisions([d for d, _ in decisions])
+        return decisions
+
+    def _checkpoint(self, reason: str) -> None:
+        """Record the engine as it stands, with what it waits to learn from: a replay starts here."""
+        pipeline = self.pipeline
+        if reason == "start":
+            newest = Decision.objects.order_by("-id").values_list("id", flat=True).first()
+            self._after_id = newest or 0
+        pending = [
+            {
+                "id": decision.pk,
+                "symbol": series.symbol,
+                "timeframe": series.timeframe,
+                "ts": then,
+                "close": then_close,
+                "horizon": decision.horizon,
+                "result": result_state(decision._result),
+            }
+            for series in self.series.values()
+            for then, decision, then_close in series.pending
+        ]
+        EngineCheckpoint.objects.create(
+            flow=pipeline.flow_name,
+            flow_ref=pipeline.flow_ref,
+            flow_config=pipeline.flow,
+            partition=f"{self.partition}of{self.partitions}",
+            reason=reason,
+            after_id=self._after_id,
+            state=pipeline.engine.to_json(),
+            pending=pending,
+            series=[[series.symbol, series.timeframe] for series in self.series.values()],
+        )
+        self._checkpointed = time.monotonic()
 
     def _resolve(self, resolved: list[tuple[Decision, int]]) -> list[dict]:
         if not resolved:
@@ -382,13 +434,8 @@ class TenantStream:
         events = []
         updates = []
         for decision, realized in resolved:
-            if decision.pk is None:  # not stored
-                continue
             if decision.resolved_at is not None:  # resolved already (a redelivered, resolved bar)
                 continue
-            result = getattr(decision, "_result", None)
-            if result is not None:
-                engine.record_outcome(decision.symbol, result.votes, result, realized)
             decision.realized = realized
             decision.correct = (
                 None if decision.action == "HOLD" else (realized == (1 if decision.action == "BUY" else -1))
@@ -554,6 +601,56 @@ def stream_status(schema: str | None = None) -> dict:
     """For ``data-stream-status``: the stream's length, groups (pending, lag) and the last bars."""
     schema = schema or connection.schema_name
     return bus.stream_info("market.data.update", schema=schema)
+
+
+def stream_context(symbol, timeframe, ts, features, closes, ml, position, pipeline) -> Context:
+    """What the agents read for a stream decision (live, and in a replay of one)."""
+    return Context(
+        symbol=symbol,
+        timeframe=timeframe,
+        ts=ts,
+        features=features,
+        closes=closes,
+        ml=ml,
+        position=position,
+        settings=pipeline.settings,
+    )
+
+
+def decision_inputs(position: dict, ml: dict | None, model_features: dict | None, failures: dict) -> dict:
+    """``Decision.inputs``: what a decision read besides its features and the stored bars."""
+    out: dict = {"position": position}
+    if ml:
+        out["ml"] = ml
+    if model_features is not None:
+        out["model_features"] = {k: (None if v != v else v) for k, v in model_features.items()}
+    if failures:
+        out["failures"] = dict(failures)
+    return out
+
+
+def result_state(result) -> dict:
+    """The engine's view of a decision, exactly (what ``record_outcome`` reads), for checkpoints."""
+    return {
+        "action": result.action,
+        "raw_score": result.raw_score,
+        "fallback": result.fallback,
+        "votes": {name: [v.action, v.confidence, v.abstained] for name, v in result.votes.items()},
+    }
+
+
+def result_from_state(data: dict):
+    from .agents import Vote
+    from .consensus import Decision as EngineDecision
+
+    votes = {
+        name: Vote(action, confidence, "", {"abstain": True} if abstained else {})
+        for name, (action, confidence, abstained) in data["votes"].items()
+    }
+    return EngineDecision(
+        action=data["action"], confidence=0.0, raw_score=data["raw_score"], size=0.0, votes=votes, weights={},
+        threshold=0.0, explanation="", fallback=data["fallback"],
+    )  # fmt: skip
 
 
 def _result_of(decision: Decision):

@@ -83,7 +83,9 @@ class BacktestListCreateApi(APIView):
             required=False,
             help_text="the strategy's parameters (defaults otherwise); for 'model': model ('name' or "
             "'name@version'), window, step, expanding, threshold; for 'rules': feature_set, long, short, exit "
-            "(lists of [column, op, number or column]), match (all/any); for 'consensus': use_model",
+            "(lists of [column, op, number or column]), match (all/any); for 'consensus': use_model, or replay=true "
+            "to replay the recorded live period (the stream's decisions derived again from recorded state and "
+            "compared one by one)",
         )
         symbol = serializers.CharField(max_length=32)
         timeframe = serializers.ChoiceField(choices=Timeframe.choices, required=False)

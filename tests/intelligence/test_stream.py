@@ -172,3 +172,21 @@ def test_bars_decided_before_a_crash_but_not_acknowledged_are_resolved_after_the
         unresolved = [int(d.ts.timestamp()) for d in decisions if d.resolved_at is None]
         assert unresolved == [live[39]["ts"]]  # only the last bar waits for its outcome
         assert decisions[29].realized == (1 if live[30]["close"] > live[29]["close"] else -1)
+
+
+def test_a_batch_that_fails_in_a_live_process_is_decided_in_full_when_it_comes_back(alpha, market):
+    """The process forgets what it held for the failed batch (series past its bars, learning from
+    its outcomes), so the redelivery decides every bar, from what was stored."""
+    schema, live = market
+    bus.publish_many("market.data.update", live[:20], schema=schema)
+    stream = TenantStream(alpha.tenant, consumer_name="a", batch=20)
+    stream.start()
+    stream.consumer.claim_idle_ms = 0
+    with mock.patch("intelligence.stream.publish_decisions"):
+        with mock.patch("intelligence.stream.ledger_apply", side_effect=RuntimeError("database went away")):
+            assert stream.run_once(block_ms=10) == 0
+        _drain(stream)
+    with schema_context(schema):
+        decided = [int(d.ts.timestamp()) for d in Decision.objects.filter(source="stream").order_by("ts")]
+        assert decided == [b["ts"] for b in live[:20]]
+        assert Decision.objects.filter(source="stream", resolved_at__isnull=False).count() == 19

@@ -14,7 +14,10 @@ and final equity with its defaults; see tests/backtesting/test_engine_golden.py)
 - A new position replaces the old one: the open trade is closed first (at the fill price), then
   the new one is sized on the margin then available.
 - Entry price = fill price moved against the trader by ``spread`` (a fraction: buy higher, sell
-  lower); exits fill at the raw price. Commission = ``commission_fixed + |size| * price *
+  lower); exits fill at the raw price. Slippage moves every fill, entries and exits (signal, stop,
+  take-profit, end), against the trader by ``slippage_bps`` basis points of the price plus
+  ``slippage_atr`` times the ATR(14) known before the bar (a volatility-scaled cost: thin, fast
+  markets slip more); both are 0 by default. Commission = ``commission_fixed + |size| * price *
   commission`` at entry (on the entry price) and at exit (on the exit price), out of cash.
 - All-in sizing spends ``fraction`` (just under 1 by default) of the margin available, times the
   leverage, on units costing ``entry price + commission per unit``; whole units round down.
@@ -51,6 +54,8 @@ class BrokerConfig:
     commission: float = 0.0  # fraction of notional per side
     commission_fixed: float = 0.0  # cash per side
     spread: float = 0.0  # fraction of price, paid on entry
+    slippage_bps: float = 0.0  # basis points of price, against the trader on every fill
+    slippage_atr: float = 0.0  # multiples of ATR(14) (as of the previous bar), against the trader on every fill
     fill: str = "next_open"
     whole_units: bool = True
     sizing: str = "all_in"
@@ -72,6 +77,10 @@ class BrokerConfig:
             problems["commission_fixed"] = "must be >= 0"
         if not 0 <= self.spread < 0.1:
             problems["spread"] = "is a fraction of price, between 0 and 0.1"
+        if not 0 <= self.slippage_bps <= 500:
+            problems["slippage_bps"] = "is basis points of price per fill, between 0 and 500"
+        if not 0 <= self.slippage_atr <= 5:
+            problems["slippage_atr"] = "is a multiple of ATR(14) per fill, between 0 and 5"
         if self.fill not in FILLS:
             problems["fill"] = f"is one of {', '.join(FILLS)}"
         if self.sizing not in SIZINGS:
@@ -127,8 +136,11 @@ def _commission(size, price, fixed, rel):
 
 
 @numba.njit(cache=True)
-def _close(trades, count, entry_bar, bar, entry, price, size, fixed, rel, reason):
-    """Record the open trade closed at ``price``; returns the cash it brings back."""
+def _close(trades, count, entry_bar, bar, entry, price, size, fixed, rel, reason, slip_frac, slip_abs):
+    """Record the open trade closed at ``price`` (moved against it by the slippage); returns the
+    cash it brings back."""
+    if slip_frac != 0.0 or slip_abs != 0.0:
+        price = price - (1.0 if size > 0 else -1.0) * (price * slip_frac + slip_abs)
     exit_comm = _commission(size, price, fixed, rel)
     comm = exit_comm + _commission(size, entry, fixed, rel)
     trades[count, 0] = entry_bar
@@ -144,7 +156,7 @@ def _close(trades, count, entry_bar, bar, entry, price, size, fixed, rel, reason
 
 @numba.njit(cache=True)
 def _simulate(o, h, lo, c, target, start, cash, rel, fixed, spread, on_close, whole, sizing, fraction,
-              risk, sl, tp, leverage, allow_short, close_at_end):  # fmt: skip
+              risk, sl, tp, leverage, allow_short, close_at_end, slip_frac, slip_abs):  # fmt: skip
     n = len(c)
     equity = np.full(n, cash)
     held = np.zeros(n)
@@ -171,11 +183,14 @@ def _simulate(o, h, lo, c, target, start, cash, rel, fixed, spread, on_close, wh
                 held_dir = 0 if size == 0 else (1 if size > 0 else -1)
                 if want != held_dir:
                     if size != 0:
-                        cash += _close(trades, count, entry_bar, i, entry, price, size, fixed, rel, 0)
+                        cash += _close(trades, count, entry_bar, i, entry, price, size, fixed, rel, 0,
+                                       slip_frac, slip_abs[i])  # fmt: skip
                         count += 1
                         size = 0.0
                     if want != FLAT:
                         adj = price * (1.0 + spread * want)
+                        if slip_frac != 0.0 or slip_abs[i] != 0.0:
+                            adj += want * (price * slip_frac + slip_abs[i])
                         per_unit = adj + fixed / fraction + price * rel
                         budget = max(0.0, cash) * leverage * fraction
                         if sizing == 2:  # risk: lose `risk` of equity if the stop is hit
@@ -207,26 +222,46 @@ def _simulate(o, h, lo, c, target, start, cash, rel, fixed, spread, on_close, wh
                     elif take == take and lo[i] <= take:
                         reason, hit = 2, min(o[i], take)
                 if reason > 0:
-                    cash += _close(trades, count, entry_bar, i, entry, hit, size, fixed, rel, reason)
+                    cash += _close(trades, count, entry_bar, i, entry, hit, size, fixed, rel, reason,
+                                   slip_frac, slip_abs[i])  # fmt: skip
                     count += 1
                     size = 0.0
         pending = target[i]
         eq = cash + size * (c[i] - entry)
         if eq <= 0:  # out of money: what is open closes at this close and the run stops
             if size != 0:
-                _close(trades, count, entry_bar, i, entry, c[i], size, fixed, rel, 4)
+                _close(trades, count, entry_bar, i, entry, c[i], size, fixed, rel, 4, slip_frac, slip_abs[i])
                 count += 1
             equity[i:] = 0.0
             return equity, held, trades[:count], 0.0, 0.0, -1
         equity[i] = eq
         held[i] = size
     if close_at_end and size != 0:
-        cash += _close(trades, count, entry_bar, n - 1, entry, c[n - 1], size, fixed, rel, 3)
+        cash += _close(trades, count, entry_bar, n - 1, entry, c[n - 1], size, fixed, rel, 3, slip_frac,
+                       slip_abs[n - 1])  # fmt: skip
         count += 1
         equity[n - 1] = cash
         held[n - 1] = 0.0
         size = 0.0
     return equity, held, trades[:count], size, entry, entry_bar
+
+
+def _atr_slippage(bars: pd.DataFrame, k: float) -> np.ndarray:
+    """Per bar, ``k`` times the ATR(14) known before it opens (the previous bar's; over the first
+    bars, the mean true range so far): the price a fill on that bar slips by."""
+    n = len(bars)
+    if k == 0 or n == 0:
+        return np.zeros(n)
+    import talib
+
+    h, lo, c = (np.ascontiguousarray(bars[col].to_numpy(dtype=np.float64)) for col in ("high", "low", "close"))
+    atr = talib.ATR(h, lo, c, timeperiod=14)
+    prev = np.concatenate([[c[0]], c[:-1]])
+    tr = np.maximum(h - lo, np.maximum(np.abs(h - prev), np.abs(lo - prev)))
+    early = np.cumsum(tr) / np.arange(1, n + 1)
+    atr = np.where(np.isnan(atr), early, atr)
+    known = np.concatenate([[atr[0]], atr[:-1]])  # before bar i opens, ATR through bar i-1
+    return np.ascontiguousarray(k * known)
 
 
 def run(bars: pd.DataFrame, target: np.ndarray, config: BrokerConfig, *, start: int = 0) -> Result:
@@ -242,7 +277,7 @@ def run(bars: pd.DataFrame, target: np.ndarray, config: BrokerConfig, *, start: 
         *arrays, target, int(start), float(cfg.cash), float(cfg.commission), float(cfg.commission_fixed),
         float(cfg.spread), cfg.fill == "close", cfg.whole_units, SIZINGS.index(cfg.sizing), float(cfg.fraction),
         float(cfg.risk), float(cfg.stop_loss or 0.0), float(cfg.take_profit or 0.0), float(cfg.leverage),
-        cfg.allow_short, cfg.close_at_end,
+        cfg.allow_short, cfg.close_at_end, float(cfg.slippage_bps) / 10_000, _atr_slippage(bars, cfg.slippage_atr),
     )  # fmt: skip
     index = bars.index
     trades = pd.DataFrame(rows, columns=["entry_bar", "exit_bar", "entry_price", "exit_price", "size", "pnl",

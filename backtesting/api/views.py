@@ -55,6 +55,14 @@ class BrokerSerializer(serializers.Serializer):
     commission = serializers.FloatField(default=0.0, help_text="fraction of notional per side (0.001 = 0.1 %)")
     commission_fixed = serializers.FloatField(min_value=0, default=0.0)
     spread = serializers.FloatField(min_value=0, default=0.0, help_text="fraction of price paid on entry")
+    slippage_bps = serializers.FloatField(
+        min_value=0, default=0.0, help_text="basis points of price, against the trader on every fill"
+    )
+    slippage_atr = serializers.FloatField(
+        min_value=0,
+        default=0.0,
+        help_text="multiples of ATR(14) as of the previous bar, against the trader per fill",
+    )
     fill = serializers.ChoiceField(choices=FILLS, default="next_open")
     whole_units = serializers.BooleanField(default=True)
     sizing = serializers.ChoiceField(choices=SIZINGS, default="all_in")

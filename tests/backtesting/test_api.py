@@ -32,7 +32,7 @@ def _runs(fx) -> int:
 
 def test_request_run_and_read_a_backtest(alpha, bars, usage_redis):
     body = {"strategy": "sma_cross", "symbol": "bkt", "params": {"fast": 5, "slow": 30},
-            "broker": {"commission": 0.001, "cash": 50_000}}  # fmt: skip
+            "broker": {"commission": 0.001, "cash": 50_000, "slippage_atr": 0.1}}  # fmt: skip
     r = alpha.client(role="analyst").post(URL, body, format="json")
     assert r.status_code == 201, r.content
     queued = r.json()
@@ -46,9 +46,12 @@ def test_request_run_and_read_a_backtest(alpha, bars, usage_redis):
     done = viewer.get(f"{URL}{queued['id']}/").json()
     assert done["state"] == "succeeded" and done["percent"] == 100
     # the job's figures are the engine's on the same bars
-    broker = BrokerConfig(commission=0.001, cash=50_000)
+    broker = BrokerConfig(commission=0.001, cash=50_000, slippage_atr=0.1)
     same = backtest_run(stored, strategy="sma_cross", params={"fast": 5, "slow": 30}, broker=broker)
     assert done["stats"]["equity_final"] == pytest.approx(same.result.equity_final)
+    frictionless = backtest_run(stored, strategy="sma_cross", params={"fast": 5, "slow": 30},
+                                broker=BrokerConfig(commission=0.001, cash=50_000))  # fmt: skip
+    assert same.result.equity_final < frictionless.result.equity_final  # slippage costs on every fill
     assert done["stats"]["trades"] == len(same.result.trades) > 3
     assert "buy_and_hold_return_pct" in done["stats"] and done["stats"]["monte_carlo"]["runs"] == 1000
     assert done["equity"][0][1] == 50_000 and done["equity"][-1][1] == pytest.approx(same.result.equity_final)
@@ -69,6 +72,7 @@ def test_request_run_and_read_a_backtest(alpha, bars, usage_redis):
         ({"strategy": "sma_cross", "symbol": "BKT", "params": {"fast": 5, "slow": 900}}, "too_few_bars"),
         ({"strategy": "sma_cross", "symbol": "BKT", "broker": {"commission": 0.5}}, "invalid_broker"),
         ({"strategy": "sma_cross", "symbol": "BKT", "broker": {"sizing": "risk"}}, "invalid_broker"),
+        ({"strategy": "sma_cross", "symbol": "BKT", "broker": {"slippage_atr": 9}}, "invalid_broker"),
         ({"strategy": "sma_cross", "symbol": "BKT", "start": "2035-01-01T00:00:00Z"}, "no_bars"),
         (
             {"strategy": "sma_cross", "symbol": "BKT", "start": "2021-01-01T00:00:00Z", "end": "2020-01-01T00:00:00Z"},

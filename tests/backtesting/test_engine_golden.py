@@ -114,6 +114,26 @@ def test_fractional_units_spend_the_whole_cash_and_shorts_can_be_turned_off():
     assert r.open_trade is None and r.equity_final == pytest.approx(10_000 + 499 * 5)
 
 
+def test_slippage_moves_entries_and_exits_against_the_trader():
+    target = np.array([KEEP, LONG, KEEP, SHORT, KEEP], dtype=np.int8)
+    bars = _bars(open_=[10, 10, 20, 20, 25], close=[10, 10, 20, 20, 25])
+    # 50 bps: buy at 20 x 1.005 = 20.1 -> 9,999.99.. // 20.1 = 497 units; sell at 25 x 0.995 = 24.875
+    r = run(bars, target, BrokerConfig(slippage_bps=50, allow_short=False), start=0)
+    t = r.trades.iloc[0]
+    assert (t["entry_price"], t["exit_price"], t["size"]) == (pytest.approx(20.1), pytest.approx(24.875), 497.0)
+    assert r.equity_final == pytest.approx(10_000 + 497 * 4.775)
+    # 1 x ATR known before the bar: true ranges 1, 1, 10.5, 1, 5.5 (ATR(14) not ready: their mean
+    # so far); bar 2 pays bar 1's 1.0 -> 21 (476 units), bar 4 pays bar 3's 13.5 / 4 -> 25 - 3.375
+    r = run(bars, target, BrokerConfig(slippage_atr=1.0, allow_short=False), start=0)
+    t = r.trades.iloc[0]
+    assert (t["entry_price"], t["exit_price"], t["size"]) == (21.0, 21.625, 476.0)
+    assert r.equity_final == pytest.approx(10_000 + 476 * 0.625)
+    # a short pays it the other way: sells lower, buys back higher
+    r = run(bars, np.array([KEEP, SHORT, KEEP, LONG, KEEP], dtype=np.int8), BrokerConfig(slippage_bps=50), start=0)
+    t = r.trades.iloc[0]
+    assert (t["entry_price"], t["exit_price"]) == (pytest.approx(19.9), pytest.approx(25.125))
+
+
 def test_a_trade_can_lose_everything_and_the_run_stops():
     target = np.array([LONG, KEEP, KEEP, KEEP], dtype=np.int8)
     bars = _bars(open_=[10, 10, 1, 1], close=[10, 10, 0.5, 1])

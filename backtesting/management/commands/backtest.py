@@ -47,6 +47,8 @@ class Command(OfflineCommand):
         parser.add_argument("--commission", type=float, default=0.0, help="fraction of notional per side")
         parser.add_argument("--commission-fixed", type=float, default=0.0, help="cash per side")
         parser.add_argument("--spread", type=float, default=0.0, help="fraction of price paid on entry")
+        parser.add_argument("--slippage-bps", type=float, default=0.0, help="basis points per fill, against you")
+        parser.add_argument("--slippage-atr", type=float, default=0.0, help="multiples of ATR(14) per fill")
         parser.add_argument("--fill", choices=FILLS, default="next_open")
         parser.add_argument("--sizing", choices=SIZINGS, default="all_in")
         parser.add_argument("--fraction", type=float, help="fraction of margin per trade (fixed_fraction)")
@@ -89,7 +91,8 @@ class Command(OfflineCommand):
         try:
             broker = BrokerConfig(
                 cash=o["cash"], commission=o["commission"], commission_fixed=o["commission_fixed"],
-                spread=o["spread"], fill=o["fill"], sizing=o["sizing"],
+                spread=o["spread"], slippage_bps=o["slippage_bps"], slippage_atr=o["slippage_atr"],
+                fill=o["fill"], sizing=o["sizing"],
                 fraction=o["fraction"] if o["fraction"] is not None else FULL, risk=o["risk"],
                 stop_loss=o["stop_loss"], take_profit=o["take_profit"], leverage=o["leverage"],
                 whole_units=not o["fractional"], allow_short=not o["no_short"], close_at_end=o["close_at_end"],

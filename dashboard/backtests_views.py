@@ -116,6 +116,80 @@ def backtest_detail(request, run_id):
     return render(request, template, context)
 
 
+COLORS = ("#2f5bea", "#c92a2a", "#2b8a3e", "#e67700", "#7048e8", "#0c8599", "#862e9c", "#5c940d", "#d6336c", "#495057")
+
+
+@tenant_page()
+def backtests_compare(request):
+    """Finished runs side by side: the key figures (the best of each marked) and their equity
+    curves as returns on one chart."""
+    import uuid
+
+    from backtesting import selectors, services
+
+    raw = request.GET.getlist("ids")
+    context: dict = {"runs": [], "rows": [], "chart": None, "error": None}
+    try:
+        ids = list(dict.fromkeys(uuid.UUID(x) for x in raw))
+    except ValueError:
+        ids = []
+    if not 2 <= len(ids) <= 10:
+        context["error"] = "Tick 2 to 10 finished backtests on the Backtests page, then Compare."
+        return render(request, "dashboard/backtests_compare.html", context, status=400)
+    try:
+        runs = [selectors.run_get(run_id=i) for i in ids]
+    except NotFound as exc:
+        raise Http404(exc.message) from exc
+    try:
+        compared = services.backtest_compare(runs=runs)
+    except ApplicationError as exc:
+        context["error"] = exc.message
+        return render(request, "dashboard/backtests_compare.html", context, status=400)
+    labels = {key: (label, kind) for label, key, kind in STATS}
+    context["runs"] = [
+        {**row, "color": COLORS[i % len(COLORS)], "label": f"{row['strategy']} {row['symbol']} {row['timeframe']}",
+         "params_text": ", ".join(f"{k}={v}" for k, v in row["params"].items())}
+        for i, row in enumerate(compared["runs"])
+    ]  # fmt: skip
+    context["rows"] = [
+        {
+            "label": labels.get(key, (key, "ratio"))[0], "kind": labels.get(key, (key, "ratio"))[1], "key": key,
+            "cells": [{"value": r[key], "best": compared["best"].get(key) == r["id"]} for r in compared["runs"]],
+        }
+        for key in services.COMPARED
+    ]  # fmt: skip
+    context["chart"] = _returns_chart([(r, run.equity) for r, run in zip(context["runs"], runs, strict=True)])
+    return render(request, "dashboard/backtests_compare.html", context)
+
+
+def _returns_chart(series: list[tuple[dict, list]], width: int = 720, height: int = 240) -> dict | None:
+    """Each run's equity as % return from its start, on one time axis (runs may cover different bars)."""
+    import datetime as dt
+
+    curves = []
+    for run, points in series:
+        if len(points) < 2:
+            continue
+        base = points[0][1] or 1.0
+        curves.append((run, [(dt.datetime.fromisoformat(t).timestamp(), (v / base - 1) * 100) for t, v, _ in points]))
+    if not curves:
+        return None
+    t0 = min(p[0][0] for _, p in curves)
+    t1 = max(p[-1][0] for _, p in curves)
+    lo = min(min(v for _, v in p) for _, p in curves)
+    hi = max(max(v for _, v in p) for _, p in curves)
+    tspan, vspan = (t1 - t0) or 1.0, (hi - lo) or 1.0
+    lines = []
+    for run, pts in curves:
+        xy = " ".join(
+            f"{round(5 + (t - t0) / tspan * (width - 10), 1)},{round(height - 5 - (v - lo) / vspan * (height - 10), 1)}"
+            for t, v in pts
+        )
+        lines.append({"points": xy, "color": run["color"], "label": run["label"]})
+    zero = round(height - 5 - (0 - lo) / vspan * (height - 10), 1) if lo <= 0 <= hi else None
+    return {"lines": lines, "width": width, "height": height, "lo": lo, "hi": hi, "zero": zero}
+
+
 def _stats_rows(stats: dict | None) -> list[dict]:
     if not stats:
         return []

@@ -29,6 +29,7 @@ urlpatterns = [
     path("flows/<slug:name>/v/<int:version>/", decisions_views.flow_detail, name="flow"),
     path("flows/<slug:name>/v/<int:version>/activate/", decisions_views.flow_activate, name="flow-activate"),
     path("backtests/", backtests_views.backtests, name="backtests"),
+    path("backtests/compare/", backtests_views.backtests_compare, name="backtests_compare"),
     path("backtests/<uuid:run_id>/", backtests_views.backtest_detail, name="backtest"),
     path("models/", models_views.models_home, name="models"),
     path("models/jobs/<uuid:job_id>/", models_views.training_job, name="training-job"),

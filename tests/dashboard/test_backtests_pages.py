@@ -85,3 +85,34 @@ def test_the_consensus_from_the_form_shows_what_it_decided(alpha, bars, usage_re
         backtest_execute(run_id=run.pk)
     page = analyst.get(f"/app/backtests/{run.pk}/").content.decode()
     assert "data-consensus" in page and "default@0" in page and "data-equity-chart" in page
+
+
+def test_finished_runs_compare_side_by_side_from_the_list(alpha, beta, bars, usage_redis):
+    analyst = dashboard_client(alpha, "analyst")
+    for params in ("fast=5, slow=20", "fast=10, slow=40"):
+        assert analyst.post("/app/backtests/", {**FORM, "params": params}).status_code == 302
+    runs = _runs(alpha)
+    with schema_context(alpha.tenant.schema_name):
+        for run in runs:
+            backtest_execute(run_id=run.pk)
+        runs = list(BacktestRun.objects.order_by("created_at"))
+    listing = analyst.get("/app/backtests/").content.decode()
+    assert listing.count('name="ids"') == 2 and 'data-form="compare"' in listing
+    query = "&".join(f"ids={r.pk}" for r in runs)
+    page = analyst.get(f"/app/backtests/compare/?{query}")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "data-compare-chart" in html and html.count("<polyline") == 2
+    assert all(f'data-run="{r.pk}"' in html for r in runs)
+    best = max(runs, key=lambda r: r.stats["return_pct"])
+    row = html.split('data-figure="return_pct"')[1].split("</tr>")[0]
+    assert row.count("data-best") == 1 and f"{best.stats['return_pct']:.2f} %" in row.split("data-best")[1]
+    # one run, a queued one, a malformed id: a 400 that says what to do; another tenant's run: 404
+    assert analyst.get(f"/app/backtests/compare/?ids={runs[0].pk}").status_code == 400
+    assert "Tick 2 to 10" in analyst.get("/app/backtests/compare/?ids=nope&ids=x").content.decode()
+    with schema_context(alpha.tenant.schema_name):
+        BacktestRun.objects.filter(pk=runs[1].pk).update(state="queued")
+    r = analyst.get(f"/app/backtests/compare/?{query}")
+    assert r.status_code == 400 and "Only finished single backtests compare" in r.content.decode()
+    outsider = dashboard_client(beta, "analyst")
+    assert outsider.get(f"/app/backtests/compare/?{query}").status_code == 404

@@ -369,7 +369,7 @@ class TenantStream:
         with transaction.atomic():
             md_services.bars_append(tenant=self.tenant, bars=[b for bars in new_bars.values() for b in bars])
             fresh = self._insert(decisions)
-            ledger_apply([(d, price) for d, price in fresh], pipeline.ledger)
+            ledger_apply(fresh, pipeline.ledger, fresh=True)  # decisions inserted just now: none has a fill
             outcomes = self._resolve(resolved)
             services.engine_save(pipeline)
             if fresh:

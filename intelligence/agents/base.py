@@ -305,14 +305,3 @@ def _jsonable(value: Any) -> Any:
     numbers, NaN and infinities as None (orjson's encoding, in C: a recursive walk in Python cost
     ~18 µs per vote, a third of a stream decision's bookkeeping)."""
     return orjson.loads(orjson.dumps(value, default=_json_default, option=_JSON_OPTIONS))
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value

@@ -1,1 +1,79 @@
-# Models for this area arrive with its issue.
+"""Usage of one tenant, flushed from the Redis meter (``tenants.metering``) by
+``analytics.services.meter_flush``: counts per hour and per day (the rollup the pages read),
+latency histograms per endpoint and hour, and the flushed batches (each applied once)."""
+
+from django.contrib.postgres.fields import ArrayField
+from django.db import models
+
+
+class Kind(models.TextChoices):
+    REQUEST = "request"  # name: endpoint; status: 2xx/3xx/4xx/429/5xx
+    UNIT = "unit"  # name: decision, prediction, training_trial, backtest_bar
+
+
+class UsageHourly(models.Model):
+    hour = models.DateTimeField()
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    name = models.CharField(max_length=120)
+    status = models.CharField(max_length=4, blank=True)
+    api_key_id = models.BigIntegerField(default=0)  # 0: none (a person's token)
+    user_id = models.BigIntegerField(default=0)  # 0: none (an API key)
+    count = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["hour", "kind", "name", "status", "api_key_id", "user_id"], name="usage_hourly_once"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H}h {self.kind} {self.name} {self.count}"
+
+
+class UsageDaily(models.Model):
+    day = models.DateField()
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    name = models.CharField(max_length=120)
+    status = models.CharField(max_length=4, blank=True)
+    api_key_id = models.BigIntegerField(default=0)
+    user_id = models.BigIntegerField(default=0)
+    count = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["day", "kind", "name", "status", "api_key_id", "user_id"], name="usage_daily_once"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.kind} {self.name} {self.count}"
+
+
+class LatencyHourly(models.Model):
+    """Per endpoint and hour: a histogram over ``tenants.metering.LATENCY_BINS_MS`` (+ one bin
+    above the last bound) and the total, so p50/p99 and the mean come from rollups, never scans."""
+
+    hour = models.DateTimeField()
+    endpoint = models.CharField(max_length=120)
+    bins = ArrayField(models.BigIntegerField())
+    total_us = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["hour", "endpoint"], name="latency_hourly_once")]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H}h {self.endpoint}"
+
+
+class MeterBatch(models.Model):
+    """A Redis hash flushed into the tables above: written in the same transaction, so a flush
+    retried after a crash applies each batch once."""
+
+    name = models.CharField(max_length=160, unique=True)
+    fields = models.PositiveIntegerField(default=0)
+    applied_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.name

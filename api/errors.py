@@ -20,12 +20,15 @@ logger = logging.getLogger(__name__)
 class ApplicationError(Exception):
     """A failure the user can act on. ``status`` is the HTTP status it maps to."""
 
-    def __init__(self, code: str, message: str, details: dict | None = None, status: int = 400):
+    def __init__(
+        self, code: str, message: str, details: dict | None = None, status: int = 400, headers: dict | None = None
+    ):
         super().__init__(message)
         self.code = code
         self.message = message
         self.details = details or {}
         self.status = status
+        self.headers = headers or {}  # e.g. Retry-After on a quota's 429
 
 
 class NotFound(ApplicationError):
@@ -64,7 +67,7 @@ def error_response(code: str, message: str, status_code: int, details: dict | No
 
 def exception_handler(exc, context):
     if isinstance(exc, ApplicationError):
-        return Response(envelope(exc.code, exc.message, exc.details), status=exc.status)
+        return Response(envelope(exc.code, exc.message, exc.details), status=exc.status, headers=exc.headers or None)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):

@@ -23,8 +23,12 @@ ERRORS = {
     403: OpenApiResponse(ErrorSerializer, description="insufficient_role, insufficient_scope"),
     404: OpenApiResponse(ErrorSerializer, description="not_found (also for other tenants' objects)"),
     409: OpenApiResponse(ErrorSerializer, description="conflicts: slug_taken, last_owner, overlapping_bars, …"),
+    402: OpenApiResponse(ErrorSerializer, description="a monthly quota used up: <quota>_exceeded"),
     413: OpenApiResponse(ErrorSerializer, description="file_too_large"),
-    429: OpenApiResponse(ErrorSerializer, description="plan_limit_exceeded, rate_limited"),
+    429: OpenApiResponse(
+        ErrorSerializer,
+        description="rate_limited (Retry-After), a daily quota used up (<quota>_exceeded), plan_limit_exceeded",
+    ),
 }
 
 

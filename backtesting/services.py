@@ -150,7 +150,7 @@ def backtest_create(
 ) -> BacktestRun:  # fmt: skip
     """Validate everything a run needs (strategy, parameters, broker, bars in range, enough for
     the warm-up) and queue it. Nothing is written when any of it is wrong."""
-    from tenants import limits
+    from tenants import limits, metering
 
     config = broker_from(broker)
     version = model_version_resolve(ref=(params or {}).get("model", "")) if strategy == MODEL else None
@@ -195,7 +195,12 @@ def backtest_create(
         s = strategy_get(strategy)
         resolved = s.resolve(params)
         s.run(bars, resolved)  # the warm-up fits (too_few_bars otherwise)
-    limits.limit_check(tenant, "backtests_per_day")
+    # the plan's monthly bars: every bar simulated counts, once per combination of a sweep
+    combinations = 1
+    if grid is not None:
+        combinations = n_trials if search == "optuna" else int(np.prod([len(v) for v in grid.values()]))
+    limits.limit_check(tenant, "backtest_bars_per_month", len(bars) * combinations)
+    metering.units_add(tenant, "backtest_bar", len(bars) * combinations)
     with transaction.atomic():
         run_row = BacktestRun.objects.create(
             name=name[:120], strategy=strategy, params=resolved, broker=config.as_dict(), symbol=instrument.symbol,

@@ -299,7 +299,7 @@ def decision_make(*, tenant, symbol: str, timeframe: str | None = None, bars: li
     from features.engine import compute_batch
     from marketdata import selectors as md_selectors
     from marketdata.validation import validate_records
-    from tenants import limits
+    from tenants import limits, metering
 
     started = time.perf_counter()
     limits.limit_check(tenant, "decisions_per_day")
@@ -372,6 +372,9 @@ def decision_make(*, tenant, symbol: str, timeframe: str | None = None, bars: li
     payload = selectors.decision_payload(decision)
     schema = connection.schema_name
     transaction.on_commit(lambda: publish_decisions([payload], schema))
+    metering.units_add(tenant, "decision")
+    if ml:
+        metering.units_add(tenant, "prediction")
     return decision
 
 

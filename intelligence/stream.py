@@ -39,6 +39,7 @@ from django.db import connection, models, transaction
 from django.utils import timezone
 
 from eventbus import bus
+from tenants import metering
 
 from . import learning, services
 from .agents import Context
@@ -382,6 +383,9 @@ class TenantStream:
             if outcomes:
                 transaction.on_commit(lambda: bus.publish_many("feedback.prediction.outcome", outcomes, schema=schema))
         self.decided += len(fresh)
+        if fresh:  # billed units, one round trip a batch
+            metering.units_add(self.tenant, "decision", len(fresh))
+            metering.units_add(self.tenant, "prediction", sum(1 for d, _ in fresh if d.model_version))
         self._model_outcomes += sum(1 for o in outcomes if "model_correct" in o)
         if self._model_outcomes >= LIVE_CHECK_EVERY:
             self._model_outcomes = 0

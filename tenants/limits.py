@@ -1,11 +1,15 @@
-"""Plan limits and usage counters, in Redis so hot paths never import analytics.
+"""Plan limits: quotas per day or month, counted in Redis so hot paths never import analytics.
 
-    limit_check(tenant, "decisions_per_day")      # raises plan_limit_exceeded (429) when over
-    usage_increment(tenant, "api_requests")        # count without a cap
-    usage_get(tenant, "decisions_per_day")         # today's count
+    limit_check(tenant, "decisions_per_day")          # consume one, or raise decisions_per_day_exceeded
+    limit_check(tenant, "backtest_bars_per_month", n)  # 402 backtest_bars_per_month_exceeded when over
+    usage_get(tenant, "decisions_per_day")            # this period's count, with the plan's cap
+    count_check(tenant, "models", current)            # stock limits (keys, members, models)
 
-Counters are per schema, metric and UTC day (``usage:<schema>:<metric>:<YYYYMMDD>``), kept 40
-days; analytics rolls them up into the database.
+A quota's period is in its name (``_per_day`` resets at 00:00 UTC, ``_per_month`` on the 1st).
+Over a daily quota: 429 with ``Retry-After`` until the reset; over a monthly one: 402 (it takes an
+upgrade). The code names the quota (``<metric>_exceeded``). Counters are per schema, metric and
+period (``usage:<schema>:<metric>:<YYYYMMDD|YYYYMM>``), kept 40 / 400 days. The plan is read from
+the tenant object, which tenant resolution refreshes within a second of a plan change.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from api.errors import ApplicationError
 
 from .models import Tenant
 
-_TTL = 40 * 86400
+_TTL = {"day": 40 * 86400, "month": 400 * 86400}
 # Atomic check-and-increment: never counts past the cap, never double counts.
 _CHECK_AND_INCR = """
 local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -44,9 +48,23 @@ def _redis() -> redis.Redis:
     return _client
 
 
+def period_of(metric: str) -> str:
+    return "month" if metric.endswith("_per_month") else "day"
+
+
+def period_end(metric: str, now: dt.datetime | None = None) -> dt.datetime:
+    """When ``metric``'s current period ends (its counter starts again)."""
+    now = now or dt.datetime.now(dt.UTC)
+    if period_of(metric) == "month":
+        first = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        return (first + dt.timedelta(days=32)).replace(day=1)
+    return now.replace(hour=0, minute=0, second=0, microsecond=0) + dt.timedelta(days=1)
+
+
 def _key(tenant: Tenant, metric: str, day: dt.date | None = None) -> str:
     day = day or dt.datetime.now(dt.UTC).date()
-    return f"usage:{tenant.schema_name}:{metric}:{day:%Y%m%d}"
+    stamp = f"{day:%Y%m}" if period_of(metric) == "month" else f"{day:%Y%m%d}"
+    return f"usage:{tenant.schema_name}:{metric}:{stamp}"
 
 
 @dataclass(frozen=True)
@@ -67,18 +85,30 @@ def plan_limit(tenant: Tenant, metric: str) -> int | None:
 
 
 def limit_check(tenant: Tenant, metric: str, amount: int = 1) -> Usage:
-    """Consume ``amount`` of today's ``metric`` or raise ``plan_limit_exceeded`` (HTTP 429)."""
+    """Consume ``amount`` of this period's ``metric``, or raise ``<metric>_exceeded`` (nothing consumed)."""
     cap = plan_limit(tenant, metric)
     _redis()
-    ok, used = _script(keys=[_key(tenant, metric)], args=[amount, -1 if cap is None else cap, _TTL])
+    period = period_of(metric)
+    ok, used = _script(keys=[_key(tenant, metric)], args=[amount, -1 if cap is None else cap, _TTL[period]])
     if not ok:
+        now = dt.datetime.now(dt.UTC)
+        reset = period_end(metric, now)
+        what = metric.rsplit("_per_", 1)[0].replace("_", " ")
+        details = {"quota": metric, "limit": cap, "used": int(used), "requested": amount, "plan": tenant.plan.code,
+                   "resets_at": reset.isoformat()}  # fmt: skip
+        if period == "month":
+            raise ApplicationError(
+                f"{metric}_exceeded",
+                f"This month's {what} ({cap:,} on plan '{tenant.plan.code}') would be exceeded ({int(used):,} used, "
+                f"{amount:,} asked). Upgrade the plan (Billing) or wait until {reset:%Y-%m-%d}.",
+                details, status=402,
+            )  # fmt: skip
         raise ApplicationError(
-            "plan_limit_exceeded",
-            f"Your plan '{tenant.plan.code}' allows {cap} {metric.replace('_', ' ')}; "
-            "upgrade the plan or wait for the daily reset (00:00 UTC).",
-            {"metric": metric, "limit": cap, "used": int(used), "plan": tenant.plan.code},
-            status=429,
-        )
+            f"{metric}_exceeded",
+            f"Today's {what} ({cap:,} on plan '{tenant.plan.code}') are used up. Retry after 00:00 UTC or upgrade "
+            "the plan (Billing).",
+            details, status=429, headers={"Retry-After": str(max(1, int((reset - now).total_seconds())))},
+        )  # fmt: skip
     return Usage(metric, int(used), cap)
 
 
@@ -86,7 +116,7 @@ def usage_increment(tenant: Tenant, metric: str, amount: int = 1) -> int:
     key = _key(tenant, metric)
     pipe = _redis().pipeline()
     pipe.incrby(key, amount)
-    pipe.expire(key, _TTL)
+    pipe.expire(key, _TTL[period_of(metric)])
     return int(pipe.execute()[0])
 
 

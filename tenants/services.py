@@ -169,3 +169,21 @@ def tenant_status_set(*, tenant: Tenant, status: str, actor) -> bool:
         tenant.status = status
         tenant_status_audited(tenant=tenant, actor=actor)
     return True
+
+
+def tenant_plan_change(*, tenant: Tenant, plan: str, actor, reason: str = "") -> bool:
+    """Move a tenant to another plan; its limits apply to the next request in every process (the
+    resolution cache is dropped at commit). Audited in the tenant's trail. Whether anything changed."""
+    new = Plan.objects.filter(code=plan).first()
+    if new is None:
+        raise ApplicationError("unknown_plan", f"There is no plan '{plan}'.", {"plan": plan})
+    if tenant.plan_id == new.pk:
+        return False
+    old = tenant.plan.code
+    with transaction.atomic():
+        Tenant.objects.filter(pk=tenant.pk).update(plan=new)
+        tenant.plan = new
+        with schema_context(tenant.schema_name):
+            audit_record(actor, "tenant.plan_changed", tenant, {"from": old, "to": new.code, "reason": reason})
+        transaction.on_commit(resolution.invalidate)
+    return True

@@ -145,6 +145,18 @@ def worker_thread(django_db_setup, django_db_blocker):
 
 
 @pytest.fixture(autouse=True)
+def _rate_limits_reset():
+    """API rate-limit buckets live in Redis across tests (the tenants are the session's): each test
+    starts with full buckets, so one test's requests never throttle another's."""
+    from tenants import limits
+
+    client = limits._redis()
+    keys = list(client.scan_iter("rl:*"))
+    if keys:
+        client.delete(*keys)
+
+
+@pytest.fixture(autouse=True)
 def _login_throttle_reset():
     """Failed log-ins are counted in Redis per e-mail and per address; every test starts clean."""
     client = resolution.redis_client()

@@ -41,4 +41,5 @@ TENANT_TASK_CONCURRENCY = env_int("TENANT_TASK_CONCURRENCY", 2)
 # starts scheduled retrains and checks drift of production versions, tenant by tenant.
 CELERY_BEAT_SCHEDULE = {
     "models-registry-sweep": {"task": "models_registry.sweep", "schedule": 300.0},
+    "analytics-meter-flush": {"task": "analytics.meter_flush", "schedule": 60.0},
 }

@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 from api.errors import ApplicationError
 from api.schema import ERRORS
 from marketdata.models import Timeframe
+from tenants import metering
 from tenants.models import Role, Scope
 from tenants.permissions import MANAGE, READ, Access
 
@@ -228,6 +229,7 @@ class InferenceApi(APIView):
                 "no_model", f"No production model for {symbol}; train one and deploy it.", status=404
             )
         result = serving.predict_latest(version=version, symbol=symbol)
+        metering.units_add(request.tenant, "prediction")
         return Response({**result, "latency_ms": round((time.perf_counter() - started) * 1000, 3)})
 
 

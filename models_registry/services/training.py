@@ -132,7 +132,7 @@ def training_job_create(
         "fee_bps": fee_bps,
         "deploy_to": deploy_to,
     }
-    limits.limit_check(tenant, "training_jobs_per_day")
+    limits.limit_check(tenant, "training_jobs_per_month")
     with transaction.atomic():
         job = TrainingJob.objects.create(
             model_name=name,
@@ -224,7 +224,17 @@ def _run_locked(job_id, echo=None) -> str:
         _fail(job, f"internal error: {type(exc).__name__}: {exc}"[:500])
     else:
         _finish(job, JobState.SUCCEEDED, f"stored {version.ref}" + (" (no edge)" if version.no_edge else ""))
+    _meter_trials(job)
     return job.state
+
+
+def _meter_trials(job: TrainingJob) -> None:
+    """Bill the trials the job ran (this attempt's and any before: metered once, when it ends)."""
+    from tenants import metering
+    from tenants.selectors import tenant_current
+
+    if job.state in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED) and job.trials_done:
+        metering.units_add(tenant_current(), "training_trial", job.trials_done)
 
 
 def _train(job: TrainingJob, progress: _Progress):

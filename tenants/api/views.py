@@ -10,7 +10,7 @@ from tenants.models import ApiKey, Scope
 from tenants.permissions import MANAGE, READ
 from tenants.resolution import KeyInfo
 
-METRICS = ("decisions_per_day", "api_requests")
+METRICS = ("decisions_per_day", "training_jobs_per_month", "backtest_bars_per_month")
 
 
 class TenantDetailApi(APIView):
@@ -24,13 +24,16 @@ class TenantDetailApi(APIView):
         schema_name = serializers.CharField()
         plan = serializers.CharField(source="plan.code")
         limits = serializers.DictField(source="plan.limits")
-        usage_today = serializers.DictField()
+        usage = serializers.DictField(help_text="per quota: used, limit (null: unlimited), resets_at")
         created_at = serializers.DateTimeField()
 
     @extend_schema(operation_id="tenant_retrieve", responses={200: OutputSerializer, **ERRORS})
     def get(self, request):
         tenant = request.tenant
-        tenant.usage_today = {m: limits.usage_get(tenant, m).used for m in METRICS}
+        tenant.usage = {}
+        for metric in METRICS:
+            u = limits.usage_get(tenant, metric)
+            tenant.usage[metric] = {"used": u.used, "limit": u.limit, "resets_at": limits.period_end(metric)}
         return Response(self.OutputSerializer(tenant).data)
 
 

@@ -20,7 +20,8 @@ class TestTenantDetail:
         body = r.json()
         assert body["slug"] == "alpha" and body["plan"] == "pro" and body["schema_name"] == "t_alpha"
         assert body["limits"]["decisions_per_day"] == 20000
-        assert set(body["usage_today"]) == {"decisions_per_day", "api_requests"}
+        assert set(body["usage"]) == {"decisions_per_day", "training_jobs_per_month", "backtest_bars_per_month"}
+        assert body["usage"]["decisions_per_day"]["used"] == 0 and body["usage"]["decisions_per_day"]["limit"]
 
     def test_each_tenant_sees_only_itself(self, alpha, beta):
         assert alpha.client().get("/api/v1/tenant/").json()["slug"] == "alpha"

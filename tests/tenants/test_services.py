@@ -93,15 +93,30 @@ class TestLimits:
             assert limits.limit_check(beta.tenant, "decisions_per_day").used == i + 1
         with pytest.raises(ApplicationError) as exc:
             limits.limit_check(beta.tenant, "decisions_per_day")
-        assert exc.value.status == 429 and exc.value.code == "plan_limit_exceeded"
-        assert exc.value.details == {"metric": "decisions_per_day", "limit": 3, "used": 3, "plan": "free"}
+        # the code names the quota; a daily one is a 429 that says when to retry
+        assert exc.value.status == 429 and exc.value.code == "decisions_per_day_exceeded"
+        details = exc.value.details
+        assert {k: details[k] for k in ("quota", "limit", "used", "plan")} == {
+            "quota": "decisions_per_day", "limit": 3, "used": 3, "plan": "free"
+        }  # fmt: skip
+        assert 0 < int(exc.value.headers["Retry-After"]) <= 86400
         assert limits.usage_get(beta.tenant, "decisions_per_day").remaining == 0
+
+    def test_a_monthly_quota_is_a_402_and_a_refused_amount_consumes_nothing(self, beta, usage_redis):
+        beta.tenant.plan.limits = {**beta.tenant.plan.limits, "backtest_bars_per_month": 1000}
+        assert limits.limit_check(beta.tenant, "backtest_bars_per_month", 600).used == 600
+        with pytest.raises(ApplicationError) as exc:
+            limits.limit_check(beta.tenant, "backtest_bars_per_month", 500)
+        assert exc.value.status == 402 and exc.value.code == "backtest_bars_per_month_exceeded"
+        assert exc.value.details["requested"] == 500 and exc.value.details["resets_at"].endswith("T00:00:00+00:00")
+        assert limits.usage_get(beta.tenant, "backtest_bars_per_month").used == 600
+        assert limits.limit_check(beta.tenant, "backtest_bars_per_month", 400).remaining == 0
 
     def test_unlimited_metric_and_per_tenant_counters(self, alpha, beta, usage_redis):
         assert limits.limit_check(alpha.tenant, "not_capped", amount=1000).limit is None
-        limits.usage_increment(alpha.tenant, "api_requests", 5)
-        assert limits.usage_get(alpha.tenant, "api_requests").used == 5
-        assert limits.usage_get(beta.tenant, "api_requests").used == 0
+        limits.usage_increment(alpha.tenant, "predictions_per_day", 5)
+        assert limits.usage_get(alpha.tenant, "predictions_per_day").used == 5
+        assert limits.usage_get(beta.tenant, "predictions_per_day").used == 0
 
 
 def test_tenant_status_set_rules(alpha):

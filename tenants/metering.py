@@ -1,0 +1,99 @@
+"""Metering: every billable unit and every API request counted per tenant, API key and user,
+with no database write on the request path.
+
+Counts go to a Redis hash per tenant and UTC hour (``meter:<schema>:<YYYYMMDDHH>``), in one
+pipelined round trip per request; the hash is listed in ``meter:keys``. ``analytics`` flushes the
+hashes into the tenant's usage tables (hourly and daily rollups) on a beat schedule, exactly once
+(see ``analytics.services.meter_flush``). Fields:
+
+    r|<endpoint>|<status class>|<key id>|<user id>   requests (status class 2xx/3xx/4xx/5xx, or 429)
+    l|<endpoint>|<bin>                                 latency histogram (LATENCY_BINS_MS upper bounds)
+    t|<endpoint>                                       latency total, microseconds
+    u|<unit>|<key id>|<user id>                        units: decision, prediction, training_trial, backtest_bar
+
+Ids are 0 when absent (a request with a JWT has no key; one with a key has no user). Units
+recorded during a request ride on that request's round trip; elsewhere (stream, jobs) they are
+written at once.
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime as dt
+import threading
+
+from . import limits
+
+KEYS_SET = "meter:keys"
+HASH_TTL = 14 * 86400  # a hash nobody flushed (no beat running) is dropped after this
+UNITS = ("decision", "prediction", "training_trial", "backtest_bar")
+# upper bounds of the latency histogram's bins, ms (the last bin is everything above)
+LATENCY_BINS_MS = (1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 75, 100, 150, 200, 300, 500, 750, 1000, 2000, 5000)
+
+_local = threading.local()
+
+
+def hour_key(schema: str, when: dt.datetime | None = None) -> str:
+    when = when or dt.datetime.now(dt.UTC)
+    return f"meter:{schema}:{when:%Y%m%d%H}"
+
+
+def latency_bin(ms: float) -> int:
+    return bisect.bisect_left(LATENCY_BINS_MS, ms)
+
+
+def status_class(status: int) -> str:
+    return "429" if status == 429 else f"{status // 100}xx"
+
+
+class RequestMeter:
+    """Collects one request's units; :meth:`write` sends them with the request's own counts."""
+
+    __slots__ = ("units",)
+
+    def __init__(self):
+        self.units: list[tuple[str, int]] = []
+
+
+def request_begin() -> RequestMeter:
+    meter = RequestMeter()
+    _local.meter = meter
+    return meter
+
+
+def request_end() -> None:
+    _local.meter = None
+
+
+def units_add(tenant, unit: str, amount: int = 1, *, key_id: int | None = None, user_id: int | None = None) -> None:
+    """Count ``amount`` of a billable ``unit`` for ``tenant`` (with the current request when there is one)."""
+    if amount <= 0:
+        return
+    meter = getattr(_local, "meter", None)
+    if meter is not None:
+        meter.units.append((unit, amount))
+        return
+    key = hour_key(tenant.schema_name)
+    pipe = limits._redis().pipeline(transaction=False)
+    pipe.hincrby(key, f"u|{unit}|{key_id or 0}|{user_id or 0}", amount)
+    pipe.expire(key, HASH_TTL)
+    pipe.sadd(KEYS_SET, key)
+    pipe.execute()
+
+
+def request_write(
+    schema: str, *, endpoint: str, status: int, latency_ms: float, key_id: int | None, user_id: int | None,
+    units: list[tuple[str, int]] = (),
+) -> None:  # fmt: skip
+    """One request's counts (and the units it produced) in one round trip."""
+    key = hour_key(schema)
+    who = f"{key_id or 0}|{user_id or 0}"
+    pipe = limits._redis().pipeline(transaction=False)
+    pipe.hincrby(key, f"r|{endpoint}|{status_class(status)}|{who}", 1)
+    pipe.hincrby(key, f"l|{endpoint}|{latency_bin(latency_ms)}", 1)
+    pipe.hincrby(key, f"t|{endpoint}", int(latency_ms * 1000))
+    for unit, amount in units:
+        pipe.hincrby(key, f"u|{unit}|{who}", amount)
+    pipe.expire(key, HASH_TTL)
+    pipe.sadd(KEYS_SET, key)
+    pipe.execute()

@@ -63,11 +63,16 @@ def _batch_apply(name: str) -> int:
                 MeterBatch.objects.create(name=name, fields=len(raw))
     else:
         log.info("meter: dropping %s (tenant schema gone)", name)
-    pipe = r.pipeline()
+    _forget(name)
+    return len(raw)
+
+
+def _forget(name: str) -> None:
+    """The applied batch out of Redis (a flush dying before this is finished by the next one)."""
+    pipe = limits._redis().pipeline()
     pipe.delete(name)
     pipe.srem(PENDING_SET, name)
     pipe.execute()
-    return len(raw)
 
 
 def _write(hour: dt.datetime, raw: dict[bytes, bytes]) -> None:

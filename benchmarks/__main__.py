@@ -189,10 +189,12 @@ if __name__ == "__main__":
     from benchmarks.features import bench_features
     from benchmarks.live import bench_live
     from benchmarks.stream import bench_stream
+    from benchmarks.usage import bench_usage
 
     print("== benchmarks (2-core machine; client and server share the cores) ==")
     bench_provision()
     bench_http()
+    bench_usage()
     bench_features()
     bench_marketdata()
     bench_automl()

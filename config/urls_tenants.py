@@ -14,5 +14,6 @@ urlpatterns = [
     path("api/v1/", include("models_registry.api.urls")),
     path("api/v1/", include("intelligence.api.urls")),
     path("api/v1/", include("backtesting.api.urls")),
+    path("api/v1/", include("analytics.api.urls")),
     *public_urlpatterns,
 ]

@@ -23,6 +23,9 @@ Protocol (unchanged from the consumer it replaces):
 - A client that reads slower than decisions arrive, so that more than ``WS_CLIENT_BUFFER`` bytes
   wait in its socket's send buffer, is closed with code 4008; it reconnects with ``?after=``.
 - ``GET /health`` answers JSON: sockets and tenants served by this process.
+- A tenant holds at most its plan's ``websocket_connections`` sockets across every edge process
+  (slots in Redis, refreshed with the heartbeat, freed on close or ``WS_SLOT_TTL_S`` after a
+  process died); one more is refused with HTTP 429 saying so.
 
 Fan-out: one Redis pub/sub subscription per process and tenant (:class:`Tenant`), each message's
 text serialised once by the publisher (:mod:`intelligence.feed`) and framed straight into the
@@ -36,9 +39,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import http
+import itertools
 import json
 import logging
 import time
+import uuid
 from urllib.parse import parse_qs
 
 import redis.asyncio as aioredis
@@ -46,6 +51,7 @@ from django.conf import settings
 from websockets.asyncio.server import ServerConnection, broadcast, serve
 from websockets.protocol import State
 
+from tenants import limits
 from tenants.channels import SUBPROTOCOL_PREFIX, _credentials, _resolve, call_in_tenant
 
 from . import feed
@@ -73,7 +79,7 @@ def _symbols(values) -> frozenset[str] | None:
 class Client:
     """One socket: its tenant, symbol filter and resume state."""
 
-    __slots__ = ("ws", "tenant", "schema", "symbols", "after", "early", "skip", "skip_until")
+    __slots__ = ("ws", "tenant", "schema", "symbols", "after", "early", "skip", "skip_until", "slot")
 
     def __init__(self, ws: ServerConnection, tenant, symbols: frozenset[str] | None, after: int | None):
         self.ws = ws
@@ -84,6 +90,7 @@ class Client:
         self.early: list[tuple[str, int, str]] | None = []  # live messages held while resuming
         self.skip: set[int] = set()  # ids sent by the replay: a late live copy is not sent twice
         self.skip_until = 0.0
+        self.slot: str | None = None  # the plan's connection slot this socket holds
 
     def wants(self, symbol: str) -> bool:
         return self.symbols is None or symbol in self.symbols
@@ -222,6 +229,9 @@ class Hub:
         self.buffer_limit = buffer_limit if buffer_limit is not None else settings.WS_CLIENT_BUFFER
         self.tenants: dict[str, Tenant] = {}
         self.dropped = 0
+        self.refused = 0
+        self._conn_ids = itertools.count(1)
+        self._process = uuid.uuid4().hex[:12]
 
     async def join(self, client: Client) -> None:
         group = self.tenants.get(client.schema)
@@ -231,6 +241,9 @@ class Hub:
         await asyncio.wait_for(group.ready.wait(), timeout=5)
 
     def leave(self, client: Client) -> None:
+        if client.slot is not None:  # the plan's connection slot, freed once
+            slot, client.slot = client.slot, None
+            asyncio.get_running_loop().run_in_executor(None, limits.ws_slot_release, client.schema, slot)
         group = self.tenants.get(client.schema)
         if group is None:
             return
@@ -265,12 +278,16 @@ class Hub:
                 for client in [c for c in group.clients.values() if c.ws.state is State.CLOSED]:
                     self.leave(client)  # a handshake that never reached the handler
                 self.send(group, list(group.live_sockets()), HEARTBEAT)
+                slots = [c.slot for c in group.clients.values() if c.slot is not None]
+                with contextlib.suppress(Exception):  # Redis away: slots expire, refreshed next beat
+                    await asyncio.to_thread(limits.ws_slots_refresh, group.schema, slots)
 
     def stats(self) -> dict:
         return {
             "sockets": sum(len(g.clients) for g in self.tenants.values()),
             "tenants": len(self.tenants),
             "dropped_slow_or_failed": self.dropped,
+            "refused_over_plan": self.refused,
         }
 
     # -- the websockets server's hooks
@@ -290,13 +307,25 @@ class Hub:
             "headers": [(b"authorization", v.encode()) for v in request.headers.get_all("Authorization")],
         }
         api_key, jwt, ticket, _ = _credentials(scope)
-        resolved = await asyncio.to_thread(_resolve, api_key, jwt, ticket)
+        slot = f"{self._process}-{next(self._conn_ids)}"
+        resolved, usage = await asyncio.to_thread(_resolve_and_take_slot, api_key, jwt, ticket, slot)
         if resolved is None:
             return ws.respond(http.HTTPStatus.UNAUTHORIZED, UNAUTHENTICATED)
+        if usage is None:
+            self.refused += 1
+            cap = limits.plan_limit(resolved[0], "websocket_connections")
+            response = ws.respond(
+                http.HTTPStatus.TOO_MANY_REQUESTS,
+                f"websocket_connections_exceeded: plan '{resolved[0].plan.code}' allows {cap} open connection(s) "
+                "to the feed; close one (or share one socket with ?symbols=) or upgrade the plan.\n",
+            )
+            response.headers["Retry-After"] = "30"
+            return response
         params = parse_qs(query)
         after = (params.get("after") or [""])[0]
         symbols = _symbols((params.get("symbols") or [""])[0].split(","))
         client = Client(ws, resolved[0], symbols, int(after) if after.isdigit() else None)
+        client.slot = slot
         ws.feed_client = client
         # subscribed before the handshake completes: nothing published after the client sees
         # the connection open is missed
@@ -367,6 +396,18 @@ class Hub:
             reuse_port=True,
             **kw,
         )
+
+
+def _resolve_and_take_slot(api_key, jwt, ticket, slot: str):
+    """(the resolved credentials, the plan's connection slot taken — None when all are in use)."""
+    resolved = _resolve(api_key, jwt, ticket)
+    if resolved is None:
+        return None, None
+    try:
+        return resolved, limits.ws_slot_acquire(resolved[0], slot)
+    except Exception as exc:  # noqa: BLE001 - counters unreachable: serve rather than refuse
+        log.warning("feed edge: connection slots unavailable (%s); admitting without a slot", exc)
+        return resolved, limits.Usage("websocket_connections", 0, None)
 
 
 def _backlog(tenant, after: int, symbols) -> list[dict]:

@@ -136,3 +136,59 @@ def count_check(tenant: Tenant, metric: str, current: int) -> None:
             {"metric": metric, "limit": cap, "used": current, "plan": tenant.plan.code},
             status=429,
         )
+
+
+# --- WebSocket connections: a plan's concurrent sockets, shared by every edge process ----------
+
+WS_SLOT_TTL_S = 90  # a slot not refreshed for this long (its process died) is free again
+_WS_ACQUIRE = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+local cap = tonumber(ARGV[3])
+if cap >= 0 and redis.call('ZCARD', KEYS[1]) >= cap then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[4])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+return 1
+"""
+_ws_script = None
+
+
+def _ws_key(schema: str) -> str:
+    return f"wsconn:{schema}"
+
+
+def ws_slot_acquire(tenant: Tenant, conn_id: str) -> Usage | None:
+    """Take one of the plan's ``websocket_connections`` for ``conn_id``; None when all are taken."""
+    import time
+
+    global _ws_script
+    r = _redis()
+    if _ws_script is None:
+        _ws_script = r.register_script(_WS_ACQUIRE)
+    cap = plan_limit(tenant, "websocket_connections")
+    now = time.time()
+    key = _ws_key(tenant.schema_name)
+    ok = _ws_script(keys=[key], args=[now, now + WS_SLOT_TTL_S, -1 if cap is None else cap, conn_id, WS_SLOT_TTL_S * 2])
+    return Usage("websocket_connections", int(r.zcard(key)), cap) if ok else None
+
+
+def ws_slots_refresh(schema: str, conn_ids: list[str]) -> None:
+    """Keep live sockets' slots (every heartbeat): ``ZADD XX`` moves their expiry, adds nothing."""
+    import time
+
+    if not conn_ids:
+        return
+    expiry = time.time() + WS_SLOT_TTL_S
+    pipe = _redis().pipeline(transaction=False)
+    pipe.zadd(_ws_key(schema), dict.fromkeys(conn_ids, expiry), xx=True)
+    pipe.expire(_ws_key(schema), WS_SLOT_TTL_S * 2)
+    pipe.execute()
+
+
+def ws_slot_release(schema: str, conn_id: str) -> None:
+    _redis().zrem(_ws_key(schema), conn_id)
+
+
+def ws_connections(schema: str) -> int:
+    import time
+
+    return int(_redis().zcount(_ws_key(schema), time.time(), "+inf"))

@@ -75,14 +75,24 @@ def tenants_ab(django_db_setup, django_db_blocker):
     return alpha, beta
 
 
+def _plan_kept(fx):
+    """A test may change its tenant's plan or limits (in memory, and in the rolled-back DB): the
+    session's tenant object gets its own plan back afterwards."""
+    tenant = fx.tenant
+    saved = (tenant.plan_id, tenant.plan, dict(tenant.plan.limits))
+    yield fx
+    tenant.plan_id, tenant.plan = saved[0], saved[1]
+    tenant.plan.limits = saved[2]
+
+
 @pytest.fixture
 def alpha(tenants_ab, db):
-    return tenants_ab[0]
+    yield from _plan_kept(tenants_ab[0])
 
 
 @pytest.fixture
 def beta(tenants_ab, db):
-    return tenants_ab[1]
+    yield from _plan_kept(tenants_ab[1])
 
 
 @pytest.fixture(autouse=True)
@@ -146,12 +156,12 @@ def worker_thread(django_db_setup, django_db_blocker):
 
 @pytest.fixture(autouse=True)
 def _rate_limits_reset():
-    """API rate-limit buckets live in Redis across tests (the tenants are the session's): each test
-    starts with full buckets, so one test's requests never throttle another's."""
+    """API rate-limit buckets and WebSocket slots live in Redis across tests (the tenants are the
+    session's): each test starts with full buckets, so one test's requests never throttle another's."""
     from tenants import limits
 
     client = limits._redis()
-    keys = list(client.scan_iter("rl:*"))
+    keys = [*client.scan_iter("rl:*"), *client.scan_iter("wsconn:*")]
     if keys:
         client.delete(*keys)
 

@@ -272,3 +272,35 @@ def test_the_command_serves_the_feed_as_make_run_starts_it(alpha):
     finally:
         proc.terminate()
         assert proc.wait(15) == 0
+
+
+def test_a_plan_caps_open_connections_across_edge_processes(beta):
+    """Free plan: 5 sockets in all, counted over two edge servers (two processes' hubs); the sixth
+    is refused with 429 saying what to do; closing one frees its slot at once."""
+    from tenants import limits
+
+    cap = limits.plan_limit(beta.tenant, "websocket_connections")
+
+    async def main():
+        first, second = edge.Hub(), edge.Hub()
+        async with first.serve("127.0.0.1", 0) as s1, second.serve("127.0.0.1", 0) as s2:
+            urls = [
+                f"ws://127.0.0.1:{s.sockets[0].getsockname()[1]}/ws/decisions/?api_key={beta.key}" for s in (s1, s2)
+            ]
+            open_ = [await connect(urls[i % 2]) for i in range(cap)]
+            assert await sync_to_async(limits.ws_connections)(beta.tenant.schema_name) == cap
+            with pytest.raises(InvalidStatus) as refused:
+                await connect(urls[1])
+            response = refused.value.response
+            assert response.status_code == 429 and response.headers["Retry-After"] == "30"
+            assert b"websocket_connections_exceeded" in response.body and b"upgrade the plan" in response.body
+            assert first.stats()["refused_over_plan"] + second.stats()["refused_over_plan"] == 1
+            await open_[0].close()
+            await asyncio.sleep(0.2)  # the slot is released off the event loop
+            again = await connect(urls[0])
+            for ws in [*open_[1:], again]:
+                await ws.close()
+            await asyncio.sleep(0.2)
+            assert await sync_to_async(limits.ws_connections)(beta.tenant.schema_name) == 0
+
+    asyncio.run(main())

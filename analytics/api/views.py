@@ -1,0 +1,39 @@
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from api.schema import ERRORS
+from tenants.permissions import READ
+
+from .. import selectors
+
+
+class UsageApi(APIView):
+    """The tenant's usage: billable units and requests over time, per endpoint (requests, status
+    classes, error rate, latency p50/p99), per API key and user, and each quota with a forecast."""
+
+    access = {"GET": READ}
+
+    class QuerySerializer(serializers.Serializer):
+        days = serializers.IntegerField(min_value=1, max_value=400, default=30)
+        granularity = serializers.ChoiceField(choices=["day", "hour"], default="day")
+
+        def validate(self, data):
+            if data["granularity"] == "hour" and data["days"] > 14:
+                raise serializers.ValidationError({"days": "hourly usage covers at most 14 days; ask for days"})
+            return data
+
+    @extend_schema(
+        operation_id="usage_retrieve",
+        parameters=[
+            OpenApiParameter("days", int, description="how far back (1-400; hourly: 1-14)"),
+            OpenApiParameter("granularity", str, enum=["day", "hour"]),
+        ],
+        responses={200: OpenApiTypes.OBJECT, **ERRORS},
+    )
+    def get(self, request):
+        q = self.QuerySerializer(data=request.query_params)
+        q.is_valid(raise_exception=True)
+        return Response(selectors.usage_report(tenant=request.tenant, **q.validated_data))

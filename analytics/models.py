@@ -77,3 +77,38 @@ class MeterBatch(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class PerformanceDaily(models.Model):
+    """Live performance per market day (the decisions' bar time), recomputed for the days whose
+    decisions resolved since the last run (``analytics.services.performance_rollup``).
+
+    kind "consensus" (name ""): decisions, resolved, actionable resolved and right, paper P&L net of
+    fees of the fills those decisions made, decision latency p50/p99; "model" (name: version ref):
+    resolved and right; "agent" (name: agent): directional votes resolved and right."""
+
+    day = models.DateField()
+    kind = models.CharField(max_length=10)
+    name = models.CharField(max_length=80, blank=True)
+    decisions = models.IntegerField(default=0)
+    resolved = models.IntegerField(default=0)
+    hits = models.IntegerField(default=0)
+    pnl = models.FloatField(default=0.0)
+    latency_p50_ms = models.FloatField(null=True)
+    latency_p99_ms = models.FloatField(null=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["day", "kind", "name"], name="performance_daily_once")]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.kind} {self.name}"
+
+
+class Watermark(models.Model):
+    """How far a rollup has read (e.g. decisions resolved up to ``at``)."""
+
+    name = models.CharField(max_length=40, unique=True)
+    at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.name} @ {self.at}"

@@ -20,6 +20,7 @@ UNIT_OF_QUOTA = {"decisions_per_day": "decision", "backtest_bars_per_month": "ba
 def _unflushed(schema: str) -> list[tuple[dt.datetime, str, str, str, int, int, int]]:
     """Counts still in Redis (this hour and any hour the beat has not flushed yet), as rows."""
     r = limits._redis()
+    metering.barrier()
     rows = []
     for key in r.smembers(metering.KEYS_SET):
         key = key.decode()

@@ -38,6 +38,7 @@ def meter_flush() -> dict:
     """Apply every pending batch, then claim and apply every hash with counts; what was applied."""
     global _claim
     r = limits._redis()
+    metering.barrier()  # this thread's own counts, sent without replies, are in first
     if _claim is None:
         _claim = r.register_script(_CLAIM)
     applied = {"batches": 0, "fields": 0}
@@ -116,3 +117,85 @@ def _write(hour: dt.datetime, raw: dict[bytes, bytes]) -> None:
                 "WITH ORDINALITY AS t(a, b, i))",
                 [hour, endpoint, bins.get(endpoint, [0] * width), totals.get(endpoint, 0)],
             )
+
+
+# --- live performance: daily rollups of resolved decisions ---------------------------------------
+
+PERFORMANCE_WATERMARK = "performance"
+
+
+def performance_rollup(*, full: bool = False) -> int:
+    """Recompute ``PerformanceDaily`` for every market day with a decision resolved since the last
+    run (all days with ``full``), in the current tenant's schema. The days recomputed."""
+    from django.utils import timezone
+
+    from intelligence.models import Decision
+
+    from .models import PerformanceDaily, Watermark
+
+    now = timezone.now()
+    mark = Watermark.objects.filter(name=PERFORMANCE_WATERMARK).first()
+    touched = Decision.objects.exclude(resolved_at=None)
+    if mark is not None and not full:
+        touched = touched.filter(resolved_at__gt=mark.at)
+    days = sorted({d.date() for d in touched.values_list("ts", flat=True).distinct()})
+    # decisions made meanwhile on days already rolled up keep their day's count fresh too
+    days = sorted(set(days) | _recent_days(Decision))
+    for day in days:
+        _performance_day(day, Decision, PerformanceDaily)
+    Watermark.objects.update_or_create(name=PERFORMANCE_WATERMARK, defaults={"at": now})
+    return len(days)
+
+
+def _recent_days(Decision) -> set:
+    """The market day of the newest decision (still filling while the stream runs)."""
+    last = Decision.objects.order_by("-id").values_list("ts", flat=True).first()
+    return {last.date()} if last else set()
+
+
+def _performance_day(day, Decision, PerformanceDaily) -> None:
+    import datetime as dt
+
+    start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+    end = start + dt.timedelta(days=1)
+    table = Decision._meta.db_table
+    fills = Decision.fills.rel.related_model._meta.db_table
+    rows = []
+    with connection.cursor() as cur:
+        cur.execute(
+            f"SELECT count(*), count(*) FILTER (WHERE resolved_at IS NOT NULL), count(correct), "
+            f"count(*) FILTER (WHERE correct), percentile_cont(0.5) WITHIN GROUP (ORDER BY latency_ms), "
+            f"percentile_cont(0.99) WITHIN GROUP (ORDER BY latency_ms) FROM {table} WHERE ts >= %s AND ts < %s",
+            [start, end],
+        )
+        n, resolved, actionable, hits, p50, p99 = cur.fetchone()
+        if not n:
+            PerformanceDaily.objects.filter(day=day).delete()
+            return
+        cur.execute(
+            f"SELECT coalesce(sum(f.realized_pnl - f.fee), 0) FROM {fills} f JOIN {table} d ON d.id = f.decision_id "
+            "WHERE d.ts >= %s AND d.ts < %s",
+            [start, end],
+        )
+        pnl = float(cur.fetchone()[0])
+        rows.append(PerformanceDaily(day=day, kind="consensus", name="", decisions=n, resolved=actionable,
+                                     hits=hits, pnl=pnl, latency_p50_ms=p50, latency_p99_ms=p99))  # fmt: skip
+        cur.execute(
+            f"SELECT model_version, count(*), count(model_correct), count(*) FILTER (WHERE model_correct) FROM {table} "
+            "WHERE ts >= %s AND ts < %s AND model_version <> '' GROUP BY model_version",
+            [start, end],
+        )
+        for version, count, res, right in cur.fetchall():
+            rows.append(PerformanceDaily(day=day, kind="model", name=version, decisions=count, resolved=res, hits=right))
+        cur.execute(
+            f"SELECT v->>'agent', count(*), count(*) FILTER (WHERE d.realized <> 0 AND d.resolved_at IS NOT NULL), "
+            "count(*) FILTER (WHERE d.resolved_at IS NOT NULL AND ((v->>'action' = 'BUY' AND d.realized = 1) OR "
+            f"(v->>'action' = 'SELL' AND d.realized = -1))) FROM {table} d, jsonb_array_elements(d.votes) v "
+            "WHERE d.ts >= %s AND d.ts < %s AND v->>'action' IN ('BUY', 'SELL') GROUP BY 1",
+            [start, end],
+        )
+        for agent, count, res, right in cur.fetchall():
+            rows.append(PerformanceDaily(day=day, kind="agent", name=agent, decisions=count, resolved=res, hits=right))
+    with transaction.atomic():
+        PerformanceDaily.objects.filter(day=day).delete()
+        PerformanceDaily.objects.bulk_create(rows)

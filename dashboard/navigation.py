@@ -74,6 +74,8 @@ AREAS = [
         "▤",
         "Metered usage against your plan's quotas, invoices and plan changes.",
         "Usage appears as soon as you call the API.",
+        "/api/docs/#/usage",
+        "dashboard:usage",
     ),
     Area(
         "notifications",

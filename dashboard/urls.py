@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import backtests_views, decisions_views, models_views, views
+from . import backtests_views, decisions_views, models_views, usage_views, views
 
 app_name = "dashboard"
 
@@ -31,6 +31,7 @@ urlpatterns = [
     path("backtests/", backtests_views.backtests, name="backtests"),
     path("backtests/compare/", backtests_views.backtests_compare, name="backtests_compare"),
     path("backtests/<uuid:run_id>/", backtests_views.backtest_detail, name="backtest"),
+    path("usage/", usage_views.usage, name="usage"),
     path("models/", models_views.models_home, name="models"),
     path("models/jobs/<uuid:job_id>/", models_views.training_job, name="training-job"),
     path("models/<slug:name>/", models_views.model_detail, name="model"),

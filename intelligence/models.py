@@ -84,6 +84,8 @@ class Decision(models.Model):
         ordering = ["-id"]
         indexes = [
             BrinIndex(fields=["created_at"], name="decision_created_brin"),
+            BrinIndex(fields=["ts"], name="decision_ts_brin"),  # performance rollups read whole days
+            BrinIndex(fields=["resolved_at"], name="decision_resolved_brin"),
             models.Index(fields=["symbol", "-id"], name="decision_symbol_id"),
             models.Index(
                 fields=["symbol", "timeframe", "ts"], name="decision_unresolved", condition=models.Q(resolved_at=None)

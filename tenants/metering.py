@@ -1,5 +1,6 @@
 """Metering: every billable unit and every API request counted per tenant, API key and user,
-with no database write on the request path.
+with no database write on the request path, and no round trip either: a request's counts are
+written on a connection Redis does not answer (``CLIENT REPLY OFF``).
 
 Counts go to a Redis hash per tenant and UTC hour (``meter:<schema>:<YYYYMMDDHH>``), in one
 pipelined round trip per request; the hash is listed in ``meter:keys``. ``analytics`` flushes the
@@ -20,7 +21,10 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+import os
 import threading
+
+import redis
 
 from . import limits
 
@@ -81,19 +85,67 @@ def units_add(tenant, unit: str, amount: int = 1, *, key_id: int | None = None, 
     pipe.execute()
 
 
+class _Sink:
+    """A connection of this process (and thread) on which Redis sends no replies (``CLIENT REPLY
+    OFF``): a request's counts are one socket write, with no round trip to wait for. Redis runs a
+    connection's commands in order, so nothing is reordered; a write that fails reconnects once
+    and resends. ``barrier`` waits until everything sent before it has been applied."""
+
+    def __init__(self):
+        self.conn = None
+        self.pid = None
+
+    def _connect(self):
+        conn = limits._redis().connection_pool.make_connection()
+        conn.connect()
+        conn.send_command("CLIENT", "REPLY", "OFF")
+        self.conn, self.pid = conn, os.getpid()
+
+    def send(self, commands: list[tuple]) -> None:
+        for attempt in (0, 1):
+            if self.conn is None or self.pid != os.getpid():
+                self._connect()
+            try:
+                self.conn.send_packed_command(self.conn.pack_commands(commands), check_health=False)
+                return
+            except (redis.ConnectionError, redis.TimeoutError, OSError):
+                self.conn = None
+                if attempt:
+                    raise
+
+    def barrier(self) -> None:
+        if self.conn is None or self.pid != os.getpid():
+            return
+        self.conn.send_command("CLIENT", "REPLY", "ON")
+        self.conn.read_response()  # "OK": every command sent before it has run
+        self.conn.send_command("CLIENT", "REPLY", "OFF")
+
+
+def _sink() -> _Sink:
+    sink = getattr(_local, "sink", None)
+    if sink is None:
+        sink = _local.sink = _Sink()
+    return sink
+
+
+def barrier() -> None:
+    """Wait until this thread's counts sent so far are in Redis (tests, and before a flush here)."""
+    _sink().barrier()
+
+
 def request_write(
     schema: str, *, endpoint: str, status: int, latency_ms: float, key_id: int | None, user_id: int | None,
     units: list[tuple[str, int]] = (),
 ) -> None:  # fmt: skip
-    """One request's counts (and the units it produced) in one round trip."""
+    """One request's counts (and the units it produced): one socket write, no reply awaited."""
     key = hour_key(schema)
     who = f"{key_id or 0}|{user_id or 0}"
-    pipe = limits._redis().pipeline(transaction=False)
-    pipe.hincrby(key, f"r|{endpoint}|{status_class(status)}|{who}", 1)
-    pipe.hincrby(key, f"l|{endpoint}|{latency_bin(latency_ms)}", 1)
-    pipe.hincrby(key, f"t|{endpoint}", int(latency_ms * 1000))
-    for unit, amount in units:
-        pipe.hincrby(key, f"u|{unit}|{who}", amount)
-    pipe.expire(key, HASH_TTL)
-    pipe.sadd(KEYS_SET, key)
-    pipe.execute()
+    commands = [
+        ("HINCRBY", key, f"r|{endpoint}|{status_class(status)}|{who}", 1),
+        ("HINCRBY", key, f"l|{endpoint}|{latency_bin(latency_ms)}", 1),
+        ("HINCRBY", key, f"t|{endpoint}", int(latency_ms * 1000)),
+        *(("HINCRBY", key, f"u|{unit}|{who}", amount) for unit, amount in units),
+        ("EXPIRE", key, HASH_TTL),
+        ("SADD", KEYS_SET, key),
+    ]
+    _sink().send(commands)

@@ -1,0 +1,64 @@
+"""The dashboard's Usage page: quotas with their forecast, billable units over time, requests
+per endpoint (error rate, latency p50/p99, rate-limited), per API key. Reads analytics' rollups."""
+
+from __future__ import annotations
+
+from django.shortcuts import render
+
+from .access import tenant_page
+
+UNIT_LABELS = {
+    "request": "API requests",
+    "decision": "Decisions",
+    "prediction": "Model predictions",
+    "training_trial": "Training trials",
+    "backtest_bar": "Backtest bars",
+}
+
+
+@tenant_page()
+def usage(request):
+    from analytics.selectors import usage_report
+    from tenants.models import ApiKey
+
+    try:
+        days = max(1, min(90, int(request.GET.get("days", 30))))
+    except ValueError:
+        days = 30
+    report = usage_report(tenant=request.tenant, days=days)
+    names = dict(ApiKey.objects.filter(tenant=request.tenant).values_list("id", "name"))
+    charts = [
+        {"unit": unit, "label": UNIT_LABELS.get(unit, unit), "total": report["totals"].get(unit, 0),
+         **_bars(points)}
+        for unit, points in sorted(report["units"].items(), key=lambda kv: list(UNIT_LABELS).index(kv[0])
+                                   if kv[0] in UNIT_LABELS else 99)
+    ]  # fmt: skip
+    context = {
+        "days": days,
+        "report": report,
+        "quotas": [
+            {**q, "percent": None if q["share"] is None else min(100, round(q["share"] * 100, 1)),
+             "label": q["quota"].replace("_", " ")}
+            for q in report["quotas"]
+        ],  # fmt: skip
+        "charts": charts,
+        "endpoints": report["endpoints"][:50],
+        "keys": [{**k, "name": names.get(k["api_key_id"], f"key #{k['api_key_id']}")} for k in report["api_keys"]],
+        "plan": request.tenant.plan,
+    }
+    return render(request, "dashboard/usage.html", context)
+
+
+def _bars(points: list[dict], width: int = 560, height: int = 120) -> dict:
+    """Daily counts as SVG bars (each bar's title says its day and count)."""
+    if not points:
+        return {"bars": [], "width": width, "height": height, "peak": 0}
+    peak = max(p["count"] for p in points) or 1
+    step = width / len(points)
+    bars = [
+        {"x": round(i * step + 1, 1), "w": round(max(step - 2, 1), 1),
+         "h": round(p["count"] / peak * (height - 16), 1), "y": round(height - p["count"] / peak * (height - 16), 1),
+         "t": p["t"], "count": p["count"]}
+        for i, p in enumerate(points)
+    ]  # fmt: skip
+    return {"bars": bars, "width": width, "height": height, "peak": peak}

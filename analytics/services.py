@@ -186,7 +186,9 @@ def _performance_day(day, Decision, PerformanceDaily) -> None:
             [start, end],
         )
         for version, count, res, right in cur.fetchall():
-            rows.append(PerformanceDaily(day=day, kind="model", name=version, decisions=count, resolved=res, hits=right))
+            rows.append(
+                PerformanceDaily(day=day, kind="model", name=version, decisions=count, resolved=res, hits=right)
+            )
         cur.execute(
             f"SELECT v->>'agent', count(*), count(*) FILTER (WHERE d.realized <> 0 AND d.resolved_at IS NOT NULL), "
             "count(*) FILTER (WHERE d.resolved_at IS NOT NULL AND ((v->>'action' = 'BUY' AND d.realized = 1) OR "

@@ -37,8 +37,11 @@ def usage(request):
         "days": days,
         "report": report,
         "quotas": [
-            {**q, "percent": None if q["share"] is None else min(100, round(q["share"] * 100, 1)),
-             "label": q["quota"].replace("_", " ")}
+            {
+                **q,
+                "percent": None if q["share"] is None else min(100, round(q["share"] * 100, 1)),
+                "label": q["quota"].replace("_", " "),
+            }
             for q in report["quotas"]
         ],  # fmt: skip
         "charts": charts,

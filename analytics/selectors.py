@@ -7,7 +7,7 @@ import calendar
 import datetime as dt
 from collections import defaultdict
 
-from django.db.models import Sum
+from django.db.models import Count, Sum
 
 from tenants import limits, metering
 
@@ -170,3 +170,142 @@ def quotas_report(*, tenant, now: dt.datetime | None = None) -> list[dict]:
 
 def unit_total(*, unit: str, since: dt.date) -> int:
     return UsageDaily.objects.filter(kind=Kind.UNIT, name=unit, day__gte=since).aggregate(n=Sum("count"))["n"] or 0
+
+
+# --- live performance ------------------------------------------------------------------------------
+
+
+def performance_report(*, days: int = 30) -> dict:
+    """Live accuracy (consensus, per model version, per agent) per market day with verdicts against
+    a coin and the seed targets, the paper P&L of the decisions with Sharpe and drawdown, decision
+    latency, the consensus' calibration and the stream's throughput; from daily rollups."""
+    import math
+
+    import numpy as np
+
+    from intelligence.learning import TARGETS, Tally
+    from intelligence.ledger import LedgerConfig
+    from intelligence.models import Decision
+
+    from .models import PerformanceDaily
+
+    last = PerformanceDaily.objects.order_by("-day").values_list("day", flat=True).first()
+    if last is None:
+        return {"days": days, "start": None, "end": None, "consensus": None, "models": [], "agents": [],
+                "calibration": _calibration(), "stream": _throughput(Decision), "targets": TARGETS}  # fmt: skip
+    first = last - dt.timedelta(days=days - 1)
+    rows = list(PerformanceDaily.objects.filter(day__gte=first, day__lte=last).order_by("day"))
+    equity0 = LedgerConfig.from_flow(_active_flow()).equity
+    cons = [r for r in rows if r.kind == "consensus"]
+    pnl = np.array([r.pnl for r in cons], dtype=float)
+    equity = equity0 + np.cumsum(pnl) if len(pnl) else np.array([])
+    peak = np.maximum.accumulate(np.concatenate([[equity0], equity]))[1:] if len(equity) else np.array([])
+    drawdown = (equity - peak) / peak if len(equity) else np.array([])
+    rets = pnl / np.concatenate([[equity0], equity[:-1]]) if len(pnl) else np.array([])
+    sharpe = float(rets.mean() / rets.std(ddof=1) * math.sqrt(252)) if len(rets) > 2 and rets.std(ddof=1) > 0 else None
+    total = Tally(sum(r.resolved for r in cons), sum(r.hits for r in cons))
+    consensus = {
+        "series": [
+            {"day": f"{r.day}", "decisions": r.decisions, "resolved": r.resolved,
+             "accuracy": round(r.hits / r.resolved, 4) if r.resolved else None, "pnl": round(r.pnl, 2),
+             "equity": round(float(e), 2), "drawdown": round(float(d), 5),
+             "latency_p50_ms": r.latency_p50_ms, "latency_p99_ms": r.latency_p99_ms}
+            for r, e, d in zip(cons, equity, drawdown, strict=True)
+        ],
+        "decisions": sum(r.decisions for r in cons),
+        "accuracy": total.report(TARGETS["consensus"]),
+        "pnl": round(float(pnl.sum()), 2) if len(pnl) else 0.0,
+        "return_pct": round(float(pnl.sum()) / equity0 * 100, 4) if len(pnl) else 0.0,
+        "sharpe": None if sharpe is None else round(sharpe, 3),
+        "max_drawdown_pct": round(float(drawdown.min()) * 100, 3) if len(drawdown) else 0.0,
+        "latency_p50_ms": _median([r.latency_p50_ms for r in cons]),
+        "latency_p99_ms": max((r.latency_p99_ms for r in cons if r.latency_p99_ms is not None), default=None),
+        "equity_start": equity0,
+    }  # fmt: skip
+    return {
+        "days": days,
+        "start": f"{first}",
+        "end": f"{last}",
+        "consensus": consensus,
+        "models": _by_name(rows, "model", TARGETS["model"], Tally),
+        "agents": _by_name(rows, "agent", TARGETS["agent"], Tally),
+        "calibration": _calibration(),
+        "stream": _throughput(Decision),
+        "targets": TARGETS,
+        "note": "accuracy on resolved BUY/SELL decisions (HOLD is not scored); a target counts as met only when "
+        "the whole 95 % interval clears it; days are the bars' market days; P&L is the paper ledger's, net of fees",
+    }
+
+
+def _by_name(rows, kind: str, target: float, Tally) -> list[dict]:
+    names: dict[str, list] = defaultdict(list)
+    for r in rows:
+        if r.kind == kind:
+            names[r.name].append(r)
+    out = []
+    for name, items in sorted(names.items()):
+        tally = Tally(sum(r.resolved for r in items), sum(r.hits for r in items))
+        out.append(
+            {
+                "name": name,
+                **tally.report(target),
+                "series": [
+                    {
+                        "day": f"{r.day}",
+                        "resolved": r.resolved,
+                        "accuracy": round(r.hits / r.resolved, 4) if r.resolved else None,
+                    }
+                    for r in items
+                ],  # fmt: skip
+            }
+        )
+    return out
+
+
+def _median(values):
+    values = sorted(v for v in values if v is not None)
+    return values[len(values) // 2] if values else None
+
+
+def _active_flow() -> dict:
+    from intelligence.consensus import resolve_flow
+    from intelligence.models import Flow
+
+    row = Flow.objects.filter(active=True).first()
+    return resolve_flow(row.config if row else {})
+
+
+def _calibration() -> list[dict]:
+    """The consensus engine's reliability table as it stands (stated confidence vs observed)."""
+    from intelligence.consensus import ConsensusEngine
+    from intelligence.models import EngineState
+
+    state = EngineState.objects.order_by("-updated_at").first()
+    if state is None or not state.state:
+        return []
+    try:
+        return ConsensusEngine.from_json(state.state).calibration_table()
+    except Exception:  # noqa: BLE001 - an unreadable state is no calibration, not an error page
+        return []
+
+
+def _throughput(Decision) -> dict:
+    """Stream decisions per minute over the last hour (by the time they were made)."""
+    from django.db.models.functions import TruncMinute
+    from django.utils import timezone
+
+    since = timezone.now() - dt.timedelta(hours=1)
+    per_minute = list(
+        Decision.objects.filter(source="stream", created_at__gte=since)
+        .annotate(m=TruncMinute("created_at"))
+        .values("m")
+        .annotate(n=Count("id"))
+        .order_by("m")
+        .values_list("m", "n")
+    )
+    last = per_minute[-1][1] if per_minute else 0
+    return {
+        "per_minute": [{"t": m.isoformat(), "count": n} for m, n in per_minute],
+        "last_minute_per_second": round(last / 60, 3),
+        "peak_per_second": round(max((n for _, n in per_minute), default=0) / 60, 3),
+    }

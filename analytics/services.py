@@ -201,3 +201,14 @@ def _performance_day(day, Decision, PerformanceDaily) -> None:
     with transaction.atomic():
         PerformanceDaily.objects.filter(day=day).delete()
         PerformanceDaily.objects.bulk_create(rows)
+
+
+def performance_refresh(max_age_s: float = 60.0) -> None:
+    """Roll up now when the last run is older than ``max_age_s`` (a page never shows stale days)."""
+    from django.utils import timezone
+
+    from .models import Watermark
+
+    mark = Watermark.objects.filter(name=PERFORMANCE_WATERMARK).values_list("at", flat=True).first()
+    if mark is None or (timezone.now() - mark).total_seconds() > max_age_s:
+        performance_rollup()

@@ -37,3 +37,27 @@ class UsageApi(APIView):
         q = self.QuerySerializer(data=request.query_params)
         q.is_valid(raise_exception=True)
         return Response(selectors.usage_report(tenant=request.tenant, **q.validated_data))
+
+
+class PerformanceApi(APIView):
+    """Live performance: accuracy of the consensus, each model version and each agent per market
+    day against a coin and the seed targets, paper P&L with Sharpe and drawdown, decision latency,
+    calibration and stream throughput (rollups refreshed when older than a minute)."""
+
+    access = {"GET": READ}
+
+    class QuerySerializer(serializers.Serializer):
+        days = serializers.IntegerField(min_value=1, max_value=730, default=30)
+
+    @extend_schema(
+        operation_id="analytics_performance_retrieve",
+        parameters=[OpenApiParameter("days", int, description="market days back from the latest (1-730)")],
+        responses={200: OpenApiTypes.OBJECT, **ERRORS},
+    )
+    def get(self, request):
+        from .. import services
+
+        q = self.QuerySerializer(data=request.query_params)
+        q.is_valid(raise_exception=True)
+        services.performance_refresh()
+        return Response(selectors.performance_report(**q.validated_data))

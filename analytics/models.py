@@ -112,3 +112,30 @@ class Watermark(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} @ {self.at}"
+
+
+class Alert(models.Model):
+    """A threshold crossed (``analytics.alerts``): one row per episode, firing until the metric is
+    back within bounds (then resolved). Deduplicated: while a rule fires, its row is updated."""
+
+    class State(models.TextChoices):
+        FIRING = "firing"
+        RESOLVED = "resolved"
+
+    rule = models.CharField(max_length=40)
+    state = models.CharField(max_length=8, choices=State.choices, default=State.FIRING)
+    value = models.FloatField()
+    threshold = models.FloatField()
+    message = models.CharField(max_length=300)
+    started_at = models.DateTimeField(auto_now_add=True)
+    last_seen_at = models.DateTimeField()
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["rule"], condition=models.Q(state="firing"), name="alert_one_firing")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.rule} {self.state}"

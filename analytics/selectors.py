@@ -309,3 +309,85 @@ def _throughput(Decision) -> dict:
         "last_minute_per_second": round(last / 60, 3),
         "peak_per_second": round(max((n for _, n in per_minute), default=0) / 60, 3),
     }
+
+
+# --- the tenant dashboard (seed ``tenant-dashboard``) ----------------------------------------------
+
+
+def tenant_dashboard(*, tenant, now: dt.datetime | None = None) -> dict:
+    """Is everything OK and what is it doing: today's decisions, accuracy and P&L, production
+    models with their live accuracy and circuit, running jobs, firing alerts, quotas, the stream,
+    availability."""
+    from django.db.models import F
+    from django.utils import timezone
+
+    from backtesting.models import BacktestRun
+    from intelligence.learning import TARGETS, Tally
+    from intelligence.models import Decision, Fill
+    from models_registry.models import JobState, ModelAlias, TrainingJob
+    from ops.models import AvailabilityProbe
+
+    from .alerts import alerts_firing
+    from .models import Kind
+
+    now = now or timezone.now()
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    today = Decision.objects.filter(created_at__gte=midnight)
+    resolved_today = Decision.objects.filter(resolved_at__gte=midnight).exclude(correct=None)
+    pnl = Fill.objects.filter(at__gte=midnight).aggregate(n=Sum(F("realized_pnl") - F("fee")))["n"] or 0.0
+    models = []
+    for alias in ModelAlias.objects.filter(name="production").select_related("model", "version"):
+        version = alias.version
+        recent = list(
+            Decision.objects.filter(model_version=version.ref)
+            .exclude(model_correct=None)
+            .order_by("-id")
+            .values_list("model_correct", flat=True)[:200]
+        )
+        models.append(
+            {
+                "model": alias.model.name, "version": version.ref, "circuit": version.circuit,
+                "offline_accuracy": ((version.report or {}).get("oos") or {}).get("accuracy"),
+                "live": Tally(len(recent), sum(recent)).report(TARGETS["model"]),
+            }
+        )  # fmt: skip
+    jobs = [
+        {"kind": "training", "id": str(j.pk), "name": j.model_name, "state": j.state, "percent": j.percent}
+        for j in TrainingJob.objects.filter(state__in=(JobState.QUEUED, JobState.RUNNING)).order_by("-created_at")[:20]
+    ] + [
+        {"kind": "backtest", "id": str(b.pk), "name": f"{b.strategy} {b.symbol}", "state": b.state,
+         "percent": b.percent}
+        for b in BacktestRun.objects.filter(state__in=(JobState.QUEUED, JobState.RUNNING)).order_by("-created_at")[:20]
+    ]  # fmt: skip
+    last_stream = Decision.objects.filter(source="stream").order_by("-id").values_list("created_at", flat=True).first()
+    probes = AvailabilityProbe.objects.filter(at__gte=now - dt.timedelta(hours=24))
+    counted = probes.count()
+    requests = UsageDaily.objects.filter(kind=Kind.REQUEST, day__gte=(now - dt.timedelta(days=1)).date())
+    total = requests.aggregate(n=Sum("count"))["n"] or 0
+    fives = requests.filter(status="5xx").aggregate(n=Sum("count"))["n"] or 0
+    return {
+        "tenant": {"slug": tenant.slug, "name": tenant.name, "plan": tenant.plan.code},
+        "today": {
+            "decisions": today.count(),
+            "accuracy": Tally(resolved_today.count(), resolved_today.filter(correct=True).count()).report(),
+            "pnl": round(float(pnl), 2),
+        },
+        "production_models": models,
+        "jobs": jobs,
+        "alerts": [
+            {"rule": a.rule, "message": a.message, "value": a.value, "threshold": a.threshold,
+             "since": a.started_at.isoformat()}
+            for a in alerts_firing()
+        ],  # fmt: skip
+        "quotas": quotas_report(tenant=tenant, now=now),
+        "stream": {
+            "last_decision_at": last_stream.isoformat() if last_stream else None,
+            "live": bool(last_stream and (now - last_stream).total_seconds() < 120),
+        },
+        "availability": {
+            "probes_24h": counted,
+            "ready_share_24h": round(probes.filter(ok=True).count() / counted, 5) if counted else None,
+            "non_5xx_share_24h": round(1 - fives / total, 5) if total else None,
+            "target": 0.995,
+        },
+    }

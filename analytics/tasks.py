@@ -7,3 +7,30 @@ def meter_flush_task() -> dict:
     from .services import meter_flush
 
     return meter_flush()
+
+
+@shared_task(name="analytics.tenants_tick", fair=False)
+def tenants_tick() -> int:
+    """Beat, every minute, in the public schema: one tick task per active tenant."""
+    from django_tenants.utils import schema_context
+
+    from tenants.models import Tenant
+
+    schemas = list(Tenant.objects.filter(status=Tenant.Status.ACTIVE).values_list("schema_name", flat=True))
+    for schema in schemas:
+        with schema_context(schema):
+            tenant_tick.delay()
+    return len(schemas)
+
+
+@shared_task(name="analytics.tenant_tick")
+def tenant_tick() -> dict:
+    """In a tenant's schema: performance rollups brought up to date, alert thresholds evaluated."""
+    from django.db import connection
+
+    from .alerts import alerts_evaluate
+    from .services import performance_rollup
+
+    days = performance_rollup()
+    changes = alerts_evaluate(schema=connection.schema_name)
+    return {"days_rolled_up": days, "alert_changes": len(changes)}

@@ -126,6 +126,25 @@ EVENTS: dict[str, EventType] = {
             },
             "What happened after a decision's horizon passed.",
         ),
+        *(
+            EventType(
+                name,
+                1,
+                {
+                    "alert_id": "int",
+                    "rule": "str",
+                    "state": "str",
+                    "value": "number",
+                    "threshold": "number",
+                    "message": "str",
+                },  # fmt: skip
+                text,
+            )
+            for name, text in (
+                ("alert.fired", "A monitored metric crossed its alert threshold (analytics.alerts)."),
+                ("alert.resolved", "A firing alert's metric is back within its threshold."),
+            )
+        ),
     )
 }
 

@@ -61,3 +61,15 @@ class PerformanceApi(APIView):
         q.is_valid(raise_exception=True)
         services.performance_refresh()
         return Response(selectors.performance_report(**q.validated_data))
+
+
+class TenantDashboardApi(APIView):
+    """Seed ``tenant-dashboard``: is everything OK and what is it doing — today's decisions,
+    accuracy and paper P&L, production models (live accuracy, circuit), running jobs, firing
+    alerts, quotas with forecasts, the stream, availability."""
+
+    access = {"GET": READ}
+
+    @extend_schema(operation_id="tenant_dashboard_retrieve", responses={200: OpenApiTypes.OBJECT, **ERRORS})
+    def get(self, request):
+        return Response(selectors.tenant_dashboard(tenant=request.tenant))

@@ -1,6 +1,6 @@
 """Celery (Redis broker) and the per-tenant fairness bound."""
 
-from .env import env_int
+from .env import env_int, env_str
 from .services import REDIS_DB_BROKER, TESTING, redis_db_url
 
 
@@ -42,4 +42,12 @@ TENANT_TASK_CONCURRENCY = env_int("TENANT_TASK_CONCURRENCY", 2)
 CELERY_BEAT_SCHEDULE = {
     "models-registry-sweep": {"task": "models_registry.sweep", "schedule": 300.0},
     "analytics-meter-flush": {"task": "analytics.meter_flush", "schedule": 60.0},
+    # per tenant: performance rollups and the seed alert thresholds
+    "analytics-tenants-tick": {"task": "analytics.tenants_tick", "schedule": 60.0},
+    "ops-availability-probe": {"task": "ops.availability_probe", "schedule": 30.0},
 }
+
+# what the availability probe asks (the web tier as a client sees it)
+AVAILABILITY_PROBE_URL = env_str(
+    "AVAILABILITY_PROBE_URL", f"http://127.0.0.1:{env_str('HTTP_PORT', '8000')}/health/ready"
+)

@@ -8,8 +8,10 @@ from django.utils import timezone
 from django_tenants.utils import schema_context
 
 from analytics import services
+from analytics.alerts import alerts_evaluate
 from analytics.models import PerformanceDaily
 from intelligence.models import Decision, Fill
+from ops.models import AvailabilityProbe
 from tests.conftest import error_code
 from tests.intelligence.test_rerun import recorded  # noqa: F401 - the fixture: a recorded live period
 
@@ -61,3 +63,20 @@ def test_the_rollup_recomputes_only_days_with_new_outcomes(alpha, recorded):  # 
         key = (wrong.ts.date(), "consensus", "")
         assert after[key] == (before[key][0], before[key][1] + 1)
         assert {k: v for k, v in after.items() if k[0] != key[0]} == {k: v for k, v in before.items() if k[0] != key[0]}
+
+
+def test_the_tenant_dashboard_says_what_is_running_and_whether_it_is_ok(alpha, beta, recorded, usage_redis):  # noqa: F811
+    schema, _ = recorded
+    with schema_context(schema):
+        AvailabilityProbe.objects.bulk_create([AvailabilityProbe(ok=True, status_code=200) for _ in range(20)])
+        alerts_evaluate(schema=schema)
+    body = alpha.client(role="viewer").get("/api/v1/tenant-dashboard/").json()
+    assert body["tenant"]["plan"] == "pro" and body["today"]["decisions"] == 160
+    assert body["today"]["accuracy"]["n"] > 0 and "verdict" in body["today"]["accuracy"]
+    (model,) = body["production_models"]
+    assert model["version"] == "rep@1" and model["circuit"] == "closed" and model["live"]["n"] > 0
+    assert body["stream"]["live"] is True and body["availability"]["ready_share_24h"] == 1.0
+    assert {q["quota"] for q in body["quotas"]} >= {"decisions_per_day", "backtest_bars_per_month"}
+    assert alpha.client(scope="trade").get("/api/v1/tenant-dashboard/").status_code == 403
+    other = beta.client().get("/api/v1/tenant-dashboard/").json()
+    assert other["tenant"]["slug"] == beta.slug and other["today"]["decisions"] == 0 and other["production_models"] == []

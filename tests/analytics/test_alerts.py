@@ -1,0 +1,107 @@
+"""The seed's alert thresholds: a metric that crosses fires one alert (updated, not repeated,
+while it fires), resolves when it is back, publishes alert.fired / alert.resolved; no data, no
+alert. Availability comes from readiness probes of the web tier."""
+
+import datetime as dt
+import http.server
+import threading
+
+import pytest
+from django.test import override_settings
+from django_tenants.utils import schema_context
+
+from analytics.alerts import alerts_evaluate, metrics_now
+from analytics.models import Alert
+from eventbus import bus
+from ops.models import AvailabilityProbe
+from ops.tasks import availability_probe
+from tests.intelligence.helpers import clear_streams
+
+pytestmark = pytest.mark.django_db
+
+
+def _probes(ok: int, down: int) -> None:
+    AvailabilityProbe.objects.bulk_create(
+        [AvailabilityProbe(ok=True, status_code=200) for _ in range(ok)]
+        + [AvailabilityProbe(ok=False, status_code=503) for _ in range(down)]
+    )
+
+
+def test_a_crossing_fires_once_then_resolves_with_events(alpha):
+    schema = alpha.tenant.schema_name
+    clear_streams(schema)
+    with schema_context(schema):
+        assert metrics_now()["availability"] is None  # no probes: nothing judged
+        assert alerts_evaluate(schema=schema) == [] and not Alert.objects.exists()
+        _probes(ok=95, down=5)  # 95 % < 99.5 %
+        fired = alerts_evaluate(schema=schema)
+        assert [(c["event"], c["rule"]) for c in fired] == [("alert.fired", "availability")]
+        assert "Availability is 95.00%, below 99.50%" in fired[0]["message"]
+        assert alerts_evaluate(schema=schema) == []  # still firing: the same row, updated
+        assert Alert.objects.filter(rule="availability", state="firing").count() == 1
+        AvailabilityProbe.objects.filter(ok=False).delete()
+        _probes(ok=1000, down=0)
+        resolved = alerts_evaluate(schema=schema)
+        assert [(c["event"], c["rule"]) for c in resolved] == [("alert.resolved", "availability")]
+        assert Alert.objects.get(rule="availability").state == "resolved"
+    # published after commit (the test transaction does not commit: run the callbacks' effect here)
+    assert bus.client().xlen(bus.stream_key("alert.fired", schema)) == 0
+    clear_streams(schema)
+
+
+def test_alert_events_are_published_after_commit(alpha, django_capture_on_commit_callbacks):
+    schema = alpha.tenant.schema_name
+    clear_streams(schema)
+    with schema_context(schema), django_capture_on_commit_callbacks(execute=True):
+        _probes(ok=90, down=10)
+        alerts_evaluate(schema=schema)
+    entries = bus.client().xrange(bus.stream_key("alert.fired", schema))
+    assert len(entries) == 1 and b"availability" in entries[0][1][b"e"]
+    clear_streams(schema)
+
+
+def test_decision_metrics_are_judged_from_recent_decisions(alpha):
+    from intelligence.models import Decision
+
+    schema = alpha.tenant.schema_name
+    with schema_context(schema):
+        now = dt.datetime.now(dt.UTC)
+        Decision.objects.bulk_create(
+            Decision(source="api", symbol="ALR", timeframe="1d", ts=now - dt.timedelta(days=i), action="BUY",
+                     confidence=0.7, correct=(i % 2 == 0), latency_ms=30.0 if i < 5 else 2.0)  # fmt: skip
+            for i in range(40)
+        )
+        m = metrics_now()
+        assert m["accuracy"] == pytest.approx(0.5) and m["inference_p99_ms"] == 30.0
+        changes = {c["rule"] for c in alerts_evaluate(schema=schema)}
+        assert changes == {"accuracy", "inference_p99_ms"}
+
+
+class _Ready(http.server.BaseHTTPRequestHandler):
+    status = 200
+
+    def do_GET(self):  # noqa: N802
+        self.send_response(self.status)
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, *args):
+        pass
+
+
+def test_the_probe_records_up_and_down():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Ready)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}/health/ready"
+    try:
+        with override_settings(AVAILABILITY_PROBE_URL=url):
+            assert availability_probe()["ok"] is True
+            _Ready.status = 503
+            down = availability_probe()
+            assert down["ok"] is False and down["status"] == 503
+        with override_settings(AVAILABILITY_PROBE_URL="http://127.0.0.1:9/health/ready"):
+            assert availability_probe()["error"]  # nothing listening: recorded as down
+        assert list(AvailabilityProbe.objects.order_by("id").values_list("ok", flat=True)) == [True, False, False]
+    finally:
+        server.shutdown()
+        _Ready.status = 200

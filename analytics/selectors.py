@@ -375,8 +375,13 @@ def tenant_dashboard(*, tenant, now: dt.datetime | None = None) -> dict:
         "production_models": models,
         "jobs": jobs,
         "alerts": [
-            {"rule": a.rule, "message": a.message, "value": a.value, "threshold": a.threshold,
-             "since": a.started_at.isoformat()}
+            {
+                "rule": a.rule,
+                "message": a.message,
+                "value": a.value,
+                "threshold": a.threshold,
+                "since": a.started_at.isoformat(),
+            }
             for a in alerts_firing()
         ],  # fmt: skip
         "quotas": quotas_report(tenant=tenant, now=now),

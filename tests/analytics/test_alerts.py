@@ -67,8 +67,16 @@ def test_decision_metrics_are_judged_from_recent_decisions(alpha):
     with schema_context(schema):
         now = dt.datetime.now(dt.UTC)
         Decision.objects.bulk_create(
-            Decision(source="api", symbol="ALR", timeframe="1d", ts=now - dt.timedelta(days=i), action="BUY",
-                     confidence=0.7, correct=(i % 2 == 0), latency_ms=30.0 if i < 5 else 2.0)  # fmt: skip
+            Decision(
+                source="api",
+                symbol="ALR",
+                timeframe="1d",
+                ts=now - dt.timedelta(days=i),
+                action="BUY",
+                confidence=0.7,
+                correct=(i % 2 == 0),
+                latency_ms=30.0 if i < 5 else 2.0,
+            )  # fmt: skip
             for i in range(40)
         )
         m = metrics_now()

@@ -57,6 +57,7 @@ AREAS = [
             ("Agent weights", "dashboard:decision-weights"),
             ("Positions & P&L", "dashboard:positions"),
             ("Flows", "dashboard:flows"),
+            ("Performance", "dashboard:performance"),
         ),
     ),
     Area(

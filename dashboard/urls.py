@@ -32,6 +32,7 @@ urlpatterns = [
     path("backtests/compare/", backtests_views.backtests_compare, name="backtests_compare"),
     path("backtests/<uuid:run_id>/", backtests_views.backtest_detail, name="backtest"),
     path("usage/", usage_views.usage, name="usage"),
+    path("performance/", usage_views.performance, name="performance"),
     path("models/", models_views.models_home, name="models"),
     path("models/jobs/<uuid:job_id>/", models_views.training_job, name="training-job"),
     path("models/<slug:name>/", models_views.model_detail, name="model"),

@@ -65,3 +65,54 @@ def _bars(points: list[dict], width: int = 560, height: int = 120) -> dict:
         for i, p in enumerate(points)
     ]  # fmt: skip
     return {"bars": bars, "width": width, "height": height, "peak": peak}
+
+
+@tenant_page()
+def performance(request):
+    """Live performance: accuracy (consensus, models, agents) with verdicts, paper equity and
+    drawdown, latency, calibration, stream throughput."""
+    from analytics import services
+    from analytics.selectors import performance_report
+
+    from .backtests_views import _equity_chart
+
+    try:
+        days = max(1, min(730, int(request.GET.get("days", 90))))
+    except ValueError:
+        days = 90
+    services.performance_refresh()
+    report = performance_report(days=days)
+    c = report["consensus"]
+    chart = None
+    if c and len(c["series"]) >= 2:
+        chart = _equity_chart([[s["day"], s["equity"], s["drawdown"] * 100] for s in c["series"]])
+    context = {
+        "days": days,
+        "report": report,
+        "c": c,
+        "chart": chart,
+        "accuracy_chart": _accuracy_lines(report),
+    }
+    return render(request, "dashboard/performance.html", context)
+
+
+def _accuracy_lines(report: dict, width: int = 720, height: int = 200) -> dict | None:
+    """Daily accuracy of the consensus and each model version as lines on 0-100 %, with the 50 % coin line."""
+    c = report.get("consensus")
+    if not c or len(c["series"]) < 2:
+        return None
+    days = [s["day"] for s in c["series"]]
+    index = {d: i for i, d in enumerate(days)}
+    colours = ("#2f5bea", "#c92a2a", "#2b8a3e", "#e67700", "#7048e8")
+    named = [("consensus", c["series"])] + [(m["name"], m["series"]) for m in report["models"]]
+    lines = []
+    for k, (name, series) in enumerate(named):
+        pts = [
+            f"{round(5 + index[s['day']] / (len(days) - 1) * (width - 10), 1)},"
+            f"{round(height - 5 - s['accuracy'] * (height - 10), 1)}"
+            for s in series
+            if s["accuracy"] is not None and s["day"] in index
+        ]
+        if pts:
+            lines.append({"name": name, "points": " ".join(pts), "color": colours[k % len(colours)]})
+    return {"lines": lines, "width": width, "height": height, "coin": round(height - 5 - 0.5 * (height - 10), 1)}

@@ -81,3 +81,15 @@ def test_the_tenant_dashboard_says_what_is_running_and_whether_it_is_ok(alpha, b
     other = beta.client().get("/api/v1/tenant-dashboard/").json()
     assert other["tenant"]["slug"] == beta.slug and other["today"]["decisions"] == 0
     assert other["production_models"] == []
+
+
+def test_the_performance_page_shows_the_streams_results(alpha, beta, recorded):  # noqa: F811
+    from tests.dashboard.support import dashboard_client
+
+    page = dashboard_client(alpha, "viewer").get("/app/performance/?days=400")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "data-performance-summary" in html and "data-equity-chart" in html and "data-accuracy-chart" in html
+    assert 'data-model="rep@1"' in html and 'data-agent="technical"' in html
+    other = dashboard_client(beta, "viewer").get("/app/performance/").content.decode()
+    assert 'data-empty="performance"' in other and "rep@1" not in other

@@ -168,8 +168,12 @@ def quotas_report(*, tenant, now: dt.datetime | None = None) -> list[dict]:
     return out
 
 
-def unit_total(*, unit: str, since: dt.date) -> int:
-    return UsageDaily.objects.filter(kind=Kind.UNIT, name=unit, day__gte=since).aggregate(n=Sum("count"))["n"] or 0
+def unit_total(*, unit: str, since: dt.date, until: dt.date | None = None) -> int:
+    """A metered unit's count over [since, until) from the daily rollup (billing reads it)."""
+    rows = UsageDaily.objects.filter(kind=Kind.UNIT, name=unit, day__gte=since)
+    if until is not None:
+        rows = rows.filter(day__lt=until)
+    return rows.aggregate(n=Sum("count"))["n"] or 0
 
 
 # --- live performance ------------------------------------------------------------------------------

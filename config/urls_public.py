@@ -6,6 +6,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from accounts.api.views import TokenObtainApi, TokenRefreshApi
+from billing.api.views import MidtransNotificationApi
 from dashboard import views as dashboard
 from ops import views as ops
 
@@ -23,5 +24,9 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/v1/auth/token/", TokenObtainApi.as_view(), name="auth-token"),
     path("api/v1/auth/token/refresh/", TokenRefreshApi.as_view(), name="auth-token-refresh"),
+    # the payment gateway's notifications: public, verified by signature (billing/)
+    path(
+        "api/v1/billing/midtrans/notification/", MidtransNotificationApi.as_view(), name="billing-midtrans-notification"
+    ),
     path("admin/", admin.site.urls),
 ]

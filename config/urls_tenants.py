@@ -15,5 +15,6 @@ urlpatterns = [
     path("api/v1/", include("intelligence.api.urls")),
     path("api/v1/", include("backtesting.api.urls")),
     path("api/v1/", include("analytics.api.urls")),
+    path("api/v1/", include("billing.api.urls")),
     *public_urlpatterns,
 ]

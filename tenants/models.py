@@ -9,8 +9,13 @@ class Plan(models.Model):
 
     code = models.SlugField(unique=True)  # free / pro / enterprise
     name = models.CharField(max_length=64)
-    monthly_price_cents = models.PositiveIntegerField(default=0)
+    monthly_price_cents = models.PositiveIntegerField(default=0)  # list price shown in USD cents
     limits = models.JSONField(default=dict)
+    # what is billed (billing/): the monthly price in ``currency`` and, per metered unit, what the
+    # month includes and the price of each unit beyond it: {"prediction": {"included": n, "unit_price": "2"}}
+    price = models.DecimalField(max_digits=16, decimal_places=2, default=0)
+    currency = models.CharField(max_length=3, default="IDR")
+    overage = models.JSONField(default=dict, blank=True)
 
     def __str__(self) -> str:
         return self.name

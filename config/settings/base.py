@@ -29,6 +29,7 @@ SHARED_APPS = [
     "channels",
     "api",
     "ops",
+    "billing",
     "dashboard",
     "eventbus",
 ]

@@ -45,9 +45,19 @@ CELERY_BEAT_SCHEDULE = {
     # per tenant: performance rollups and the seed alert thresholds
     "analytics-tenants-tick": {"task": "analytics.tenants_tick", "schedule": 60.0},
     "ops-availability-probe": {"task": "ops.availability_probe", "schedule": 30.0},
+    "billing-cycle": {"task": "billing.cycle", "schedule": 3600.0},
 }
 
 # what the availability probe asks (the web tier as a client sees it)
 AVAILABILITY_PROBE_URL = env_str(
     "AVAILABILITY_PROBE_URL", f"http://127.0.0.1:{env_str('HTTP_PORT', '8000')}/health/ready"
 )
+
+# Billing (billing/): invoices are due this many days after they are issued; unpaid this many days
+# after that, the tenant moves to the free plan. Midtrans: the server key is a secret (environment
+# only); the URLs default to Midtrans' sandbox.
+BILLING_DUE_DAYS = env_int("BILLING_DUE_DAYS", 7)
+BILLING_GRACE_DAYS = env_int("BILLING_GRACE_DAYS", 7)
+MIDTRANS_SERVER_KEY = env_str("MIDTRANS_SERVER_KEY")
+MIDTRANS_SNAP_URL = env_str("MIDTRANS_SNAP_URL", "https://app.sandbox.midtrans.com")
+MIDTRANS_API_URL = env_str("MIDTRANS_API_URL", "https://api.sandbox.midtrans.com")

@@ -6,7 +6,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from accounts.api.views import TokenObtainApi, TokenRefreshApi
-from billing.api.views import MidtransNotificationApi
+from billing.api.views import MidtransNotificationApi, PlatformRevenueApi
 from dashboard import views as dashboard
 from ops import views as ops
 
@@ -28,5 +28,6 @@ urlpatterns = [
     path(
         "api/v1/billing/midtrans/notification/", MidtransNotificationApi.as_view(), name="billing-midtrans-notification"
     ),
+    path("api/v1/platform/revenue/", PlatformRevenueApi.as_view(), name="platform-revenue"),
     path("admin/", admin.site.urls),
 ]

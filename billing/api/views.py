@@ -1,7 +1,7 @@
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
-from rest_framework.permissions import AllowAny
+from rest_framework.permissions import AllowAny, BasePermission
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -97,3 +97,78 @@ class MidtransNotificationApi(APIView):
         payload = request.data if isinstance(request.data, dict) else {}
         note = services.notification_receive(payload=payload, remote_addr=request.META.get("REMOTE_ADDR"))
         return Response({"outcome": note.outcome, "detail": note.detail})
+
+
+class IsStaff(BasePermission):
+    """Platform staff only (a person with ``is_staff``); tenants' keys and members never."""
+
+    message = "Platform staff only."
+
+    def has_permission(self, request, view) -> bool:
+        user = request.user
+        return bool(getattr(user, "is_authenticated", False) and getattr(user, "is_staff", False))
+
+
+class PlatformRevenueApi(APIView):
+    """Staff: MRR, ARR, MRR movements, churn, ARPU, LTV, cohorts, plan mix and top accounts per month
+    (``export=csv`` for the monthly table as CSV)."""
+
+    permission_classes = [IsStaff]
+
+    class QuerySerializer(serializers.Serializer):
+        start = serializers.RegexField(r"^\d{4}-(0[1-9]|1[0-2])$", required=False, help_text="YYYY-MM")
+        end = serializers.RegexField(r"^\d{4}-(0[1-9]|1[0-2])$", required=False, help_text="YYYY-MM")
+        samples = serializers.BooleanField(default=True, help_text="include the demo's sample history")
+        export = serializers.ChoiceField(choices=["json", "csv"], default="json")
+
+        def validate(self, data):
+            if data.get("start") and data.get("end") and data["start"] > data["end"]:
+                raise serializers.ValidationError({"start": "start is after end"})
+            return data
+
+    @extend_schema(
+        operation_id="platform_revenue_retrieve",
+        parameters=[
+            OpenApiParameter("start", str, description="first month, YYYY-MM"),
+            OpenApiParameter("end", str, description="last month, YYYY-MM"),
+            OpenApiParameter("samples", bool, description="include sample history (default true)"),
+            OpenApiParameter("export", str, enum=["json", "csv"]),
+        ],
+        responses={200: OpenApiTypes.OBJECT, **ERRORS},
+    )
+    def get(self, request):
+        import datetime as dt
+
+        from django.http import HttpResponse
+
+        from ..revenue import revenue_csv, revenue_report
+
+        q = self.QuerySerializer(data=request.query_params)
+        q.is_valid(raise_exception=True)
+        v = q.validated_data
+
+        def month(text):
+            return dt.date(int(text[:4]), int(text[5:7]), 1) if text else None
+
+        end = month(v.get("end"))
+        if end is not None:
+            end = (end + dt.timedelta(days=32)).replace(day=1) - dt.timedelta(days=1)
+        report = revenue_report(start=month(v.get("start")), end=end, include_samples=v["samples"])
+        if v["export"] == "csv":
+            response = HttpResponse(revenue_csv(report), content_type="text/csv")
+            response["Content-Disposition"] = 'attachment; filename="revenue.csv"'
+            return response
+        return Response(_money_as_text(report))
+
+
+def _money_as_text(value):
+    """Decimal amounts as strings in JSON (a JSON number would be read back as a float)."""
+    from decimal import Decimal
+
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _money_as_text(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_money_as_text(v) for v in value]
+    return value

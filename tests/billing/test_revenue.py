@@ -66,7 +66,7 @@ def test_staff_only_with_filters_and_csv(alpha, history, client):
     client.force_login(staff)
     body = client.get(URL + "?start=2026-03&end=2026-04").json()
     assert [r["month"] for r in body["months"]] == ["2026-03", "2026-04"]
-    assert body["months"][0]["mrr"] == str(P + 2 * E)  # money as text, never a float
+    assert Decimal(body["months"][0]["mrr"]) == P + 2 * E and isinstance(body["months"][0]["mrr"], str)
     csv = client.get(URL + "?end=2026-06&export=csv")
     assert csv["Content-Type"].startswith("text/csv")
     lines = csv.content.decode().strip().splitlines()

@@ -77,6 +77,7 @@ AREAS = [
         "Usage appears as soon as you call the API.",
         "/api/docs/#/usage",
         "dashboard:usage",
+        (("Billing", "dashboard:billing"),),
     ),
     Area(
         "notifications",

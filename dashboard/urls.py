@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import backtests_views, decisions_views, models_views, usage_views, views
+from . import backtests_views, billing_views, decisions_views, models_views, usage_views, views
 
 app_name = "dashboard"
 
@@ -32,6 +32,10 @@ urlpatterns = [
     path("backtests/compare/", backtests_views.backtests_compare, name="backtests_compare"),
     path("backtests/<uuid:run_id>/", backtests_views.backtest_detail, name="backtest"),
     path("usage/", usage_views.usage, name="usage"),
+    path("billing/", billing_views.billing, name="billing"),
+    path("billing/plan/", billing_views.billing_plan, name="billing-plan"),
+    path("billing/invoices/<uuid:invoice_id>/pay/", billing_views.billing_pay, name="billing-pay"),
+    path("staff/revenue/", billing_views.staff_revenue, name="staff-revenue"),
     path("performance/", usage_views.performance, name="performance"),
     path("models/", models_views.models_home, name="models"),
     path("models/jobs/<uuid:job_id>/", models_views.training_job, name="training-job"),

@@ -188,10 +188,10 @@ class TenantScopedModelAdmin(admin.ModelAdmin):
 
 @admin.register(Plan)
 class PlanAdmin(admin.ModelAdmin):
-    list_display = ("code", "name", "price", "tenant_count")
+    list_display = ("code", "name", "price", "currency", "tenant_count")
     search_fields = ("code", "name")
-    ordering = ("monthly_price_cents", "code")
-    fields = ("code", "name", "monthly_price_cents", "limits")
+    ordering = ("price", "code")
+    fields = ("code", "name", "price", "currency", "overage", "monthly_price_cents", "limits")
 
     def get_queryset(self, request):
         return (
@@ -199,10 +199,6 @@ class PlanAdmin(admin.ModelAdmin):
             .get_queryset(request)
             .annotate(_tenant_count=Count("tenants", filter=~Q(tenants__status=Tenant.Status.TEMPLATE)))
         )
-
-    @admin.display(description="Monthly price", ordering="monthly_price_cents")
-    def price(self, obj: Plan) -> str:
-        return f"{obj.monthly_price_cents / 100:,.2f}"
 
     @admin.display(description="Tenants", ordering="_tenant_count")
     def tenant_count(self, obj: Plan) -> int:

@@ -87,6 +87,12 @@ class Command(BaseCommand):
         outcome = demo_model_ensure(tenant, echo=echo)
         self.stderr.write("")  # end the progress line
         self.stdout.write(outcome)
+        from billing.revenue import sample_history_seed
+        from billing.services import subscription_ensure
+
+        subscription_ensure(tenant=tenant)
+        if added := sample_history_seed():
+            self.stdout.write(f"sample subscription history for the staff revenue page: {added} events")
         self.stdout.write(f"demo tenant ready; credentials in {path}")
 
     def _print(self, d):
@@ -98,6 +104,7 @@ class Command(BaseCommand):
         w(f"  Swagger UI   {d['base_url']}/api/docs/")
         w(f"  Health       {d['base_url']}/health/ready")
         w(f"  Admin        {d['base_url']}/admin/   ({d.get('admin_email', '')} / {d.get('admin_password', '')})")
+        w(f"  Revenue      {d['base_url']}/app/staff/revenue/   (staff: the admin login above)")
         w(f"  Decisions    {d.get('feed_url', '')}?api_key=<api_key>   (live feed; REST: /api/v1/decisions/)")
         w(f"  WebSockets   {d['ws_url']}/ws/training/   (training progress)")
         w(f"  Demo login   {d['email']} / {d['password']}   (tenant: {d['tenant']})")

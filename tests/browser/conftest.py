@@ -60,7 +60,17 @@ def test_database(django_db_setup, django_db_blocker):
 
 
 @pytest.fixture(scope="session")
-def web(test_database, django_db_blocker, mail_dir):
+def midtrans():
+    """A local server speaking Midtrans' protocol; the web server below is configured to use it."""
+    from tests.billing.gateway import FakeMidtrans
+
+    gateway = FakeMidtrans()
+    yield gateway
+    gateway.close()
+
+
+@pytest.fixture(scope="session")
+def web(test_database, django_db_blocker, mail_dir, midtrans):
     """The app served by gunicorn against the test database and the tests' Redis databases."""
 
     with django_db_blocker.unblock():
@@ -73,6 +83,9 @@ def web(test_database, django_db_blocker, mail_dir):
             "EMAIL_FILE_PATH": str(mail_dir),
             "DJANGO_DEBUG": "false",
             "WS_FEED_PORT": str(free_port()),  # where pages point the live feed (see ``feed_edge``)
+            "MIDTRANS_SERVER_KEY": midtrans.server_key,
+            "MIDTRANS_SNAP_URL": midtrans.url,
+            "MIDTRANS_API_URL": midtrans.url,
         }
     server = WebServer(env).start()
     yield server

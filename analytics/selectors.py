@@ -7,6 +7,7 @@ import calendar
 import datetime as dt
 from collections import defaultdict
 
+from django.db import connection
 from django.db.models import Count, Sum
 
 from tenants import limits, metering
@@ -72,16 +73,30 @@ def usage_report(*, tenant, days: int = 30, granularity: str = "day", now: dt.da
             if user_id:
                 users[user_id] += n
 
-    if granularity == "hour":
-        rows = UsageHourly.objects.filter(hour__gte=start).values_list(
-            "hour", "kind", "name", "status", "api_key_id", "user_id", "count"
+    # aggregated in the database in one scan (grouping sets): a point per unit and period, requests
+    # per endpoint and status, per key, per user — never the rollup rows themselves into Python
+    table, column = (UsageHourly, "hour") if granularity == "hour" else (UsageDaily, "day")
+    with connection.cursor() as cur:
+        cur.execute(
+            f"SELECT {column}, kind, name, status, api_key_id, user_id, sum(count), "
+            f"GROUPING({column}, name, status, api_key_id, user_id) FROM {table._meta.db_table} "
+            f"WHERE {column} >= %s GROUP BY GROUPING SETS "
+            f"(({column}, kind, name), (kind, name, status), (kind, api_key_id), (kind, user_id))",
+            [start if granularity == "hour" else start.date()],
         )
-    else:
-        rows = UsageDaily.objects.filter(day__gte=start.date()).values_list(
-            "day", "kind", "name", "status", "api_key_id", "user_id", "count"
-        )
-    for row in rows.iterator(chunk_size=5_000):
-        add(*row)
+        for t, kind, name, status, key_id, user_id, n, g in cur.fetchall():
+            n = int(n)
+            if g == 0b00111:  # period, kind, name
+                label = t.strftime("%Y-%m-%dT%H:00Z") if granularity == "hour" else f"{t:%Y-%m-%d}"
+                series["request" if kind == Kind.REQUEST else name][label] += n
+            elif kind != Kind.REQUEST:
+                continue
+            elif g == 0b10011:  # name, status
+                endpoints[name][status] += n
+            elif g == 0b11101 and key_id:
+                keys[key_id] += n
+            elif g == 0b11110 and user_id:
+                users[user_id] += n
     for hour, *rest in _unflushed(tenant.schema_name):
         if hour >= start:
             add(hour if granularity == "hour" else hour.date(), *rest)

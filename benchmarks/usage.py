@@ -57,8 +57,52 @@ def bench_usage() -> None:
             f"meter flush         {time.perf_counter() - t0:7.3f} s   ({done['fields']} counters of "
             f"{done['batches']} hour hash(es) from 5,500 requests into the hourly and daily rollups)"
         )
+        _bench_pages(tenant)
     finally:
         Tenant.objects.get(pk=tenant.pk).delete(force_drop=True)
+
+
+def _bench_pages(tenant) -> None:
+    """Usage analytics over 10 M metered events: 90 days of hourly rollups (30 endpoints x 3 status
+    classes x 5 API keys an hour, ~10 events per row) and their daily rollup, generated in SQL; the
+    usage report (30 days daily; 14 days hourly) timed as the API computes it."""
+    import statistics
+
+    from django.db import connection
+    from django_tenants.utils import schema_context
+
+    from analytics.selectors import usage_report
+
+    with schema_context(tenant.schema_name), connection.cursor() as cur:
+        cur.execute(
+            "INSERT INTO analytics_usagehourly (hour, kind, name, status, api_key_id, user_id, count) "
+            "SELECT date_trunc('hour', now()) - make_interval(hours => h), 'request', 'svc-' || e, s, 100 + k, 0, "
+            "8 + ((h * 7 + e * 3 + k) % 5) FROM generate_series(0, 90 * 24 - 1) h, generate_series(1, 30) e, "
+            "unnest(ARRAY['2xx', '4xx', '5xx']) s, generate_series(1, 5) k"
+        )
+        cur.execute(
+            "INSERT INTO analytics_usagedaily (day, kind, name, status, api_key_id, user_id, count) "
+            "SELECT (hour AT TIME ZONE 'UTC')::date, kind, name, status, api_key_id, user_id, sum(count) "
+            "FROM analytics_usagehourly WHERE name LIKE 'svc-%%' GROUP BY 1, 2, 3, 4, 5, 6"
+        )
+        cur.execute("SELECT sum(count), count(*) FROM analytics_usagehourly")
+        events, rows = cur.fetchone()
+        events = int(events)
+        cur.execute("ANALYZE analytics_usagehourly; ANALYZE analytics_usagedaily")
+        for label, kwargs in (
+            ("30 days by day ", {"days": 30}),
+            (" 7 days by hour", {"days": 7, "granularity": "hour"}),
+        ):
+            times = []
+            for _ in range(7):
+                t = time.perf_counter()
+                report = usage_report(tenant=tenant, **kwargs)
+                times.append(time.perf_counter() - t)
+            print(
+                f"usage report {label} p50 {statistics.median(times) * 1000:6.1f} ms   max {max(times) * 1000:6.1f} ms"
+                f"   ({events / 1e6:.1f} M events in {rows:,} hourly rollup rows; target <= 300 ms; "
+                f"{len(report['endpoints'])} endpoints)"
+            )
 
 
 if __name__ == "__main__":

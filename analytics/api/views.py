@@ -21,14 +21,14 @@ class UsageApi(APIView):
         granularity = serializers.ChoiceField(choices=["day", "hour"], default="day")
 
         def validate(self, data):
-            if data["granularity"] == "hour" and data["days"] > 14:
-                raise serializers.ValidationError({"days": "hourly usage covers at most 14 days; ask for days"})
+            if data["granularity"] == "hour" and data["days"] > 7:
+                raise serializers.ValidationError({"days": "hourly usage covers at most 7 days; ask for days"})
             return data
 
     @extend_schema(
         operation_id="usage_retrieve",
         parameters=[
-            OpenApiParameter("days", int, description="how far back (1-400; hourly: 1-14)"),
+            OpenApiParameter("days", int, description="how far back (1-400; hourly: 1-7)"),
             OpenApiParameter("granularity", str, enum=["day", "hour"]),
         ],
         responses={200: OpenApiTypes.OBJECT, **ERRORS},

@@ -34,3 +34,18 @@ def tenant_tick() -> dict:
     days = performance_rollup()
     changes = alerts_evaluate(schema=connection.schema_name)
     return {"days_rolled_up": days, "alert_changes": len(changes)}
+
+
+@shared_task(name="analytics.retention_tick", fair=False)
+def retention_tick() -> int:
+    """Beat, daily, public schema: each tenant's market data past its plan's retention deleted."""
+    from django_tenants.utils import schema_context
+
+    from marketdata.services import bars_retention_apply
+    from tenants.models import Tenant
+
+    total = 0
+    for tenant in Tenant.objects.filter(status=Tenant.Status.ACTIVE).select_related("plan"):
+        with schema_context(tenant.schema_name):
+            total += bars_retention_apply(tenant=tenant)
+    return total

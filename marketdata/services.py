@@ -298,3 +298,28 @@ def bars_delete(*, instrument: Instrument, timeframe: str | None = None, actor=N
         _bars_changed(instrument)
         audit_record(actor, "bars.deleted", instrument, {"timeframe": timeframe or "all", "rows": deleted})
     return deleted
+
+
+def bars_retention_apply(*, tenant, now=None) -> int:
+    """Delete the bars older than the plan's ``market_data_retention_days`` (None: kept). Decisions
+    and audit records are not market data: they are kept five years whatever the plan."""
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from tenants import limits
+
+    days = limits.plan_limit(tenant, "market_data_retention_days")
+    if days is None:
+        return 0
+    cutoff = (now or timezone.now()) - dt.timedelta(days=days)
+    total = 0
+    for instrument in Instrument.objects.filter(bars__ts__lt=cutoff).distinct():
+        with transaction.atomic():
+            deleted, _ = Bar.objects.filter(instrument=instrument, ts__lt=cutoff).delete()
+            if deleted:
+                _bars_changed(instrument)
+                audit_record("system:retention", "bars.expired", instrument,
+                             {"before": cutoff.isoformat(), "rows": deleted, "retention_days": days})  # fmt: skip
+        total += deleted
+    return total

@@ -46,6 +46,7 @@ CELERY_BEAT_SCHEDULE = {
     "analytics-tenants-tick": {"task": "analytics.tenants_tick", "schedule": 60.0},
     "ops-availability-probe": {"task": "ops.availability_probe", "schedule": 30.0},
     "billing-cycle": {"task": "billing.cycle", "schedule": 3600.0},
+    "market-data-retention": {"task": "analytics.retention_tick", "schedule": 86400.0},
 }
 
 # what the availability probe asks (the web tier as a client sees it)

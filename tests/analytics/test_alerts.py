@@ -113,3 +113,24 @@ def test_the_probe_records_up_and_down():
     finally:
         server.shutdown()
         _Ready.status = 200
+
+
+def test_market_data_past_the_plans_retention_is_deleted_decisions_are_not(beta):
+    from marketdata import services as md_services
+    from marketdata.models import Bar
+    from marketdata.synthetic import as_csv, generate_bars
+    from marketdata.validation import read_table
+
+    schema = beta.tenant.schema_name
+    with schema_context(schema):
+        bars = generate_bars(100, seed=4)  # daily bars
+        md_services.bars_import(tenant=beta.tenant, symbol="RET", timeframe="1d", raw=read_table(as_csv(bars), "csv"))
+        beta.tenant.plan.limits = {**beta.tenant.plan.limits, "market_data_retention_days": 30}
+        now = bars.index[-1].to_pydatetime() + dt.timedelta(days=1)
+        deleted = md_services.bars_retention_apply(tenant=beta.tenant, now=now)
+        assert deleted == 70 and Bar.objects.filter(instrument__symbol="RET").count() == 30
+        from compliance.models import AuditRecord
+
+        assert AuditRecord.objects.get(action="bars.expired").details["rows"] == 70
+        beta.tenant.plan.limits = {**beta.tenant.plan.limits, "market_data_retention_days": None}
+        assert md_services.bars_retention_apply(tenant=beta.tenant, now=now) == 0

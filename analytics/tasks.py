@@ -12,15 +12,9 @@ def meter_flush_task() -> dict:
 @shared_task(name="analytics.tenants_tick", fair=False)
 def tenants_tick() -> int:
     """Beat, every minute, in the public schema: one tick task per active tenant."""
-    from django_tenants.utils import schema_context
+    from tenants.tasks import fan_out
 
-    from tenants.models import Tenant
-
-    schemas = list(Tenant.objects.filter(status=Tenant.Status.ACTIVE).values_list("schema_name", flat=True))
-    for schema in schemas:
-        with schema_context(schema):
-            tenant_tick.delay()
-    return len(schemas)
+    return fan_out(tenant_tick)
 
 
 @shared_task(name="analytics.tenant_tick")

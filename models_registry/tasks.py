@@ -1,7 +1,6 @@
 """Celery tasks of the registry: thin, take ids, call a service. All are idempotent."""
 
 from celery import shared_task
-from django_tenants.utils import schema_context
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
@@ -14,13 +13,9 @@ def train_model(job_id: str) -> str:
 @shared_task(name="models_registry.sweep")
 def registry_sweep() -> int:
     """Beat, every few minutes, in the public schema: one sweep task per active tenant."""
-    from tenants.models import Tenant
+    from tenants.tasks import fan_out
 
-    schemas = list(Tenant.objects.filter(status=Tenant.Status.ACTIVE).values_list("schema_name", flat=True))
-    for schema in schemas:
-        with schema_context(schema):
-            registry_sweep_tenant.delay()
-    return len(schemas)
+    return fan_out(registry_sweep_tenant)
 
 
 @shared_task

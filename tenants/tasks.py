@@ -64,3 +64,17 @@ class TenantFairTask(TenantTask):
             from tenants.resolution import redis_client
 
             redis_client().zrem(key, token)
+
+
+def fan_out(task) -> int:
+    """Queue ``task`` once per active tenant, each in that tenant's schema (for beat jobs that run
+    tenant by tenant); how many were queued."""
+    from django_tenants.utils import schema_context
+
+    from tenants.models import Tenant
+
+    schemas = list(Tenant.objects.filter(status=Tenant.Status.ACTIVE).values_list("schema_name", flat=True))
+    for schema in schemas:
+        with schema_context(schema):
+            task.delay()
+    return len(schemas)

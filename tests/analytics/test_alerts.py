@@ -134,3 +134,24 @@ def test_market_data_past_the_plans_retention_is_deleted_decisions_are_not(beta)
         assert AuditRecord.objects.get(action="bars.expired").details["rows"] == 70
         beta.tenant.plan.limits = {**beta.tenant.plan.limits, "market_data_retention_days": None}
         assert md_services.bars_retention_apply(tenant=beta.tenant, now=now) == 0
+
+
+def test_beat_jobs_fan_out_one_task_per_active_tenant(alpha, beta):
+    from unittest import mock
+
+    from analytics.tasks import tenant_tick, tenants_tick
+    from tenants.models import Tenant
+
+    seen = []
+    with mock.patch.object(tenant_tick, "delay", side_effect=lambda: seen.append(connection_schema())):
+        assert tenants_tick() == len(seen) == Tenant.objects.filter(status="active").count()
+    assert {alpha.tenant.schema_name, beta.tenant.schema_name} <= set(seen) and "public" not in seen
+    # the per-tenant tick itself: rollups and alerts in that tenant's schema
+    with schema_context(alpha.tenant.schema_name):
+        assert tenant_tick() == {"days_rolled_up": 0, "alert_changes": 0}
+
+
+def connection_schema() -> str:
+    from django.db import connection
+
+    return connection.schema_name

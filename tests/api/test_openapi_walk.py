@@ -375,6 +375,20 @@ def _backtest_object(fx: TenantFixture) -> Obj:
     return Obj(str(run.pk), (run.symbol,))
 
 
+def _invoice_object(fx: TenantFixture) -> Obj:
+    """An open invoice of this tenant (public schema), payable through the walk's local gateway."""
+    from decimal import Decimal
+
+    from billing.models import Invoice
+
+    now = timezone.now()
+    invoice = Invoice.objects.create(
+        number=f"INV-WALK-{uuid.uuid4().hex[:10]}", tenant=fx.tenant, plan=fx.tenant.plan.code, period_start=now,
+        period_end=now, total=Decimal("1490000"), due_at=now, lines=[],
+    )  # fmt: skip
+    return Obj(str(invoice.pk), (invoice.number,))
+
+
 _decision_ids = itertools.count(1)
 
 
@@ -434,6 +448,7 @@ OBJECT_FACTORIES: dict[str, Callable[[TenantFixture], Obj]] = {
     "version": _version_object,
     "job_id": _job_object,
     "backtest_id": _backtest_object,
+    "invoice_id": _invoice_object,
 }
 
 # Request bodies that reach further than a generated one (a real login reaches the 200).
@@ -621,6 +636,22 @@ def _assert_not_found_without_leak(op: Operation, who: str, r, victim: TenantFix
 @pytest.fixture
 def tenants(alpha, beta) -> dict[str, TenantFixture]:
     return {"alpha": alpha, "beta": beta}
+
+
+@pytest.fixture(scope="module")
+def _gateway():
+    from tests.billing.gateway import FakeMidtrans
+
+    fake = FakeMidtrans()
+    yield fake
+    fake.close()
+
+
+@pytest.fixture(autouse=True)
+def _payments_on_a_local_gateway(settings, _gateway):
+    """Paying an invoice reaches a local server speaking Midtrans' protocol (the real one is not reachable)."""
+    settings.MIDTRANS_SERVER_KEY = _gateway.server_key
+    settings.MIDTRANS_SNAP_URL = settings.MIDTRANS_API_URL = _gateway.url
 
 
 @pytest.fixture(autouse=True)

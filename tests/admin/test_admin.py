@@ -75,6 +75,16 @@ def test_changelist_and_change_page_of_every_registered_model_render_for_a_super
         invited_by=alpha.users["owner"],
         expires_at=timezone.now() + dt.timedelta(days=7),
     )
+    from billing import services as billing
+    from billing.models import Invoice, Payment, PaymentNotification
+
+    billing.subscription_change(tenant=beta.tenant, plan="pro", actor="t")  # a subscription and a revenue event
+    invoice = Invoice.objects.create(
+        number="INV-ADMIN-1", tenant=alpha.tenant, plan="pro", period_start=timezone.now(), period_end=timezone.now(),
+        total=1490000, due_at=timezone.now(), lines=[{"description": "Pro", "amount": "1490000"}],
+    )  # fmt: skip
+    Payment.objects.create(invoice=invoice, provider="midtrans", order_id="INV-ADMIN-1-1", gross_amount=1490000)
+    PaymentNotification.objects.create(provider="midtrans", order_id="INV-ADMIN-1-1", outcome="rejected")
     public = {m: a for m, a in admin.site._registry.items() if not isinstance(a, TenantScopedModelAdmin)}
     scoped = {m: a for m, a in admin.site._registry.items() if isinstance(a, TenantScopedModelAdmin)}
     assert Tenant in public and ApiKey in public and AuditRecord in scoped

@@ -6,6 +6,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from accounts.api.views import TokenObtainApi, TokenRefreshApi
+from analytics.api.views import PlatformUsageApi
 from billing.api.views import MidtransNotificationApi, PlatformRevenueApi
 from dashboard import views as dashboard
 from ops import views as ops
@@ -29,5 +30,6 @@ urlpatterns = [
         "api/v1/billing/midtrans/notification/", MidtransNotificationApi.as_view(), name="billing-midtrans-notification"
     ),
     path("api/v1/platform/revenue/", PlatformRevenueApi.as_view(), name="platform-revenue"),
+    path("api/v1/platform/usage/", PlatformUsageApi.as_view(), name="platform-usage"),
     path("admin/", admin.site.urls),
 ]

@@ -5,6 +5,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api.schema import ERRORS
+from billing.api.views import IsStaff
 from tenants.permissions import READ
 
 from .. import selectors
@@ -73,3 +74,48 @@ class TenantDashboardApi(APIView):
     @extend_schema(operation_id="tenant_dashboard_retrieve", responses={200: OpenApiTypes.OBJECT, **ERRORS})
     def get(self, request):
         return Response(selectors.tenant_dashboard(tenant=request.tenant))
+
+
+class PlatformUsageApi(APIView):
+    """Staff: one tenant's usage (``?tenant=<slug>``), or every active tenant's totals and quota use
+    this period when no tenant is named. Reading a tenant's usage is recorded in its audit trail."""
+
+    permission_classes = [IsStaff]
+
+    class QuerySerializer(serializers.Serializer):
+        tenant = serializers.SlugField(required=False)
+        days = serializers.IntegerField(min_value=1, max_value=400, default=30)
+
+    @extend_schema(
+        operation_id="platform_usage_retrieve",
+        parameters=[
+            OpenApiParameter("tenant", str, description="a tenant's slug (else: every tenant's totals)"),
+            OpenApiParameter("days", int, description="how far back (1-400)"),
+        ],
+        responses={200: OpenApiTypes.OBJECT, **ERRORS},
+    )
+    def get(self, request):
+        from django_tenants.utils import schema_context
+
+        from api.errors import NotFound
+        from compliance.services import audit_record
+        from tenants.models import Tenant
+
+        q = self.QuerySerializer(data=request.query_params)
+        q.is_valid(raise_exception=True)
+        v = q.validated_data
+        tenants = Tenant.objects.filter(status=Tenant.Status.ACTIVE).select_related("plan").order_by("slug")
+        if v.get("tenant"):
+            tenant = tenants.filter(slug=v["tenant"]).first()
+            if tenant is None:
+                raise NotFound("tenant")
+            with schema_context(tenant.schema_name):
+                audit_record(request.user, "staff.usage_viewed", tenant, {"days": v["days"]})
+                return Response({"tenant": tenant.slug, **selectors.usage_report(tenant=tenant, days=v["days"])})
+        rows = []
+        for tenant in tenants:
+            with schema_context(tenant.schema_name):
+                report = selectors.usage_report(tenant=tenant, days=v["days"])
+            rows.append({"tenant": tenant.slug, "plan": tenant.plan.code, "totals": report["totals"],
+                         "quotas": {q["quota"]: q["share"] for q in report["quotas"]}})  # fmt: skip
+        return Response({"days": v["days"], "tenants": rows})

@@ -161,3 +161,26 @@ def test_a_quota_forecast_names_the_day_it_will_be_hit(beta, usage_redis):
     assert report["exceeds_at"] == (now + dt.timedelta(days=5)).isoformat()
     assert f"you will hit 1,000 on {now:%Y-%m}-11 00:00 UTC" in report["forecast"]
     assert report["projected"] > 1000
+
+
+def test_staff_read_any_tenants_usage_audited_tenants_never(alpha, beta, usage_redis, client):
+    from django.contrib.auth import get_user_model
+
+    from compliance.models import AuditRecord
+
+    alpha.client().get(URL)
+    services.meter_flush()
+    url = "/api/v1/platform/usage/"
+    assert alpha.client().get(url).status_code == 403 and alpha.client(role="owner").get(url).status_code == 403
+    staff = get_user_model().objects.create_user(email="usage@platform.test", password="x" * 12, is_staff=True)
+    client.force_login(staff)
+    overview = client.get(url).json()
+    rows = {r["tenant"]: r for r in overview["tenants"]}
+    assert rows[alpha.slug]["totals"].get("request", 0) >= 1 and alpha.slug in rows and beta.slug in rows
+    one = client.get(url + f"?tenant={alpha.slug}&days=7").json()
+    assert one["tenant"] == alpha.slug and any("tenant-detail" in e["endpoint"] for e in one["endpoints"])
+    with schema_context(alpha.tenant.schema_name):
+        assert (
+            AuditRecord.objects.filter(action="staff.usage_viewed", actor__endswith=":usage@platform.test").count() == 1
+        )
+    assert client.get(url + "?tenant=nope").status_code == 404

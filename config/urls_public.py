@@ -7,7 +7,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from accounts.api.views import TokenObtainApi, TokenRefreshApi
 from analytics.api.views import PlatformUsageApi
-from billing.api.views import MidtransNotificationApi, PlatformRevenueApi
+from billing.api.views import MidtransNotificationApi, PlatformKillSwitchApi, PlatformRevenueApi
 from dashboard import views as dashboard
 from ops import views as ops
 
@@ -31,5 +31,6 @@ urlpatterns = [
     ),
     path("api/v1/platform/revenue/", PlatformRevenueApi.as_view(), name="platform-revenue"),
     path("api/v1/platform/usage/", PlatformUsageApi.as_view(), name="platform-usage"),
+    path("api/v1/platform/kill-switch/", PlatformKillSwitchApi.as_view(), name="platform-kill-switch"),
     path("admin/", admin.site.urls),
 ]

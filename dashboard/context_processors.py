@@ -17,4 +17,15 @@ def shell(request):
         "nav_areas": [
             (a, reverse(a.url_name) if a.url_name else reverse("dashboard:area", args=[a.key])) for a in AREAS
         ],
+        "kill_switch": _kill_switch(request),
     }
+
+
+def _kill_switch(request) -> dict | None:
+    """The engaged kill switch that halts the active tenant (a banner on every page), or None."""
+    tenant = getattr(request, "tenant", None)
+    if tenant is None:
+        return None
+    from compliance.controls import kill_state
+
+    return kill_state(tenant.schema_name)

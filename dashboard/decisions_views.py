@@ -376,3 +376,24 @@ def flow_activate(request, name: str, version: int):
         return _flow_page(request, row, error={"code": exc.code, "message": exc.message}, status=exc.status)
     messages.success(request, f"{row.ref} is now the active flow; decisions use it from now on.")
     return redirect("dashboard:flows")
+
+
+@tenant_page()
+def kill_switch(request):
+    """Halt this tenant's trading now (admins); its history. Lifting is for platform staff."""
+    from compliance import controls
+    from tenants.models import KillSwitch
+
+    if request.method == "POST":
+        if not can(request, Role.ADMIN):
+            return forbidden(request, Role.ADMIN)
+        try:
+            controls.kill_engage(tenant=request.tenant, reason=request.POST.get("reason", ""), actor=request.user)
+        except ApplicationError as exc:
+            messages.error(request, exc.message)
+        else:
+            messages.success(request, "Trading is halted: no decision is made until platform staff lift the switch.")
+        return redirect("dashboard:kill-switch")
+    history = list(KillSwitch.objects.filter(tenant=request.tenant)[:20])
+    context = {"history": history, "can_engage": can(request, Role.ADMIN), "engaged": any(s.active for s in history)}
+    return render(request, "dashboard/kill_switch.html", context)

@@ -58,6 +58,7 @@ AREAS = [
             ("Positions & P&L", "dashboard:positions"),
             ("Flows", "dashboard:flows"),
             ("Performance", "dashboard:performance"),
+            ("Kill switch", "dashboard:kill-switch"),
         ),
     ),
     Area(

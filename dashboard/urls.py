@@ -25,6 +25,7 @@ urlpatterns = [
     path("decisions/<int:decision_id>/", decisions_views.decision_detail, name="decision"),
     path("decisions/weights/", decisions_views.decision_weights, name="decision-weights"),
     path("positions/", decisions_views.positions, name="positions"),
+    path("kill-switch/", decisions_views.kill_switch, name="kill-switch"),
     path("flows/", decisions_views.flows, name="flows"),
     path("flows/<slug:name>/v/<int:version>/", decisions_views.flow_detail, name="flow"),
     path("flows/<slug:name>/v/<int:version>/activate/", decisions_views.flow_activate, name="flow-activate"),

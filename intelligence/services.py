@@ -295,6 +295,7 @@ def decision_make(*, tenant, symbol: str, timeframe: str | None = None, bars: li
     """A decision for the latest bar of ``symbol``: the stored bars, or ``bars`` posted with the
     request (then nothing about the market is stored). Persisted, applied to the paper ledger,
     published on the feed after commit."""
+    from compliance import controls
     from features import selectors as fs_selectors
     from features.engine import compute_batch
     from marketdata import selectors as md_selectors
@@ -302,6 +303,7 @@ def decision_make(*, tenant, symbol: str, timeframe: str | None = None, bars: li
     from tenants import limits, metering
 
     started = time.perf_counter()
+    controls.kill_check(tenant.schema_name)  # halted: no decision (RTS 6 Art. 12)
     limits.limit_check(tenant, "decisions_per_day")
     pipeline = pipeline_load(tenant)
     symbol = symbol.strip().upper()

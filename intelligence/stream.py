@@ -38,6 +38,7 @@ import pandas as pd
 from django.db import connection, models, transaction
 from django.utils import timezone
 
+from compliance import controls
 from eventbus import bus
 from tenants import metering
 
@@ -98,6 +99,10 @@ class _Pending:
     ml: dict | None = None
 
 
+class _Halted(Exception):
+    """The kill switch is engaged: stop deciding this batch."""
+
+
 def partition_of(symbol: str, partitions: int) -> int:
     """The partition deciding ``symbol`` (stable across processes and restarts)."""
     if partitions <= 1:
@@ -150,6 +155,7 @@ class TenantStream:
         self.last_bar: dict[str, dict] = {}
         self._model_outcomes = 0  # model outcomes since the last auto-rollback check
         self._checkpointed = 0.0  # monotonic time of the last engine checkpoint
+        self.halted = False  # the kill switch stopped this stream (it resumes when lifted)
         self._after_id = 0  # the newest decision id this process's engine state includes
         # where a batch's time goes: features + predictions + agents + consensus, then the transaction
         self.timings = {"bars": 0, "compute_s": 0.0, "commit_s": 0.0}
@@ -213,14 +219,27 @@ class TenantStream:
         if not self.owns():
             time.sleep(min(block_ms, 1000) / 1000)  # standby
             return 0
+        if controls.kill_state(self.schema) is not None:  # halted: read nothing, decide nothing
+            self.halted = True
+            time.sleep(min(block_ms, 100) / 1000)
+            return 0
+        self.halted = False
         with schema_context(self.schema):
             return self.consumer.run_once(block_ms=block_ms)
 
     # --- the handler -------------------------------------------------------------------------
 
-    def handle(self, entries: list[bus.Entry]) -> None:
+    def handle(self, entries: list[bus.Entry]) -> list[str] | None:
         try:
             self._handle(entries)
+        except _Halted:
+            # the kill switch engaged mid-batch: nothing of it is stored or published; the batch
+            # stays pending (not a failure: it is decided once the switch is lifted)
+            self.series.clear()
+            self.pipeline = None
+            self.halted = True
+            self.consumer.claim_idle_ms = 0  # taken back first once lifted: bars stay in order
+            return [e.id for e in entries]
         except Exception:
             # memory ran ahead of the database (series past bars that were not stored, an engine that
             # learned outcomes that were not saved): forget it, so the redelivery starts from storage
@@ -272,6 +291,8 @@ class TenantStream:
             if pending is not None:
                 decision = stored.get((series.symbol, series.timeframe, ts))
                 if decision is None:
+                    if controls.kill_state(self.schema) is not None:
+                        raise _Halted
                     decision = self._decide(series, pending)
                     decisions.append((decision, close))
                 elif any(d.pk == decision.pk for _, d, _ in series.pending):
@@ -280,6 +301,8 @@ class TenantStream:
         if not new_bars and not decisions:
             return
         computed = time.perf_counter()
+        if decisions and controls.kill_state(self.schema) is not None:
+            raise _Halted  # engaged while the batch was computed: it is not committed
         self._commit(new_bars, decisions, resolved)
         self.timings["compute_s"] += computed - started
         self.timings["commit_s"] += time.perf_counter() - computed

@@ -23,7 +23,7 @@ from django_tenants.utils import schema_context
 
 from . import resolution
 from .middleware import SESSION_TENANT_KEY
-from .models import ApiKey, Domain, Membership, Plan, Tenant
+from .models import ApiKey, Domain, KillSwitch, Membership, Plan, Tenant
 from .services import api_key_revoke, tenant_status_audited, tenant_status_set
 
 admin.site.site_header = "AI Trading Intelligence admin"
@@ -390,3 +390,33 @@ class ApiKeyAdmin(admin.ModelAdmin):
             self.log_change(request, key, "Revoked.")
             revoked += 1
         self.message_user(request, f"Revoked {revoked} key(s); they stop working at once.")
+
+
+@admin.register(KillSwitch)
+class KillSwitchAdmin(admin.ModelAdmin):
+    """Engaged and past kill switches; staff lift them here (a tenant cannot lift its own)."""
+
+    list_display = ("__str__", "tenant", "reason", "engaged_by", "engaged_at", "lifted_by", "lifted_at")
+    list_filter = (("tenant", admin.RelatedOnlyFieldListFilter),)
+    readonly_fields = ("engaged_by", "engaged_at", "lifted_by", "lifted_at")
+    fields = ("tenant", "reason", "engaged_by", "engaged_at", "lifted_by", "lifted_at")
+    actions = ("lift",)
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # the record of a halt is kept
+
+    def has_change_permission(self, request, obj=None):
+        return obj is None  # engaged through "add" (staff); lifted through the action
+
+    def save_model(self, request, obj, form, change):
+        from compliance import controls
+
+        switch = controls.kill_engage(tenant=obj.tenant, reason=obj.reason, actor=request.user)
+        obj.pk, obj.engaged_by, obj.engaged_at = switch.pk, switch.engaged_by, switch.engaged_at
+
+    @admin.action(description="Lift the selected kill switches", permissions=["view"])
+    def lift(self, request, queryset):
+        from compliance import controls
+
+        lifted = sum(controls.kill_lift(tenant=s.tenant, actor=request.user) for s in queryset.filter(lifted_at=None))
+        self.message_user(request, f"Lifted {lifted} kill switch(es): trading resumes within 100 ms.")

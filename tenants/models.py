@@ -97,3 +97,33 @@ class ApiKey(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+
+class KillSwitch(models.Model):
+    """One engagement of a kill switch (MiFID II RTS 6 Art. 12): a tenant's (``tenant`` set) or the
+    whole platform's (``tenant`` null). While ``lifted_at`` is empty, no new decision is made or
+    published for it. Engaged by the tenant's admins or by staff; lifted only by staff."""
+
+    tenant = models.ForeignKey(Tenant, null=True, blank=True, on_delete=models.CASCADE, related_name="kill_switches")
+    reason = models.CharField(max_length=300)
+    engaged_by = models.CharField(max_length=254)
+    engaged_at = models.DateTimeField(auto_now_add=True)
+    lifted_by = models.CharField(max_length=254, blank=True)
+    lifted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-engaged_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant"], condition=models.Q(lifted_at=None), name="one_engaged_kill_switch_per_tenant",
+                nulls_distinct=False,
+            )
+        ]  # fmt: skip
+
+    def __str__(self) -> str:
+        who = self.tenant.slug if self.tenant_id else "platform"
+        return f"kill switch {who}: {'engaged' if self.active else 'lifted'}"
+
+    @property
+    def active(self) -> bool:
+        return self.lifted_at is None

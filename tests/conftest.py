@@ -205,3 +205,20 @@ def service_env() -> dict[str, str]:
         "REDIS_DB_USAGE": str(services.REDIS_DB_USAGE),
         "REDIS_DB_STREAMS": str(services.REDIS_DB_STREAMS),
     }
+
+
+@pytest.fixture(autouse=True)
+def _kill_switches_reset():
+    """Kill switches are mirrored in Redis and cached per process: each test starts with none."""
+    from compliance import controls
+
+    def clear():
+        client = resolution.redis_client()
+        keys = list(client.scan_iter("kill:*"))
+        if keys:
+            client.delete(*keys)
+        controls.reset_local()
+
+    clear()
+    yield
+    clear()

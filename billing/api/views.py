@@ -172,3 +172,33 @@ def _money_as_text(value):
     if isinstance(value, list):
         return [_money_as_text(v) for v in value]
     return value
+
+
+class PlatformKillSwitchApi(APIView):
+    """Staff: engage or lift a tenant's kill switch (``tenant``), or the platform's (no tenant)."""
+
+    permission_classes = [IsStaff]
+
+    class InputSerializer(serializers.Serializer):
+        action = serializers.ChoiceField(choices=["engage", "lift"])
+        tenant = serializers.SlugField(required=False)
+        reason = serializers.CharField(max_length=300, required=False, default="")
+
+    @extend_schema(operation_id="platform_kill_switch", request=InputSerializer,
+                   responses={200: OpenApiTypes.OBJECT, **ERRORS})  # fmt: skip
+    def post(self, request):
+        from compliance import controls
+        from tenants.models import Tenant
+
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        tenant = None
+        if v.get("tenant"):
+            tenant = Tenant.objects.filter(slug=v["tenant"]).exclude(status=Tenant.Status.TEMPLATE).first()
+            if tenant is None:
+                raise NotFound("tenant")
+        if v["action"] == "engage":
+            switch = controls.kill_engage(tenant=tenant, reason=v["reason"], actor=request.user)
+            return Response({"engaged": True, "since": switch.engaged_at, "reason": switch.reason})
+        return Response({"lifted": controls.kill_lift(tenant=tenant, actor=request.user)})

@@ -7,6 +7,7 @@ from . import views
 urlpatterns = [
     path("tenant/", views.TenantDetailApi.as_view(), name="tenant-detail"),
     path("ws-tickets/", views.WsTicketApi.as_view(), name="ws-ticket-create"),
+    path("kill-switch/", views.KillSwitchApi.as_view(), name="kill-switch"),
     path("api-keys/", views.ApiKeyListCreateApi.as_view(), name="api-key-list"),
     path("api-keys/<int:key_id>/", views.ApiKeyDetailApi.as_view(), name="api-key-detail"),
     path("members/", members.MemberListApi.as_view(), name="member-list"),

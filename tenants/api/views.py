@@ -1,3 +1,4 @@
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
@@ -125,3 +126,51 @@ class WsTicketApi(APIView):
         user_id = None if key is not None else getattr(request.user, "pk", None)
         ticket = ws_ticket_issue(tenant_id=request.tenant.pk, user_id=user_id, key_id=key.id if key else None)
         return Response({"ticket": ticket, "expires_in": TICKET_TTL}, status=201, headers={"Cache-Control": "no-store"})
+
+
+class KillSwitchApi(APIView):
+    """The tenant's kill switch (MiFID II RTS 6 Art. 12). ``GET``: whether trading is halted (by
+    this tenant's switch or the platform's). ``POST {"reason"}``: halt now — no decision is made,
+    REST or live stream, in any process within 100 ms (admins). ``DELETE``: lift — platform staff
+    only; a tenant cannot lift its own."""
+
+    access = {"GET": READ, "POST": MANAGE, "DELETE": MANAGE}
+
+    class InputSerializer(serializers.Serializer):
+        reason = serializers.CharField(max_length=300)
+
+    @staticmethod
+    def _state(tenant) -> dict:
+        from compliance import controls
+        from tenants.models import KillSwitch
+
+        own = KillSwitch.objects.filter(tenant=tenant, lifted_at=None).first()
+        platform = KillSwitch.objects.filter(tenant=None, lifted_at=None).first()
+        return {
+            "halted": controls.kill_state(tenant.schema_name) is not None or bool(own or platform),
+            "tenant": None if own is None else {"reason": own.reason, "engaged_by": own.engaged_by,
+                                                "since": own.engaged_at},
+            "platform": None if platform is None else {"reason": platform.reason, "since": platform.engaged_at},
+        }  # fmt: skip
+
+    @extend_schema(operation_id="kill_switch_retrieve", responses={200: OpenApiTypes.OBJECT, **ERRORS})
+    def get(self, request):
+        return Response(self._state(request.tenant))
+
+    @extend_schema(
+        operation_id="kill_switch_engage", request=InputSerializer, responses={201: OpenApiTypes.OBJECT, **ERRORS}
+    )
+    def post(self, request):
+        from compliance import controls
+
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        controls.kill_engage(tenant=request.tenant, reason=data.validated_data["reason"], actor=request.user)
+        return Response(self._state(request.tenant), status=201)
+
+    @extend_schema(operation_id="kill_switch_lift", request=None, responses={200: OpenApiTypes.OBJECT, **ERRORS})
+    def delete(self, request):
+        from compliance import controls
+
+        controls.kill_lift(tenant=request.tenant, actor=request.user)
+        return Response(self._state(request.tenant))

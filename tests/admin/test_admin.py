@@ -85,6 +85,9 @@ def test_changelist_and_change_page_of_every_registered_model_render_for_a_super
     )  # fmt: skip
     Payment.objects.create(invoice=invoice, provider="midtrans", order_id="INV-ADMIN-1-1", gross_amount=1490000)
     PaymentNotification.objects.create(provider="midtrans", order_id="INV-ADMIN-1-1", outcome="rejected")
+    from tenants.models import KillSwitch
+
+    KillSwitch.objects.create(tenant=beta.tenant, reason="admin page check", engaged_by="t")
     public = {m: a for m, a in admin.site._registry.items() if not isinstance(a, TenantScopedModelAdmin)}
     scoped = {m: a for m, a in admin.site._registry.items() if isinstance(a, TenantScopedModelAdmin)}
     assert Tenant in public and ApiKey in public and AuditRecord in scoped

@@ -1,0 +1,179 @@
+"""Kill switches (MiFID II RTS 6 Art. 12): a tenant's, or the whole platform's, halts new decisions
+— REST and the live stream — in every process within 100 ms. Enforced in the decision paths,
+which call :func:`kill_check`; this module never imports them.
+
+The engaged switches live in the database (``tenants.KillSwitch``, the record) and are mirrored in
+Redis; each process reads the mirror at most every ``REFRESH_S`` per tenant (one ``MGET``), so the
+hot path usually costs a dictionary lookup. If Redis lost the mirror (restart), it is rebuilt from
+the database on the next read; if Redis is unreachable, the database is read instead.
+
+Tenant admins (and staff) engage their tenant's switch; only platform staff lift a switch, or
+engage the platform's."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+import redis
+from django.db import transaction
+from django.utils import timezone
+
+from api.errors import ApplicationError
+
+log = logging.getLogger(__name__)
+REFRESH_S = 0.05
+PLATFORM = "kill:platform"
+LOADED = "kill:loaded"
+_cache: dict[str, tuple[float, dict | None]] = {}
+
+
+def _key(schema: str) -> str:
+    return f"kill:{schema}"
+
+
+def _redis():
+    from tenants.resolution import redis_client
+
+    return redis_client()
+
+
+def _info(switch) -> dict:
+    return {
+        "scope": "tenant" if switch.tenant_id else "platform",
+        "reason": switch.reason,
+        "engaged_by": switch.engaged_by,
+        "since": switch.engaged_at.isoformat(),
+    }
+
+
+def _mirror_rebuild() -> None:
+    """Redis mirror from the database: every engaged switch, and the marker saying it is complete."""
+    from tenants.models import KillSwitch
+
+    r = _redis()
+    pipe = r.pipeline()
+    for key in r.scan_iter("kill:*"):
+        pipe.delete(key)
+    for switch in KillSwitch.objects.filter(lifted_at=None).select_related("tenant"):
+        pipe.set(_key(switch.tenant.schema_name) if switch.tenant_id else PLATFORM, json.dumps(_info(switch)))
+    pipe.set(LOADED, "1")
+    pipe.execute()
+
+
+def _from_database(schema: str) -> dict | None:
+    from django.db.models import Q
+
+    from tenants.models import KillSwitch
+
+    switch = (
+        KillSwitch.objects.filter(lifted_at=None)
+        .filter(Q(tenant=None) | Q(tenant__schema_name=schema))
+        .order_by("tenant_id")  # the platform's (null) first
+        .first()
+    )
+    return _info(switch) if switch else None
+
+
+def kill_state(schema: str) -> dict | None:
+    """The engaged switch that stops ``schema`` (the platform's first, then its own), or None."""
+    now = time.monotonic()
+    hit = _cache.get(schema)
+    if hit is not None and now - hit[0] < REFRESH_S:
+        return hit[1]
+    try:
+        loaded, platform, own = _redis().mget(LOADED, PLATFORM, _key(schema))
+        if loaded is None:
+            _mirror_rebuild()
+            loaded, platform, own = _redis().mget(LOADED, PLATFORM, _key(schema))
+        raw = platform or own
+        state = json.loads(raw) if raw else None
+    except redis.RedisError as exc:
+        log.warning("kill switch mirror unreachable (%s): reading the database", exc)
+        state = _from_database(schema)
+    _cache[schema] = (now, state)
+    return state
+
+
+def kill_check(schema: str) -> None:
+    """Raise ``kill_switch_active`` (423) when trading is halted for ``schema``."""
+    state = kill_state(schema)
+    if state is not None:
+        who = "the platform" if state["scope"] == "platform" else "this tenant"
+        raise ApplicationError(
+            "kill_switch_active",
+            f"Trading is halted for {who} (kill switch engaged {state['since'][:19]}Z: {state['reason']}). No "
+            "decision is made until platform staff lift it.",
+            state, status=423,
+        )  # fmt: skip
+
+
+def kill_engage(*, tenant=None, reason: str, actor) -> object:
+    """Engage a tenant's switch (``tenant``) or the platform's (None: staff only); idempotent."""
+    from compliance.services import actor_display, audit_record
+    from tenants.models import KillSwitch
+
+    reason = (reason or "").strip()
+    if not reason:
+        raise ApplicationError("reason_required", "Say why trading is halted (reason).")
+    if tenant is None and not getattr(actor, "is_staff", False):
+        raise ApplicationError("staff_only", "Only platform staff engage the platform-wide kill switch.", status=403)
+    existing = KillSwitch.objects.filter(tenant=tenant, lifted_at=None).first()
+    if existing is not None:
+        return existing
+    with transaction.atomic():
+        switch = KillSwitch.objects.create(tenant=tenant, reason=reason[:300], engaged_by=actor_display(actor))
+        if tenant is not None:
+            from django_tenants.utils import schema_context
+
+            with schema_context(tenant.schema_name):
+                audit_record(actor, "kill_switch.engaged", switch, {"reason": reason})
+        transaction.on_commit(lambda: _publish(switch))
+    log.warning("kill switch engaged for %s by %s: %s", tenant or "the platform", switch.engaged_by, reason)
+    return switch
+
+
+def kill_lift(*, tenant=None, actor) -> bool:
+    """Lift a switch: platform staff only (a tenant cannot lift its own). Whether one was engaged."""
+    from compliance.services import actor_display, audit_record
+    from tenants.models import KillSwitch
+
+    if not getattr(actor, "is_staff", False):
+        raise ApplicationError(
+            "staff_only", "Only platform staff can lift a kill switch; contact support with the reason it was engaged.",
+            status=403,
+        )  # fmt: skip
+    with transaction.atomic():
+        switch = KillSwitch.objects.select_for_update().filter(tenant=tenant, lifted_at=None).first()
+        if switch is None:
+            return False
+        switch.lifted_by, switch.lifted_at = actor_display(actor), timezone.now()
+        switch.save(update_fields=["lifted_by", "lifted_at"])
+        if tenant is not None:
+            from django_tenants.utils import schema_context
+
+            with schema_context(tenant.schema_name):
+                audit_record(actor, "kill_switch.lifted", switch, {"engaged_since": switch.engaged_at.isoformat()})
+        transaction.on_commit(lambda: _publish(switch))
+    return True
+
+
+def _publish(switch) -> None:
+    """The switch into the Redis mirror (every process sees it within ``REFRESH_S``)."""
+    key = _key(switch.tenant.schema_name) if switch.tenant_id else PLATFORM
+    try:
+        r = _redis()
+        if switch.lifted_at is None:
+            r.set(key, json.dumps(_info(switch)))
+        else:
+            r.delete(key)
+        if not r.exists(LOADED):
+            _mirror_rebuild()
+    except redis.RedisError as exc:
+        log.warning("kill switch mirror not updated (%s): processes read the database meanwhile", exc)
+    _cache.clear()  # this process at once
+
+
+def reset_local() -> None:
+    _cache.clear()

@@ -185,6 +185,7 @@ def bench_marketdata():
 if __name__ == "__main__":
     from benchmarks.automl import bench_automl
     from benchmarks.backtest import bench_backtest
+    from benchmarks.controls import bench_controls
     from benchmarks.decisions import bench_decide
     from benchmarks.features import bench_features
     from benchmarks.live import bench_live
@@ -195,6 +196,7 @@ if __name__ == "__main__":
     bench_provision()
     bench_http()
     bench_usage()
+    bench_controls()
     bench_features()
     bench_marketdata()
     bench_automl()

@@ -22,12 +22,15 @@ def tenant_tick() -> dict:
     """In a tenant's schema: performance rollups brought up to date, alert thresholds evaluated."""
     from django.db import connection
 
+    from compliance.chain import audit_chain
+
     from .alerts import alerts_evaluate
     from .services import performance_rollup
 
     days = performance_rollup()
     changes = alerts_evaluate(schema=connection.schema_name)
-    return {"days_rolled_up": days, "alert_changes": len(changes)}
+    sealed = audit_chain()
+    return {"days_rolled_up": days, "alert_changes": len(changes), "audit_records_sealed": sealed}
 
 
 @shared_task(name="analytics.retention_tick", fair=False)

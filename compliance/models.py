@@ -1,3 +1,4 @@
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 
 
@@ -38,3 +39,24 @@ class DataKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key_id} ({'active' if self.active else 'retired'})"
+
+
+class AuditBatch(models.Model):
+    """A run of audit records sealed into the tenant's hash chain (``compliance.chain``): their ids
+    and 8-byte digests in id order, and ``hash = sha256(prev_hash + digests)``. Append-only, like
+    the records; one writer per tenant (an advisory lock) appends batches, so inserting records
+    never waits on the chain."""
+
+    first_id = models.BigIntegerField()
+    last_id = models.BigIntegerField(unique=True)
+    ids = ArrayField(models.BigIntegerField())
+    digests = models.BinaryField()
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ("last_id",)
+
+    def __str__(self) -> str:
+        return f"audit batch #{self.first_id}-{self.last_id} {self.hash[:12]}"

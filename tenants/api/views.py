@@ -134,7 +134,7 @@ class KillSwitchApi(APIView):
     REST or live stream, in any process within 100 ms (admins). ``DELETE``: lift — platform staff
     only; a tenant cannot lift its own."""
 
-    access = {"GET": READ, "POST": MANAGE, "DELETE": MANAGE}
+    access = {"GET": READ, "POST": MANAGE}
 
     class InputSerializer(serializers.Serializer):
         reason = serializers.CharField(max_length=300)
@@ -167,10 +167,3 @@ class KillSwitchApi(APIView):
         data.is_valid(raise_exception=True)
         controls.kill_engage(tenant=request.tenant, reason=data.validated_data["reason"], actor=request.user)
         return Response(self._state(request.tenant), status=201)
-
-    @extend_schema(operation_id="kill_switch_lift", request=None, responses={200: OpenApiTypes.OBJECT, **ERRORS})
-    def delete(self, request):
-        from compliance import controls
-
-        controls.kill_lift(tenant=request.tenant, actor=request.user)
-        return Response(self._state(request.tenant))

@@ -14,7 +14,11 @@ from compliance.models import AuditBatch, AuditRecord
 from compliance.services import audit_record
 
 pytestmark = pytest.mark.django_db
-LATER = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)  # every record is settled by then
+
+
+def later() -> dt.datetime:
+    """A time when every record made so far is settled (past the chain's lag)."""
+    return dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)
 
 
 def _records(n: int) -> list[int]:
@@ -32,10 +36,10 @@ def _tamper(sql: str, params) -> None:
 def test_sealed_in_batches_and_verified(alpha):
     with schema_context(alpha.tenant.schema_name):
         ids = _records(30)
-        sealed = audit_chain(now=LATER)
-        assert sealed >= 30 and audit_chain(now=LATER) == 0
+        sealed = audit_chain(now=later())
+        assert sealed >= 30 and audit_chain(now=later()) == 0
         _records(5)
-        audit_chain(now=LATER)
+        audit_chain(now=later())
         report = audit_verify()
         assert report["ok"] and report["records_verified"] == AuditRecord.objects.count()
         assert report["batches"] == AuditBatch.objects.count() >= 2 and report["pending_unsealed"] == 0
@@ -49,7 +53,7 @@ def test_tampering_is_found_and_the_first_bad_record_named(alpha, how):
     schema = alpha.tenant.schema_name
     with schema_context(schema):
         ids = _records(20)
-        audit_chain(now=LATER)
+        audit_chain(now=later())
         victim = ids[7]
         table = AuditRecord._meta.db_table
         if how == "edited":
@@ -85,7 +89,7 @@ def test_a_record_inserted_inside_a_sealed_range_is_found(alpha):
             cur.execute("SELECT nextval(pg_get_serial_sequence(%s, 'id'))", [table])
             gap = cur.fetchone()[0]
         _records(3)
-        audit_chain(now=LATER)
+        audit_chain(now=later())
         _tamper(f"INSERT INTO {table} (id, created_at, actor, action, object_type, object_id, details) "
                 "VALUES (%s, now(), 'x', 'forged', '', '', '{}')", [gap])  # fmt: skip
         report = audit_verify()

@@ -15,7 +15,6 @@ from tenants import limits, metering
 from .models import Kind, LatencyHourly, UsageDaily, UsageHourly
 
 QUOTAS = ("decisions_per_day", "training_jobs_per_month", "backtest_bars_per_month")
-UNIT_OF_QUOTA = {"decisions_per_day": "decision", "backtest_bars_per_month": "backtest_bar"}
 
 
 def _unflushed(schema: str) -> list[tuple[dt.datetime, str, str, str, int, int, int]]:
@@ -27,13 +26,11 @@ def _unflushed(schema: str) -> list[tuple[dt.datetime, str, str, str, int, int, 
         key = key.decode()
         if not key.startswith(f"meter:{schema}:"):
             continue
-        hour = dt.datetime.strptime(key.rsplit(":", 1)[1], "%Y%m%d%H").replace(tzinfo=dt.UTC)
+        hour = metering.hour_of(key.rsplit(":", 1)[1])
         for field, value in r.hgetall(key).items():
-            parts = field.decode().split("|")
-            if parts[0] == "r":
-                rows.append((hour, Kind.REQUEST, parts[1], parts[2], int(parts[3]), int(parts[4]), int(value)))
-            elif parts[0] == "u":
-                rows.append((hour, Kind.UNIT, parts[1], "", int(parts[2]), int(parts[3]), int(value)))
+            count = metering.count_of(field.decode())
+            if count is not None:
+                rows.append((hour, *count, int(value)))
     return rows
 
 
@@ -61,12 +58,14 @@ def usage_report(*, tenant, days: int = 30, granularity: str = "day", now: dt.da
     keys: dict[int, int] = defaultdict(int)
     users: dict[int, int] = defaultdict(int)
 
+    def label(t: dt.datetime | dt.date) -> str:
+        return t.strftime("%Y-%m-%dT%H:00Z") if granularity == "hour" else f"{t:%Y-%m-%d}"
+
     def add(t: dt.datetime | dt.date, kind, name, status, key_id, user_id, n):
-        label = t.strftime("%Y-%m-%dT%H:00Z") if granularity == "hour" else f"{t:%Y-%m-%d}"
         if kind == Kind.UNIT:
-            series[name][label] += n
+            series[name][label(t)] += n
         else:
-            series["request"][label] += n
+            series["request"][label(t)] += n
             endpoints[name][status] += n
             if key_id:
                 keys[key_id] += n
@@ -87,8 +86,7 @@ def usage_report(*, tenant, days: int = 30, granularity: str = "day", now: dt.da
         for t, kind, name, status, key_id, user_id, n, g in cur.fetchall():
             n = int(n)
             if g == 0b00111:  # period, kind, name
-                label = t.strftime("%Y-%m-%dT%H:00Z") if granularity == "hour" else f"{t:%Y-%m-%d}"
-                series["request" if kind == Kind.REQUEST else name][label] += n
+                series["request" if kind == Kind.REQUEST else name][label(t)] += n
             elif kind != Kind.REQUEST:
                 continue
             elif g == 0b10011:  # name, status

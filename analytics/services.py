@@ -20,7 +20,7 @@ from django_tenants.utils import schema_context, schema_exists
 
 from tenants import limits, metering
 
-from .models import Kind, LatencyHourly, MeterBatch, UsageDaily, UsageHourly
+from .models import LatencyHourly, MeterBatch, UsageDaily, UsageHourly
 
 log = logging.getLogger(__name__)
 PENDING_SET = "meter:pending"
@@ -60,7 +60,7 @@ def _batch_apply(name: str) -> int:
     if schema_exists(schema):
         with schema_context(schema), transaction.atomic():
             if not MeterBatch.objects.filter(name=name).exists():
-                _write(dt.datetime.strptime(hour_text, "%Y%m%d%H").replace(tzinfo=dt.UTC), raw)
+                _write(metering.hour_of(hour_text), raw)
                 MeterBatch.objects.create(name=name, fields=len(raw))
     else:
         log.info("meter: dropping %s (tenant schema gone)", name)
@@ -82,13 +82,13 @@ def _write(hour: dt.datetime, raw: dict[bytes, bytes]) -> None:
     totals: dict[str, int] = defaultdict(int)
     width = len(metering.LATENCY_BINS_MS) + 1
     for field, value in raw.items():
-        parts = field.decode().split("|")
-        n = int(value)
-        if parts[0] == "r":  # r|endpoint|status|key|user
-            counts[(Kind.REQUEST, parts[1], parts[2], int(parts[3]), int(parts[4]))] += n
-        elif parts[0] == "u":  # u|unit|key|user
-            counts[(Kind.UNIT, parts[1], "", int(parts[2]), int(parts[3]))] += n
-        elif parts[0] == "l":  # l|endpoint|bin
+        field, n = field.decode(), int(value)
+        count = metering.count_of(field)
+        if count is not None:
+            counts[count] += n
+            continue
+        parts = field.split("|")
+        if parts[0] == "l":  # l|endpoint|bin
             bins.setdefault(parts[1], [0] * width)[min(int(parts[2]), width - 1)] += n
         elif parts[0] == "t":
             totals[parts[1]] += n

@@ -374,9 +374,7 @@ def decision_make(*, tenant, symbol: str, timeframe: str | None = None, bars: li
     payload = selectors.decision_payload(decision)
     schema = connection.schema_name
     transaction.on_commit(lambda: publish_decisions([payload], schema))
-    metering.units_add(tenant, "decision")
-    if ml:
-        metering.units_add(tenant, "prediction")
+    metering.units_add_many(tenant, {"decision": 1, "prediction": 1 if ml else 0})
     return decision
 
 

@@ -235,17 +235,19 @@ class TenantStream:
         except _Halted:
             # the kill switch engaged mid-batch: nothing of it is stored or published; the batch
             # stays pending (not a failure: it is decided once the switch is lifted)
-            self.series.clear()
-            self.pipeline = None
+            self._forget()
             self.halted = True
             self.consumer.claim_idle_ms = 0  # taken back first once lifted: bars stay in order
             return [e.id for e in entries]
         except Exception:
-            # memory ran ahead of the database (series past bars that were not stored, an engine that
-            # learned outcomes that were not saved): forget it, so the redelivery starts from storage
-            self.series.clear()
-            self.pipeline = None
+            self._forget()
             raise
+
+    def _forget(self) -> None:
+        """Memory ran ahead of the database (series past bars that were not stored, an engine that
+        learned outcomes that were not saved): drop it, so the redelivery starts from storage."""
+        self.series.clear()
+        self.pipeline = None
 
     def _handle(self, entries: list[bus.Entry]) -> None:
         started = time.perf_counter()
@@ -392,34 +394,31 @@ class TenantStream:
         pipeline = self.pipeline
         with transaction.atomic():
             md_services.bars_append(tenant=self.tenant, bars=[b for bars in new_bars.values() for b in bars])
-            fresh = self._insert(decisions)
-            ledger_apply(fresh, pipeline.ledger, fresh=True)  # decisions inserted just now: none has a fill
+            # this batch's new decisions (bars decided by an earlier delivery were taken from storage)
+            _copy_decisions([d for d, _ in decisions])
+            ledger_apply(decisions, pipeline.ledger, fresh=True)  # inserted just now: none has a fill
             outcomes = self._resolve(resolved)
             services.engine_save(pipeline)
-            if fresh:
-                self._after_id = max(self._after_id, max(d.pk for d, _ in fresh))
+            if decisions:
+                self._after_id = max(self._after_id, max(d.pk for d, _ in decisions))
             if time.monotonic() - self._checkpointed >= CHECKPOINT_EVERY_S:
                 self._checkpoint("periodic")
-            payloads = [decision_payload(d) for d, _ in fresh]
+            payloads = [decision_payload(d) for d, _ in decisions]
             schema = self.schema
             transaction.on_commit(lambda: publish_decisions(payloads, schema))
             if outcomes:
                 transaction.on_commit(lambda: bus.publish_many("feedback.prediction.outcome", outcomes, schema=schema))
-        self.decided += len(fresh)
-        if fresh:  # billed units, one round trip a batch
-            metering.units_add(self.tenant, "decision", len(fresh))
-            metering.units_add(self.tenant, "prediction", sum(1 for d, _ in fresh if d.model_version))
+        self.decided += len(decisions)
+        # billed units, one round trip a batch
+        metering.units_add_many(
+            self.tenant, {"decision": len(decisions), "prediction": sum(1 for d, _ in decisions if d.model_version)}
+        )
         self._model_outcomes += sum(1 for o in outcomes if "model_correct" in o)
         if self._model_outcomes >= LIVE_CHECK_EVERY:
             self._model_outcomes = 0
             if learning.models_live_check():  # a rollback or an opened circuit: pick up the change now
                 for series in self.series.values():
                     series.model_checked = 0.0
-
-    def _insert(self, decisions: list[tuple[Decision, float]]) -> list[tuple[Decision, float]]:
-        """Insert this batch's new decisions (bars decided earlier were taken from storage instead)."""
-        _copy_decisions([d for d, _ in decisions])
-        return decisions
 
     def _checkpoint(self, reason: str) -> None:
         """Record the engine as it stands, with what it waits to learn from: a replay starts here."""

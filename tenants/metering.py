@@ -42,6 +42,22 @@ def hour_key(schema: str, when: dt.datetime | None = None) -> str:
     return f"meter:{schema}:{when:%Y%m%d%H}"
 
 
+def hour_of(stamp: str) -> dt.datetime:
+    """The UTC hour of a meter hash's ``YYYYMMDDHH`` stamp (the inverse of :func:`hour_key`)."""
+    return dt.datetime.strptime(stamp, "%Y%m%d%H").replace(tzinfo=dt.UTC)
+
+
+def count_of(field: str) -> tuple[str, str, str, int, int] | None:
+    """A request or unit field as (kind "request" | "unit", name, status class, key id, user id);
+    None for the latency fields."""
+    parts = field.split("|")
+    if parts[0] == "r":  # r|endpoint|status|key|user
+        return "request", parts[1], parts[2], int(parts[3]), int(parts[4])
+    if parts[0] == "u":  # u|unit|key|user
+        return "unit", parts[1], "", int(parts[2]), int(parts[3])
+    return None
+
+
 def latency_bin(ms: float) -> int:
     return bisect.bisect_left(LATENCY_BINS_MS, ms)
 
@@ -71,15 +87,22 @@ def request_end() -> None:
 
 def units_add(tenant, unit: str, amount: int = 1, *, key_id: int | None = None, user_id: int | None = None) -> None:
     """Count ``amount`` of a billable ``unit`` for ``tenant`` (with the current request when there is one)."""
-    if amount <= 0:
+    units_add_many(tenant, {unit: amount}, key_id=key_id, user_id=user_id)
+
+
+def units_add_many(tenant, units: dict[str, int], *, key_id: int | None = None, user_id: int | None = None) -> None:
+    """Several units at once: one write (or, during a request, carried by the request's own)."""
+    units = {unit: amount for unit, amount in units.items() if amount > 0}
+    if not units:
         return
     meter = getattr(_local, "meter", None)
     if meter is not None:
-        meter.units.append((unit, amount))
+        meter.units.extend(units.items())
         return
     key = hour_key(tenant.schema_name)
     pipe = limits._redis().pipeline(transaction=False)
-    pipe.hincrby(key, f"u|{unit}|{key_id or 0}|{user_id or 0}", amount)
+    for unit, amount in units.items():
+        pipe.hincrby(key, f"u|{unit}|{key_id or 0}|{user_id or 0}", amount)
     pipe.expire(key, HASH_TTL)
     pipe.sadd(KEYS_SET, key)
     pipe.execute()

@@ -15,6 +15,7 @@ the tenant object, which tenant resolution refreshes within a second of a plan c
 from __future__ import annotations
 
 import datetime as dt
+import time
 from dataclasses import dataclass
 
 import redis
@@ -158,8 +159,6 @@ def _ws_key(schema: str) -> str:
 
 def ws_slot_acquire(tenant: Tenant, conn_id: str) -> Usage | None:
     """Take one of the plan's ``websocket_connections`` for ``conn_id``; None when all are taken."""
-    import time
-
     global _ws_script
     r = _redis()
     if _ws_script is None:
@@ -173,8 +172,6 @@ def ws_slot_acquire(tenant: Tenant, conn_id: str) -> Usage | None:
 
 def ws_slots_refresh(schema: str, conn_ids: list[str]) -> None:
     """Keep live sockets' slots (every heartbeat): ``ZADD XX`` moves their expiry, adds nothing."""
-    import time
-
     if not conn_ids:
         return
     expiry = time.time() + WS_SLOT_TTL_S
@@ -189,6 +186,4 @@ def ws_slot_release(schema: str, conn_id: str) -> None:
 
 
 def ws_connections(schema: str) -> int:
-    import time
-
     return int(_redis().zcount(_ws_key(schema), time.time(), "+inf"))

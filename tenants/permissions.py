@@ -81,3 +81,14 @@ class TenantAccess(BasePermission):
                 status=403,
             )
         return True
+
+
+class IsStaff(BasePermission):
+    """Platform staff only (a person with ``is_staff``): the platform's own endpoints (revenue,
+    every tenant's usage, kill switches). Tenants' keys and members never pass."""
+
+    message = "Platform staff only."
+
+    def has_permission(self, request, view) -> bool:
+        user = request.user
+        return bool(getattr(user, "is_authenticated", False) and getattr(user, "is_staff", False))

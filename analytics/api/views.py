@@ -5,8 +5,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api.schema import ERRORS
-from billing.api.views import IsStaff
-from tenants.permissions import READ
+from tenants.permissions import READ, IsStaff
 
 from .. import selectors
 

@@ -1,13 +1,13 @@
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
-from rest_framework.permissions import AllowAny, BasePermission
+from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api.errors import NotFound
 from api.schema import ERRORS
-from tenants.permissions import MANAGE, READ
+from tenants.permissions import MANAGE, READ, IsStaff
 
 from .. import services
 from ..models import Invoice
@@ -97,16 +97,6 @@ class MidtransNotificationApi(APIView):
         payload = request.data if isinstance(request.data, dict) else {}
         note = services.notification_receive(payload=payload, remote_addr=request.META.get("REMOTE_ADDR"))
         return Response({"outcome": note.outcome, "detail": note.detail})
-
-
-class IsStaff(BasePermission):
-    """Platform staff only (a person with ``is_staff``); tenants' keys and members never."""
-
-    message = "Platform staff only."
-
-    def has_permission(self, request, view) -> bool:
-        user = request.user
-        return bool(getattr(user, "is_authenticated", False) and getattr(user, "is_staff", False))
 
 
 class PlatformRevenueApi(APIView):

@@ -36,6 +36,8 @@ class DataKey(models.Model):
     wrapped = models.BinaryField()
     active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # set when ``rotate_master_key`` re-wrapped it under a newer master key than it was created under
+    rewrapped_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"{self.key_id} ({'active' if self.active else 'retired'})"
@@ -60,3 +62,40 @@ class AuditBatch(models.Model):
 
     def __str__(self) -> str:
         return f"audit batch #{self.first_id}-{self.last_id} {self.hash[:12]}"
+
+
+class Credential(models.Model):
+    """A tenant's secret for an outside service (exchange, broker, Telegram bot, webhook, SMTP).
+
+    Write-only: the secret is stored only as a vault blob bound to this row (``compliance.vault``,
+    context ``credential:<id>:<name>``), and read back only at its point of use through
+    ``compliance.credentials.credential_use``, which audits each use. Lists, the API and the admin
+    show ``hint`` (the last four characters of a long secret) and the non-secret ``metadata``."""
+
+    class Kind(models.TextChoices):
+        EXCHANGE = "exchange"
+        BROKER = "broker"
+        TELEGRAM = "telegram"
+        WEBHOOK = "webhook"
+        SMTP = "smtp"
+        OTHER = "other"
+
+    name = models.SlugField(max_length=64, unique=True)  # immutable: part of the ciphertext's context
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    ciphertext = models.BinaryField(editable=False)
+    hint = models.CharField(max_length=8, blank=True, editable=False)
+    metadata = models.JSONField(default=dict, blank=True)
+    created_by = models.CharField(max_length=254, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    rotated_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    version = models.PositiveIntegerField(default=1, editable=False)
+
+    class Meta:
+        ordering = ("name",)
+
+    def __str__(self) -> str:
+        return self.name
+
+    def __repr__(self) -> str:
+        return f"<Credential {self.pk} {self.name} v{self.version}>"

@@ -34,6 +34,28 @@ SECRET_KEY = env_str("DJANGO_SECRET_KEY") or _secrets["DJANGO_SECRET_KEY"]
 FIELD_ENCRYPTION_KEY = env_str("FIELD_ENCRYPTION_KEY") or _secrets["FIELD_ENCRYPTION_KEY"]
 FIELD_ENCRYPTION_KEY_ID = env_str("FIELD_ENCRYPTION_KEY_ID", "k1")
 
+
+def _old_keys(raw: str) -> dict[str, str]:
+    """Retired master keys still needed to unwrap data keys until ``manage.py rotate_master_key`` has
+    re-wrapped them: a JSON object ``{"k1": "<base64>"}``, a JSON list or a comma list of
+    ``id:<base64>``. Errors name the entry, never a key."""
+    raw = raw.strip()
+    if not raw:
+        return {}
+    items = json.loads(raw) if raw[0] in "{[" else raw.split(",")
+    pairs = items.items() if isinstance(items, dict) else (str(i).strip().partition(":")[::2] for i in items)
+    keys = {}
+    for n, (key_id, key) in enumerate(pairs, 1):
+        if not key_id or not key:
+            raise ValueError(f"FIELD_ENCRYPTION_OLD_KEYS entry {n} is not id:<base64 key>")
+        keys[str(key_id).strip()] = str(key).strip()
+    return keys
+
+
+# Key ring for a rotation without downtime (README, "Rotating the master key"): data keys wrapped by
+# any of these still decrypt; new wraps always use FIELD_ENCRYPTION_KEY.
+FIELD_ENCRYPTION_OLD_KEYS = _old_keys(env_str("FIELD_ENCRYPTION_OLD_KEYS"))
+
 SECURE_COOKIES = env_bool("SECURE_COOKIES", not DEBUG and env_bool("HTTPS", False))
 SESSION_COOKIE_SECURE = SECURE_COOKIES
 CSRF_COOKIE_SECURE = SECURE_COOKIES

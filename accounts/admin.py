@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin
+from django.contrib.admin import helpers
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
 from django.db.models import Count
+from django.template.response import TemplateResponse
 
+from api.errors import ApplicationError
 from tenants.admin import ReadOnlyAdminMixin
 from tenants.models import Membership
 
@@ -61,6 +64,7 @@ class UserAdmin(BaseUserAdmin):
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "usable_password", "password1", "password2")}),)
     readonly_fields = ("last_login", "date_joined")
     inlines = (UserMembershipInline,)
+    actions = ("gdpr_erase",)
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(_tenant_count=Count("memberships"))
@@ -75,6 +79,40 @@ class UserAdmin(BaseUserAdmin):
     @admin.display(description="Tenants", ordering="_tenant_count")
     def tenant_count(self, obj: User) -> int:
         return obj._tenant_count
+
+    @admin.action(description="GDPR: erase selected people (irreversible)", permissions=["gdpr_erase"])
+    def gdpr_erase(self, request, queryset):
+        """Asks for confirmation first; then ``compliance.gdpr.gdpr_erase`` per person."""
+        from compliance.gdpr import gdpr_erase
+
+        if request.POST.get("post") != "yes":
+            return TemplateResponse(
+                request,
+                "admin/accounts/user/gdpr_erase_confirmation.html",
+                {
+                    **self.admin_site.each_context(request),
+                    "title": "Erase personal data?",
+                    "people": list(queryset),
+                    "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+                    "opts": self.model._meta,
+                },
+            )
+        erased = 0
+        for user in queryset:
+            try:
+                report = gdpr_erase(user=user, actor=request.user)
+            except ApplicationError as exc:
+                self.message_user(request, f"user:{user.pk}: {exc.message}", level="error")
+                continue
+            self.log_change(request, user, f"GDPR erased ({report['subject']}).")
+            erased += 1
+        self.message_user(
+            request, f"Erased {erased} person(s): accounts scrubbed, sessions and their API keys revoked."
+        )
+
+    def has_gdpr_erase_permission(self, request) -> bool:
+        """Staff allowed to change users (superusers included); never anyone else."""
+        return request.user.is_staff and request.user.has_perm("accounts.change_user")
 
 
 @admin.register(Invitation)

@@ -27,7 +27,7 @@ from django.utils import timezone
 from django_tenants.utils import schema_context
 
 from api.errors import ApplicationError, NotFound
-from compliance.services import audit_record
+from compliance.services import audit_record, pseudonym
 from tenants import limits
 from tenants.models import ROLE_RANK, Membership, Role, Scope, Tenant
 from tenants.resolution import redis_client
@@ -225,7 +225,8 @@ def invitation_create(
             expires_at=now + INVITATION_TTL,
         )
         with schema_context(tenant.schema_name):
-            audit_record(invited_by, "member.invited", invitation, {"email": email, "role": role})
+            # the invitation's id (object_id) names the address; the chained record never holds it
+            audit_record(invited_by, "member.invited", invitation, {"role": role})
         link = f"{base_url.rstrip('/')}/accounts/invite/{token}/"
         context = {
             "tenant": tenant,
@@ -320,7 +321,7 @@ def invitation_revoke(*, tenant: Tenant, invitation_id: int, actor: User) -> Inv
             invitation.revoked_at = timezone.now()
             invitation.save(update_fields=["revoked_at"])
             with schema_context(tenant.schema_name):
-                audit_record(actor, "member.invitation_revoked", invitation, {"email": invitation.email})
+                audit_record(actor, "member.invitation_revoked", invitation, {"role": invitation.role})
     return invitation
 
 
@@ -364,7 +365,7 @@ def member_role_change(*, tenant: Tenant, membership_id: int, role: str, actor: 
         membership.save(update_fields=["role"])
         with schema_context(tenant.schema_name):
             audit_record(
-                actor, "member.role_changed", membership, {"user": membership.user.email, "from": old, "to": role}
+                actor, "member.role_changed", membership, {"user": pseudonym(membership.user), "from": old, "to": role}
             )
     return membership
 
@@ -381,10 +382,10 @@ def member_remove(*, tenant: Tenant, membership_id: int, actor: User) -> None:
         elif _role_of(tenant=tenant, user=actor) is None:
             raise NotFound("member")
         _last_owner_guard(tenant=tenant, membership=membership, what="leave" if leaving else "be removed")
-        email, role = membership.user.email, membership.role
+        who, role = pseudonym(membership.user), membership.role
         membership.delete()
         with schema_context(tenant.schema_name):
-            audit_record(actor, "member.left" if leaving else "member.removed", None, {"user": email, "role": role})
+            audit_record(actor, "member.left" if leaving else "member.removed", None, {"user": who, "role": role})
 
 
 def user_profile_update(*, user: User, full_name: str) -> User:

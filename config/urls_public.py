@@ -8,6 +8,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from accounts.api.views import TokenObtainApi, TokenRefreshApi
 from analytics.api.views import PlatformUsageApi
 from billing.api.views import MidtransNotificationApi, PlatformKillSwitchApi, PlatformRevenueApi
+from compliance.api.views import MeExportApi
 from dashboard import views as dashboard
 from ops import views as ops
 
@@ -32,5 +33,7 @@ urlpatterns = [
     path("api/v1/platform/revenue/", PlatformRevenueApi.as_view(), name="platform-revenue"),
     path("api/v1/platform/usage/", PlatformUsageApi.as_view(), name="platform-usage"),
     path("api/v1/platform/kill-switch/", PlatformKillSwitchApi.as_view(), name="platform-kill-switch"),
+    # a person's own GDPR export (session or Bearer token; routed with or without a tenant)
+    path("api/v1/me/export/", MeExportApi.as_view(), name="me-export"),
     path("admin/", admin.site.urls),
 ]

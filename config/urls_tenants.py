@@ -16,6 +16,7 @@ urlpatterns = [
     path("api/v1/", include("backtesting.api.urls")),
     path("api/v1/", include("analytics.api.urls")),
     path("api/v1/", include("billing.api.urls")),
+    path("api/v1/", include("compliance.api.urls")),
     path("api/v1/", include("compliance.api.credential_urls")),
     *public_urlpatterns,
 ]

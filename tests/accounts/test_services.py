@@ -195,7 +195,7 @@ def test_admin_changes_a_role_and_it_is_audited(alpha):
     assert m.role == Role.ANALYST
     with schema_context(alpha.tenant.schema_name):
         rec = AuditRecord.objects.get(action="member.role_changed")
-    assert rec.details == {"user": "viewer@alpha.test", "from": "viewer", "to": "analyst"}
+    assert rec.details == {"user": f"user:{alpha.users[Role.VIEWER].pk}", "from": "viewer", "to": "analyst"}
 
 
 @pytest.mark.parametrize(

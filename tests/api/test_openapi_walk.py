@@ -437,7 +437,20 @@ def _flow_version_object(fx: TenantFixture) -> Obj:
     return Obj(1)
 
 
+def _credential_object(fx: TenantFixture) -> Obj:
+    """A credential of this tenant with a unique name (its secret must never appear in a response)."""
+    from django_tenants.utils import schema_context
+
+    from compliance.credentials import credential_create
+
+    name = f"walkcred-{fx.slug}-{uuid.uuid4().hex[:8]}"
+    with schema_context(fx.tenant.schema_name):
+        cred = credential_create(name=name, kind="other", secret=f"walk-secret-{uuid.uuid4().hex}", actor="walk")
+    return Obj(cred.pk, (name,))
+
+
 OBJECT_FACTORIES: dict[str, Callable[[TenantFixture], Obj]] = {
+    "credential_id": _credential_object,
     "decision_id": _decision_object,
     "flow_name": _flow_object,
     "flow_version": _flow_version_object,

@@ -5,6 +5,8 @@
     error rate > 0.5 %     5xx share of the tenant's API requests, the last hour (>= 100 requests)
     stream < 40 TPS        stream decisions per second, last 5 minutes, while the stream runs
     availability < 99.5 %  successful readiness probes of the web tier, the last 24 hours
+    controls > 0           decisions held by a pre-trade control in the last 5 minutes, or the
+                           tenant halted by a halting control (fired at once by the decision path)
 
 A rule that crosses fires an ``Alert`` (one row per episode, updated while it fires) and is
 resolved when the metric is back; each change is published as an ``alert.fired`` /
@@ -49,6 +51,7 @@ RULES = {
     "error_rate": Rule("error_rate", "API server error rate", 0.005, False, "%"),
     "stream_tps": Rule("stream_tps", "Stream throughput", 40.0, True, " decisions/s"),
     "availability": Rule("availability", "Availability", 0.995, True, "%"),
+    "controls": Rule("controls", "Decisions held by controls (5 min)", 0.0, False),
 }
 
 
@@ -81,11 +84,41 @@ def metrics_now(*, now: dt.datetime | None = None) -> dict[str, float | None]:
         first = streamed.order_by("created_at").values_list("created_at", flat=True).first()
         span = max((now - first).total_seconds(), 1.0)
         out["stream_tps"] = n / span if span >= 60 else None  # judged on a minute at least
+    held = Decision.objects.filter(created_at__gte=window, vetoed_by__startswith="control:").count()
+    out["controls"] = float(held + _halted_by_controls())
     probes = AvailabilityProbe.objects.filter(at__gte=now - dt.timedelta(hours=24))
     counted = probes.count()
     if counted >= 10:
         out["availability"] = probes.filter(ok=True).count() / counted
     return out
+
+
+def _halted_by_controls() -> int:
+    from django.db import connection
+
+    from tenants.models import KillSwitch
+
+    return int(
+        KillSwitch.objects.filter(
+            tenant__schema_name=connection.schema_name, lifted_at=None, engaged_by="system:controls"
+        ).exists()
+    )
+
+
+def alert_fire(rule: str, *, value: float, threshold: float, message: str) -> None:
+    """Fire ``rule`` now from the code that saw it cross (the minute's evaluation resolves it)."""
+    from django.db import connection
+
+    now = timezone.now()
+    with transaction.atomic():
+        current = Alert.objects.select_for_update().filter(rule=rule, state=Alert.State.FIRING).first()
+        if current is not None:
+            Alert.objects.filter(pk=current.pk).update(value=value, message=message, last_seen_at=now)
+            return
+        alert = Alert.objects.create(rule=rule, value=value, threshold=threshold, message=message, last_seen_at=now)
+        events = [("alert.fired", _event(alert))]
+        schema = connection.schema_name
+        transaction.on_commit(lambda: _publish(events, schema))
 
 
 def alerts_evaluate(*, schema: str, now: dt.datetime | None = None) -> list[dict]:

@@ -177,3 +177,65 @@ def _publish(switch) -> None:
 
 def reset_local() -> None:
     _cache.clear()
+
+
+# --- pre-trade controls (MiFID II RTS 6 Art. 15) --------------------------------------------------
+# Configured per environment in the configuration service (``controls.*``), enforced in the
+# decision paths, which pass plain numbers here (this module never imports them).
+
+
+def pretrade_check(limits: dict, *, current_qty: float, target_qty: float, price: float, last_price: float):
+    """The first pre-trade control an order from ``current_qty`` to ``target_qty`` at ``price``
+    breaches, as ``(code, reason)``, or None. Reducing a position is never refused by the position
+    limit; the price collar and the order value apply to every order."""
+    order = target_qty - current_qty
+    if order == 0:
+        return None
+    collar = limits.get("price_collar_pct")
+    if collar and last_price > 0:
+        moved = abs(price / last_price - 1.0) * 100.0
+        if moved > collar:
+            return "price_collar", (
+                f"price {price:.6g} is {moved:.2f}% from the last price {last_price:.6g} (collar {collar:g}%)"
+            )
+    max_value = limits.get("max_order_value")
+    if max_value and abs(order) * price > max_value:
+        return "max_order_value", f"order value {abs(order) * price:,.2f} is above the limit {max_value:,.2f}"
+    max_position = limits.get("max_position")
+    if max_position and abs(target_qty) > max_position and abs(target_qty) > abs(current_qty):
+        return "max_position", f"position {abs(target_qty):.6g} would be above the limit {max_position:g}"
+    return None
+
+
+def decisions_admit(schema: str, wanted: int, per_second: int | None) -> int:
+    """How many of ``wanted`` BUY/SELL decisions the tenant may make in this second (all of them
+    without a limit). One counter per tenant and second in Redis, shared by every process; if
+    Redis is unreachable the limit is not enforced (logged), since the other controls still are."""
+    if not per_second or wanted <= 0:
+        return wanted
+    key = f"ctl:dps:{schema}:{int(time.time())}"
+    try:
+        pipe = _redis().pipeline()
+        pipe.incrby(key, wanted)
+        pipe.expire(key, 2)
+        total = pipe.execute()[0]
+    except redis.RedisError as exc:
+        log.warning("decisions-per-second counter unreachable (%s): not enforced meanwhile", exc)
+        return wanted
+    return max(0, min(wanted, per_second - (total - wanted)))
+
+
+def ledger_check(limits: dict, *, pnl_today: float, drawdown_pct: float):
+    """The halting control the paper ledger breaches (daily loss, drawdown), as (code, reason)."""
+    loss = limits.get("daily_loss_limit")
+    if loss and -pnl_today >= loss:
+        return "daily_loss_limit", f"the paper ledger lost {-pnl_today:,.2f} today (limit {loss:,.2f})"
+    max_dd = limits.get("max_drawdown_pct")
+    if max_dd and drawdown_pct >= max_dd:
+        return "max_drawdown", f"the paper equity is {drawdown_pct:.2f}% below its peak (limit {max_dd:g}%)"
+    return None
+
+
+def halt_for_breach(*, tenant, code: str, reason: str) -> object:
+    """A halting control breached: engage the tenant's kill switch (only staff lift it)."""
+    return kill_engage(tenant=tenant, reason=f"control {code}: {reason}", actor="system:controls")

@@ -14,6 +14,7 @@ urlpatterns = [
     path("api/v1/", include("models_registry.api.urls")),
     path("api/v1/", include("intelligence.api.urls")),
     path("api/v1/", include("backtesting.api.urls")),
+    path("api/v1/", include("configuration.api.urls")),
     path("api/v1/", include("analytics.api.urls")),
     path("api/v1/", include("billing.api.urls")),
     path("api/v1/", include("compliance.api.urls")),

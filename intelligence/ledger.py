@@ -223,7 +223,9 @@ def position_state(pos: Position | None, cfg: LedgerConfig) -> dict:
     """What the risk agent reads: quantity, average price, unrealised P&L, exposure (fraction of
     equity), drawdown from the peak (fraction)."""
     if pos is None:
-        return {"qty": 0.0, "avg_price": 0.0, "unrealised_pnl": 0.0, "exposure": 0.0, "drawdown": 0.0}
+        return {
+            "qty": 0.0, "avg_price": 0.0, "unrealised_pnl": 0.0, "exposure": 0.0, "drawdown": 0.0, "last_price": 0.0,
+        }  # fmt: skip
     equity = cfg.equity + pos.realized_pnl + pos.unrealized_pnl
     peak = max(pos.peak_equity or cfg.equity, equity)
     return {
@@ -232,4 +234,5 @@ def position_state(pos: Position | None, cfg: LedgerConfig) -> dict:
         "unrealised_pnl": pos.unrealized_pnl,
         "exposure": abs(pos.qty * pos.last_price) / cfg.equity if cfg.equity else 0.0,
         "drawdown": (peak - equity) / peak if peak > 0 else 0.0,
+        "last_price": pos.last_price,
     }

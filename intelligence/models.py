@@ -198,3 +198,21 @@ class Fill(models.Model):
 
     def __str__(self) -> str:
         return f"{self.symbol} {self.qty:+g} @ {self.price:g}"
+
+
+class LedgerDay(models.Model):
+    """The paper ledger's P&L per UTC day, for the halting controls: where the day opened (the
+    previous day's last figure), the highest P&L so far (carried across days: the drawdown's
+    peak) and the last one seen."""
+
+    day = models.DateField(unique=True)
+    open_pnl = models.FloatField(default=0.0)
+    peak_pnl = models.FloatField(default=0.0)
+    last_pnl = models.FloatField(default=0.0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-day"]
+
+    def __str__(self) -> str:
+        return f"{self.day} P&L {self.last_pnl:+.2f}"

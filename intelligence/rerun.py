@@ -96,6 +96,7 @@ def decisions_replay(
     checkpoint before them; the report says how many match exactly and shows the first that does not."""
     from marketdata.models import TIMEFRAME_SECONDS
 
+    from . import controls as decision_controls
     from . import services
     from .models import Decision, EngineCheckpoint
     from .stream import _result_of, partition_of, result_from_state, stream_context
@@ -177,6 +178,10 @@ def decisions_replay(
             source=d.source, symbol=d.symbol, timeframe=d.timeframe, ts=d.ts, result=result, features=features,
             flow_ref=pipeline.flow_ref, model_version=inputs["ml"]["version"] if inputs.get("ml") else "",
             latency_ms=0.0, horizon=d.horizon, inputs=inputs,
+        )  # fmt: skip
+        decision_controls.replayed(
+            again, recorded=inputs, price=close, position=inputs.get("position") or {}, runtime=pipeline.runtime,
+            ledger=pipeline.ledger,
         )  # fmt: skip
         queue.append((ts, result, close, d.horizon))
         replayed += 1

@@ -93,6 +93,32 @@ def flow_list() -> QuerySet[Flow]:
     return Flow.objects.order_by("name", "-version")
 
 
+def flows_in_force() -> dict[str, list[str]]:
+    """``{"name@version": [environments running it]}``; prod's flow when it names none is the active one."""
+    from configuration.selectors import config_all
+
+    out: dict[str, list[str]] = {}
+    for current in config_all():
+        ref = current.values.get("flow")
+        if ref is None and current.environment == "prod":
+            active = flow_active()
+            ref = active.ref if active else None
+        if ref:
+            out.setdefault(ref, []).append(current.environment)
+    return out
+
+
+def flow_diff(old: Flow | None, new: Flow) -> list[dict]:
+    """Setting by setting (defaults filled in), what ``new`` changes from ``old`` (None: the defaults)."""
+    from configuration.schema import flatten
+
+    from .consensus import resolve_flow
+
+    a = flatten(resolve_flow(dict(old.config) if old else {}))
+    b = flatten(resolve_flow(dict(new.config)))
+    return [{"path": k, "from": a.get(k), "to": b.get(k)} for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+
+
 def flow_active() -> Flow | None:
     return Flow.objects.filter(active=True).first()
 

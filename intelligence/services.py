@@ -15,7 +15,9 @@ from django.db import connection, transaction
 
 from api.errors import ApplicationError
 from compliance.services import actor_display, audit_record
+from configuration.schema import LIVE
 
+from . import controls as decision_controls
 from . import selectors
 from .agents import Context, build_agents
 from .agents.features import agent_feature_spec
@@ -41,6 +43,9 @@ class Pipeline:
     engine: ConsensusEngine
     ledger: LedgerConfig
     failures: dict = field(default_factory=dict)
+    config_version: int = 0  # the live environment's configuration version it was built from
+    # the configuration's runtime settings: minimum confidence, feed publishing, pre-trade controls
+    runtime: dict = field(default_factory=dict)
 
     def decide(self, ctx: Context, *, recorded_failures: dict | None = None):
         """One decision. ``recorded_failures`` replays a recorded one: no clock (time-outs are not
@@ -75,20 +80,40 @@ def pipeline_load(tenant, *, fresh: bool = False) -> Pipeline:
     return pipeline
 
 
-def pipeline_fresh(tenant) -> Pipeline:
-    """The active flow's pipeline with its engine as the flow starts it (initial weights, nothing
-    learned): what a backtest of the configuration runs, so no outcome from later leaks in."""
-    return _pipeline_build(tenant, learned=False)
+def pipeline_fresh(tenant, environment: str = LIVE) -> Pipeline:
+    """The environment's flow pipeline with its engine as the flow starts it (initial weights,
+    nothing learned): what a backtest of the configuration runs, so no outcome from later leaks in."""
+    return _pipeline_build(tenant, learned=False, environment=environment)
 
 
-def _pipeline_build(tenant, *, learned: bool) -> Pipeline:
-    row = Flow.objects.filter(active=True).first()
+def flow_by_ref(ref: str | None) -> Flow | None:
+    if not ref:
+        return None
+    name, _, version = ref.partition("@")
+    return Flow.objects.filter(name=name, version=int(version)).first() if version.isdigit() else None
+
+
+def _pipeline_build(tenant, *, learned: bool, environment: str = LIVE) -> Pipeline:
+    """The pipeline an environment's configuration describes: its flow (the built-in default when
+    it names none; a tenant from before environments runs its active flow) and the runtime
+    settings (minimum confidence, feed publishing, pre-trade controls)."""
+    from configuration.selectors import config_current
+
+    current = config_current(environment)
+    ref = current.values.get("flow")
+    row = flow_by_ref(ref) if ref else (Flow.objects.filter(active=True).first() if environment == LIVE else None)
     name = row.name if row else DEMO_FLOW["name"]
     raw = dict(row.config) if row else {}
     flow = resolve_flow(raw)
     permitted = allowed_agents(tenant)
     if permitted is not None:
         flow["agents"] = [a for a in flow["agents"] if a in permitted]
+    runtime = {
+        "config": current.ref,
+        "min_confidence": current.values["decisions"]["min_confidence"],
+        "publish": current.values["feed"]["publish"],
+        "controls": dict(current.values["controls"]),
+    }
     state = EngineState.objects.filter(flow=name).first() if learned else None
     engine = ConsensusEngine.from_json(state.state) if state and state.state else ConsensusEngine(flow)
     return Pipeline(
@@ -99,12 +124,15 @@ def _pipeline_build(tenant, *, learned: bool) -> Pipeline:
         settings=agent_settings(flow),
         engine=engine,
         ledger=LedgerConfig.from_flow(flow),
+        config_version=current.version,
+        runtime=runtime,
     )
 
 
 def pipeline_restore(checkpoint) -> Pipeline:
     """The pipeline a stream process ran, as an ``EngineCheckpoint`` recorded it (a replay's start)."""
-    flow = checkpoint.flow_config
+    flow = dict(checkpoint.flow_config)
+    runtime = flow.pop("runtime", None) or {}  # the configuration it ran with (none before environments)
     return Pipeline(
         flow_name=checkpoint.flow,
         flow_ref=checkpoint.flow_ref,
@@ -113,6 +141,7 @@ def pipeline_restore(checkpoint) -> Pipeline:
         settings=agent_settings(flow),
         engine=ConsensusEngine.from_json(checkpoint.state),
         ledger=LedgerConfig.from_flow(flow),
+        runtime=runtime,
     )
 
 
@@ -363,6 +392,11 @@ def decision_make(*, tenant, symbol: str, timeframe: str | None = None, bars: li
         latency_ms=latency,
     )
     price = float(closes[-1])
+    runtime = pipeline.runtime
+    schema = connection.schema_name
+    decision_controls.pretrade(decision, price=price, position=ctx.position, runtime=runtime, ledger=pipeline.ledger)
+    if not bars:
+        decision_controls.throttle([decision], runtime=runtime, schema=schema)
     # one statement, its own transaction: the decision, its position move and fill (compare-and-set
     # on the position it was decided on); a posted-bars decision is a what-if and trades nothing
     if bars:
@@ -371,9 +405,13 @@ def decision_make(*, tenant, symbol: str, timeframe: str | None = None, bars: li
         with transaction.atomic():  # the position moved meanwhile: apply under its row lock
             decision.save()
             ledger_apply([(decision, price)], pipeline.ledger, fresh=True)
+    if not bars:
+        if decision.vetoed_by.startswith("control:"):
+            decision_controls.alert_blocked(decision.vetoed_by[8:], decision.inputs["blocked"]["reason"])
+        decision_controls.ledger_guard(tenant=tenant, runtime=runtime, ledger=pipeline.ledger)
     payload = selectors.decision_payload(decision)
-    schema = connection.schema_name
-    transaction.on_commit(lambda: publish_decisions([payload], schema))
+    if runtime.get("publish", True):
+        transaction.on_commit(lambda: publish_decisions([payload], schema))
     metering.units_add_many(tenant, {"decision": 1, "prediction": 1 if ml else 0})
     return decision
 
@@ -403,24 +441,51 @@ def flow_plan_check(*, tenant, config: dict) -> None:
         agents_plan_check(tenant=tenant, agents=named, remedy="remove them from the flow or upgrade the plan")
 
 
-def _activate(row: Flow) -> None:
-    """Make ``row`` the one active flow (inside the caller's transaction, under ``_flows_lock``)."""
-    Flow.objects.exclude(pk=row.pk).filter(active=True).update(active=False)
-    row.active = True
-    row.save(update_fields=["active"])
+def _activate(row: Flow | None) -> None:
+    """Mirror the live environment's flow in ``Flow.active`` (inside the writing transaction)."""
+    Flow.objects.filter(active=True).exclude(pk=row.pk if row else None).update(active=False)
+    if row is not None and not row.active:
+        row.active = True
+        row.save(update_fields=["active"])
 
 
 def _flows_lock() -> None:
-    """Serialise flow writes of this tenant (inside a transaction): version numbers and the one
-    active flow are read-then-written, and two concurrent writers would otherwise hit the unique
-    constraints with a 500."""
+    """Serialise flow writes of this tenant (inside a transaction): version numbers are
+    read-then-written, and two concurrent writers would otherwise hit the unique constraint with
+    a 500."""
     with connection.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"{connection.schema_name}.flows"])
 
 
-def flow_create(*, tenant, name: str, config: dict, activate: bool = True, actor=None) -> Flow:
+def flow_config_check(value, tenant) -> None:
+    """The configuration's ``flow`` must name a stored flow version the tenant's plan allows."""
+    row = flow_by_ref(value)
+    if row is None:
+        raise ApplicationError(
+            "invalid_config",
+            "flow must name a stored flow version as name@version; GET /api/v1/flows/ lists them.",
+            {"path": "flow"},
+        )
+    flow_plan_check(tenant=tenant, config=row.config)
+
+
+def config_changed(tenant, environment: str, before: dict, after: dict) -> None:
+    """Configuration hook: the live environment's flow is the active flow; its pipeline is rebuilt."""
+    if environment != LIVE:
+        return
+    if before.get("flow") != after.get("flow"):
+        _activate(flow_by_ref(after.get("flow")))
+    schema = connection.schema_name
+    _pipelines.pop(schema, None)  # now, and again once committed (a request meanwhile cached the old)
+    transaction.on_commit(lambda: _pipelines.pop(schema, None))
+
+
+def flow_create(*, tenant, name: str, config: dict, activate: bool = True, environment: str = LIVE, actor=None) -> Flow:
     """Store ``config`` as the next version of flow ``name`` (validated, and checked against the
-    tenant's plan), optionally active. Nothing is written when any check fails."""
+    tenant's plan), optionally activated in ``environment`` (a new configuration version there).
+    Nothing is written when any check fails."""
+    from configuration.services import config_set
+
     flow = resolve_flow(config)  # raises invalid_flow with the path
     build_agents(flow["agents"], flow["settings"])  # unknown agents / settings: the user's mistake
     flow_plan_check(tenant=tenant, config=config)
@@ -430,30 +495,36 @@ def flow_create(*, tenant, name: str, config: dict, activate: bool = True, actor
         row = Flow.objects.create(
             name=name, version=(last.version + 1) if last else 1, config=config, created_by=actor_display(actor)
         )
+        audit_record(actor, "flow.created", row, {"ref": row.ref, "activated_in": environment if activate else None})
         if activate:
-            _activate(row)
-        audit_record(actor, "flow.created", row, {"ref": row.ref, "active": activate})
-    _pipelines.pop(tenant.schema_name, None)
+            config_set(
+                tenant=tenant, environment=environment, values={"flow": row.ref}, partial=True, actor=actor,
+                comment=f"flow {row.ref} created and activated", source="flow",
+            )  # fmt: skip
+            row.refresh_from_db(fields=["active"])
     return row
 
 
-def flow_activate(*, tenant, name: str, version: int, actor=None) -> Flow:
-    """Make an existing version the active flow (a rollback to an older one, or a version stored
-    inactive). Versions never change; only which one is active moves. Activating the active
-    version changes nothing and records nothing."""
+def flow_activate(*, tenant, name: str, version: int, environment: str = LIVE, actor=None) -> Flow:
+    """Make an existing version the flow ``environment`` runs (a rollback to an older one, or a
+    version stored inactive): a new configuration version there, pushed to the running
+    processes. Versions never change; activating the version in force changes nothing."""
+    from configuration.selectors import config_current, environment_check
+    from configuration.services import config_set
+
     from .selectors import flow_get
 
+    environment_check(environment)
     row = flow_get(name=name, version=version)  # not_found, without echoing the name
-    if row.active:
+    previous = config_current(environment).values.get("flow")
+    if previous == row.ref:
         return row
     flow_plan_check(tenant=tenant, config=row.config)  # the plan may have changed since it was stored
     with transaction.atomic():
-        _flows_lock()
-        row = Flow.objects.select_for_update().get(pk=row.pk)
-        if row.active:
-            return row
-        previous = Flow.objects.filter(active=True).first()
-        _activate(row)
-        audit_record(actor, "flow.activated", row, {"ref": row.ref, "previous": previous.ref if previous else None})
-    _pipelines.pop(tenant.schema_name, None)
+        config_set(
+            tenant=tenant, environment=environment, values={"flow": row.ref}, partial=True, actor=actor,
+            comment=f"flow {row.ref} activated", source="flow",
+        )  # fmt: skip
+        audit_record(actor, "flow.activated", row, {"ref": row.ref, "environment": environment, "previous": previous})
+    row.refresh_from_db(fields=["active"])
     return row

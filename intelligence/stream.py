@@ -42,6 +42,7 @@ from compliance import controls
 from eventbus import bus
 from tenants import metering
 
+from . import controls as decision_controls
 from . import learning, services
 from .agents import Context
 from .agents.features import agent_feature_spec
@@ -131,6 +132,7 @@ class TenantStream:
         partition: int = 0,
         partitions: int = 1,
         lease: bool = False,
+        watch_config: bool = True,
     ):
         if not 0 <= partition < partitions:
             raise ValueError(f"partition {partition} is not in 0..{partitions - 1}")
@@ -156,12 +158,42 @@ class TenantStream:
         self._model_outcomes = 0  # model outcomes since the last auto-rollback check
         self._checkpointed = 0.0  # monotonic time of the last engine checkpoint
         self.halted = False  # the kill switch stopped this stream (it resumes when lifted)
+        # hot reload: the live configuration's newest version (pushed over the channel layer)
+        self.watcher = None
+        self._watch_config = watch_config
+        self._config_seen = 0  # the newest version this process has loaded or reloaded for
+        self.reloads = 0
+        self._start_reason = "start"
         self._after_id = 0  # the newest decision id this process's engine state includes
         # where a batch's time goes: features + predictions + agents + consensus, then the transaction
         self.timings = {"bars": 0, "compute_s": 0.0, "commit_s": 0.0}
 
     def start(self) -> None:
         self.consumer.ensure_group(start=self._resume_point())
+        if self._watch_config and self.watcher is None:
+            from configuration.reload import ConfigWatcher
+
+            self.watcher = ConfigWatcher(self.schema).start()
+
+    def stop(self) -> None:
+        if self.watcher is not None:
+            self.watcher.stop()
+            self.watcher = None
+
+    def _config_check(self) -> None:
+        """A newer live configuration: drop the pipeline and the series at this batch boundary, so
+        the next batch runs wholly on the new one (rebuilt from storage, as after a restart,
+        with a "reload" checkpoint a replay switches at)."""
+        if self.watcher is None or self.pipeline is None:
+            return
+        latest = self.watcher.latest()
+        if latest is not None and latest > self._config_seen:
+            self._config_seen = latest
+            if latest > self.pipeline.config_version:
+                log.info("%s: configuration prod@%s: reloading the pipeline", self.schema, latest)
+                self._forget()
+                self._start_reason = "reload"
+                self.reloads += 1
 
     def _resume_point(self) -> str:
         """Where a new group starts: where the decision groups already on the stream have got to
@@ -225,6 +257,7 @@ class TenantStream:
             return 0
         self.halted = False
         with schema_context(self.schema):
+            self._config_check()
             return self.consumer.run_once(block_ms=block_ms)
 
     # --- the handler -------------------------------------------------------------------------
@@ -257,7 +290,9 @@ class TenantStream:
                 return
         if self.pipeline is None:
             self.pipeline = services.pipeline_load(self.tenant, fresh=True)
-            self._checkpoint("start")
+            self._config_seen = max(self._config_seen, self.pipeline.config_version)
+            self._checkpoint(self._start_reason)
+            self._start_reason = "start"
         groups: dict[tuple[str, str], list[dict]] = {}
         for e in entries:
             groups.setdefault((e.data["symbol"].upper(), e.data["timeframe"]), []).append(e.data)
@@ -295,7 +330,7 @@ class TenantStream:
                 if decision is None:
                     if controls.kill_state(self.schema) is not None:
                         raise _Halted
-                    decision = self._decide(series, pending)
+                    decision = self._decide(series, pending, close)
                     decisions.append((decision, close))
                 elif any(d.pk == decision.pk for _, d, _ in series.pending):
                     continue  # this process holds it already
@@ -305,7 +340,14 @@ class TenantStream:
         computed = time.perf_counter()
         if decisions and controls.kill_state(self.schema) is not None:
             raise _Halted  # engaged while the batch was computed: it is not committed
+        runtime = self.pipeline.runtime
+        decision_controls.throttle([d for d, _ in decisions], runtime=runtime, schema=self.schema)
         self._commit(new_bars, decisions, resolved)
+        held = [d for d, _ in decisions if d.vetoed_by.startswith("control:")]
+        if held:
+            decision_controls.alert_blocked(held[-1].vetoed_by[8:], held[-1].inputs["blocked"]["reason"])
+        if decisions:
+            decision_controls.ledger_guard(tenant=self.tenant, runtime=runtime, ledger=self.pipeline.ledger)
         self.timings["compute_s"] += computed - started
         self.timings["commit_s"] += time.perf_counter() - computed
         self.timings["bars"] += sum(len(b) for b in new_bars.values())
@@ -365,7 +407,7 @@ class TenantStream:
             out[(row.symbol, row.timeframe, int(row.ts.timestamp()))] = row
         return out
 
-    def _decide(self, series: Series, p: _Pending) -> Decision:
+    def _decide(self, series: Series, p: _Pending, price: float) -> Decision:
         started = time.perf_counter()
         pipeline = self.pipeline
         position = position_state(self.positions.get(series.symbol), pipeline.ledger)
@@ -382,6 +424,9 @@ class TenantStream:
             model_version=p.ml["version"] if p.ml else "",
             latency_ms=(p.elapsed + time.perf_counter() - started) * 1000,
             inputs=decision_inputs(position, p.ml, p.model_row if p.model_row != p.row else None, result.failures),
+        )
+        decision_controls.pretrade(
+            decision, price=price, position=position, runtime=pipeline.runtime, ledger=pipeline.ledger
         )
         decision._result = result  # for the outcome, in this process
         return decision
@@ -405,7 +450,8 @@ class TenantStream:
                 self._checkpoint("periodic")
             payloads = [decision_payload(d) for d, _ in decisions]
             schema = self.schema
-            transaction.on_commit(lambda: publish_decisions(payloads, schema))
+            if pipeline.runtime.get("publish", True):
+                transaction.on_commit(lambda: publish_decisions(payloads, schema))
             if outcomes:
                 transaction.on_commit(lambda: bus.publish_many("feedback.prediction.outcome", outcomes, schema=schema))
         self.decided += len(decisions)
@@ -423,7 +469,7 @@ class TenantStream:
     def _checkpoint(self, reason: str) -> None:
         """Record the engine as it stands, with what it waits to learn from: a replay starts here."""
         pipeline = self.pipeline
-        if reason == "start":
+        if reason in ("start", "reload"):
             newest = Decision.objects.order_by("-id").values_list("id", flat=True).first()
             self._after_id = newest or 0
         pending = [
@@ -442,7 +488,7 @@ class TenantStream:
         EngineCheckpoint.objects.create(
             flow=pipeline.flow_name,
             flow_ref=pipeline.flow_ref,
-            flow_config=pipeline.flow,
+            flow_config={**pipeline.flow, "runtime": pipeline.runtime},
             partition=f"{self.partition}of{self.partitions}",
             reason=reason,
             after_id=self._after_id,

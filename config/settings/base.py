@@ -39,6 +39,7 @@ TENANT_APPS = [
     "marketdata",
     "features",
     "models_registry",
+    "configuration",
     "intelligence",
     "backtesting",
     "analytics",

@@ -14,6 +14,7 @@ urlpatterns = [
     path("flows/", views.FlowListCreateApi.as_view(), name="flow-list"),
     path("flows/presets/", views.FlowPresetsApi.as_view(), name="flow-presets"),
     path("flows/<slug:flow_name>/<int:flow_version>/", views.FlowDetailApi.as_view(), name="flow-detail"),
+    path("flows/<slug:flow_name>/<int:flow_version>/diff/", views.FlowDiffApi.as_view(), name="flow-diff"),
     path("flows/<slug:flow_name>/<int:flow_version>/activate/", views.FlowActivateApi.as_view(), name="flow-activate"),
     path("agents/", views.AgentListApi.as_view(), name="agent-list"),
     path("agent-weights/", views.AgentWeightsApi.as_view(), name="agent-weights"),

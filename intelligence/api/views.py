@@ -233,19 +233,32 @@ class InferenceApi(APIView):
         return Response({**result, "latency_ms": round((time.perf_counter() - started) * 1000, 3)})
 
 
+ENVIRONMENT = serializers.ChoiceField(
+    choices=["dev", "staging", "prod"], default="prod", help_text="prod: what the live stream and REST decisions run"
+)
+
+
 class FlowSerializer(serializers.Serializer):
     name = serializers.CharField()
     version = serializers.IntegerField()
     ref = serializers.CharField()
-    active = serializers.BooleanField()
+    active = serializers.BooleanField(help_text="in force in prod (the live environment)")
+    environments = serializers.SerializerMethodField(help_text="the environments whose configuration runs it")
     config = serializers.DictField()
     created_by = serializers.CharField()
     created_at = serializers.DateTimeField()
 
+    def get_environments(self, obj) -> list[str]:
+        in_force = self.context.get("in_force")
+        if in_force is None:
+            in_force = self.context["in_force"] = selectors.flows_in_force()
+        return in_force.get(obj.ref, [])
+
 
 class FlowListCreateApi(APIView):
-    """The tenant's decision flows (versioned; one active). ``POST`` stores a config as the next
-    version of ``name`` and, by default, makes it the active flow (admins)."""
+    """The tenant's decision flows (versioned; each environment runs one). ``POST`` stores a config
+    as the next version of ``name`` and, by default, makes it the flow of ``environment`` (prod)
+    (admins)."""
 
     access = {"GET": READ, "POST": MANAGE}
 
@@ -253,17 +266,18 @@ class FlowListCreateApi(APIView):
         name = serializers.SlugField(max_length=64)
         config = serializers.DictField(help_text="Agents, settings, weights, thresholds; see GET /flows/presets/.")
         activate = serializers.BooleanField(default=True)
+        environment = ENVIRONMENT
 
     @extend_schema(operation_id="flows_list", responses={200: FlowSerializer(many=True), **ERRORS})
     def get(self, request):
-        return Response(FlowSerializer(selectors.flow_list(), many=True).data)
+        return Response(FlowSerializer(selectors.flow_list(), many=True, context={}).data)
 
     @extend_schema(operation_id="flows_create", request=InputSerializer, responses={201: FlowSerializer, **ERRORS})
     def post(self, request):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         flow = services.flow_create(tenant=request.tenant, actor=request.user, **data.validated_data)
-        return Response(FlowSerializer(flow).data, status=201)
+        return Response(FlowSerializer(flow, context={}).data, status=201)
 
 
 class FlowPresetsApi(APIView):
@@ -284,21 +298,59 @@ class FlowDetailApi(APIView):
 
     @extend_schema(operation_id="flows_retrieve", responses={200: FlowSerializer, **ERRORS})
     def get(self, request, flow_name: str, flow_version: int):
-        return Response(FlowSerializer(selectors.flow_get(name=flow_name, version=flow_version)).data)
+        return Response(FlowSerializer(selectors.flow_get(name=flow_name, version=flow_version), context={}).data)
+
+
+class FlowDiffApi(APIView):
+    """What differs between this version of a flow and another (``against``: a version of the same
+    flow, or any ``name@version``; default: the previous version), setting by setting, with the
+    defaults filled in."""
+
+    access = {"GET": READ}
+
+    @extend_schema(
+        operation_id="flows_diff",
+        parameters=[OpenApiParameter("against", str, required=False, description="a version number or name@version")],
+        responses={200: OpenApiTypes.OBJECT, **ERRORS},
+    )
+    def get(self, request, flow_name: str, flow_version: int):
+        row = selectors.flow_get(name=flow_name, version=flow_version)
+        against = (request.query_params.get("against") or "").strip()
+        if not against:
+            other = selectors.flow_get(name=flow_name, version=flow_version - 1) if flow_version > 1 else None
+        elif against.isdigit():
+            other = selectors.flow_get(name=flow_name, version=int(against))
+        else:
+            other = services.flow_by_ref(against)
+            if other is None:
+                raise ApplicationError(
+                    "invalid_flow_ref", "against is a version number or name@version of a stored flow."
+                )
+        return Response(
+            {"from": other.ref if other else None, "to": row.ref, "changes": selectors.flow_diff(other, row)}
+        )
 
 
 class FlowActivateApi(APIView):
-    """Make a stored version the active flow: roll back to an older one, or switch to a version
-    stored with ``activate: false`` (admins). Decisions use it within seconds; the learned weights
-    are kept per flow name. A version naming an agent the plan no longer includes is refused with
-    ``agent_not_in_plan``."""
+    """Make a stored version the flow an environment runs (default prod, the live one): roll back
+    to an older one, or switch to a version stored with ``activate: false`` (admins). It is a new
+    version of that environment's configuration, pushed to the running stream without a restart;
+    the learned weights are kept per flow name. A version naming an agent the plan no longer
+    includes is refused with ``agent_not_in_plan``."""
 
     access = {"POST": MANAGE}
 
-    @extend_schema(operation_id="flows_activate", request=None, responses={200: FlowSerializer, **ERRORS})
+    class InputSerializer(serializers.Serializer):
+        environment = ENVIRONMENT
+
+    @extend_schema(operation_id="flows_activate", request=InputSerializer, responses={200: FlowSerializer, **ERRORS})
     def post(self, request, flow_name: str, flow_version: int):
-        flow = services.flow_activate(tenant=request.tenant, name=flow_name, version=flow_version, actor=request.user)
-        return Response(FlowSerializer(flow).data)
+        data = self.InputSerializer(data=request.data or {})
+        data.is_valid(raise_exception=True)
+        flow = services.flow_activate(
+            tenant=request.tenant, name=flow_name, version=flow_version, actor=request.user, **data.validated_data
+        )
+        return Response(FlowSerializer(flow, context={}).data)
 
 
 class PlanRefSerializer(serializers.Serializer):

@@ -148,7 +148,7 @@ def test_activating_an_older_version_switches_the_active_flow(alpha, two_version
     assert admin.get("/api/v1/ensemble-status/").json()["flow"] == "tight@1"
     with schema_context(alpha.tenant.schema_name):
         audit = AuditRecord.objects.filter(action="flow.activated").get()
-        assert audit.details == {"ref": "tight@1", "previous": "tight@2"}
+        assert audit.details == {"ref": "tight@1", "previous": "tight@2", "environment": "prod"}
     # activating the active version again changes and records nothing
     assert alpha.client().post(FLOWS + "tight/1/activate/").status_code == 200
     with schema_context(alpha.tenant.schema_name):

@@ -107,7 +107,14 @@ class Command(BaseCommand):
                 "(FIELD_ENCRYPTION_OLD_KEYS) and run this again; it resumes where it stopped."
             )
             raise SystemExit(1)
-        if not o["dry_run"]:
+        if o["dry_run"]:
+            return
+        if o["tenant"]:
+            self.stdout.write(
+                f"The data keys of {', '.join(o['tenant'])} are wrapped by '{current}'; run without --tenant "
+                "before removing old master keys."
+            )
+        else:
             self.stdout.write(
                 self.style.SUCCESS(
                     f"Every data key is wrapped by '{current}': the old master keys can be removed from "

@@ -19,10 +19,12 @@ def tenants_tick() -> int:
 
 @shared_task(name="analytics.tenant_tick")
 def tenant_tick() -> dict:
-    """In a tenant's schema: performance rollups brought up to date, alert thresholds evaluated."""
+    """In a tenant's schema: performance rollups brought up to date, alert thresholds evaluated, the
+    audit trail sealed, new decisions indexed for compliance review."""
     from django.db import connection
 
     from compliance.chain import audit_chain
+    from review.services import review_tick
 
     from .alerts import alerts_evaluate
     from .services import performance_rollup
@@ -30,7 +32,9 @@ def tenant_tick() -> dict:
     days = performance_rollup()
     changes = alerts_evaluate(schema=connection.schema_name)
     sealed = audit_chain()
-    return {"days_rolled_up": days, "alert_changes": len(changes), "audit_records_sealed": sealed}
+    review = review_tick()  # new decisions into the public compliance review index
+    return {"days_rolled_up": days, "alert_changes": len(changes), "audit_records_sealed": sealed,
+            "review_indexed": review["indexed"]}  # fmt: skip
 
 
 @shared_task(name="analytics.retention_tick", fair=False)

@@ -56,7 +56,7 @@ def _write(
         for hook in _hooks:
             hook(tenant, environment, current.values, values)
         audit_record(
-            actor, f"config.{'changed' if source in ('edit', 'flow') else source + 'd'}", row,
+            actor, {"rollback": "config.rolled_back", "promote": "config.promoted"}.get(source, "config.changed"), row,
             {"environment": environment, "version": row.version, "based_on": based_on, "changes": changes},
         )  # fmt: skip
         schema_name = connection.schema_name

@@ -394,6 +394,8 @@ def decision_make(*, tenant, symbol: str, timeframe: str | None = None, bars: li
     price = float(closes[-1])
     runtime = pipeline.runtime
     schema = connection.schema_name
+    if runtime:
+        decision.inputs["config"] = runtime["config"]  # the configuration version it ran under
     decision_controls.pretrade(decision, price=price, position=ctx.position, runtime=runtime, ledger=pipeline.ledger)
     if not bars:
         decision_controls.throttle([decision], runtime=runtime, schema=schema)

@@ -425,6 +425,8 @@ class TenantStream:
             latency_ms=(p.elapsed + time.perf_counter() - started) * 1000,
             inputs=decision_inputs(position, p.ml, p.model_row if p.model_row != p.row else None, result.failures),
         )
+        if pipeline.runtime:
+            decision.inputs["config"] = pipeline.runtime["config"]  # the configuration version it ran under
         decision_controls.pretrade(
             decision, price=price, position=position, runtime=pipeline.runtime, ledger=pipeline.ledger
         )

@@ -8,7 +8,7 @@ urlpatterns = [
     path("config/<slug:environment>/", views.ConfigDetailApi.as_view(), name="config-detail"),
     path("config/<slug:environment>/versions/", views.ConfigVersionListApi.as_view(), name="config-versions"),
     path(
-        "config/<slug:environment>/versions/<int:version>/",
+        "config/<slug:environment>/versions/<int:config_version>/",
         views.ConfigVersionDetailApi.as_view(),
         name="config-version-detail",
     ),

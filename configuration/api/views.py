@@ -80,6 +80,9 @@ class WriteSerializer(serializers.Serializer):
 
 
 CHANGED = {200: ConfigChangedSerializer, **ERRORS}
+ENV = OpenApiParameter(
+    "environment", str, OpenApiParameter.PATH, enum=list(schema.ENVIRONMENTS), description="dev, staging or prod"
+)
 
 
 class ConfigListApi(APIView):
@@ -108,7 +111,7 @@ class ConfigDetailApi(APIView):
 
     access = {"GET": READ, "PUT": MANAGE, "PATCH": MANAGE}
 
-    @extend_schema(operation_id="config_retrieve", responses={200: ConfigSerializer, **ERRORS})
+    @extend_schema(parameters=[ENV], operation_id="config_retrieve", responses={200: ConfigSerializer, **ERRORS})
     def get(self, request, environment: str):
         return Response(_current(selectors.config_current(environment)))
 
@@ -123,11 +126,11 @@ class ConfigDetailApi(APIView):
         )  # fmt: skip
         return Response(_current(current, changes))
 
-    @extend_schema(operation_id="config_replace", request=WriteSerializer, responses=CHANGED)
+    @extend_schema(parameters=[ENV], operation_id="config_replace", request=WriteSerializer, responses=CHANGED)
     def put(self, request, environment: str):
         return self._write(request, environment, partial=False)
 
-    @extend_schema(operation_id="config_update", request=WriteSerializer, responses=CHANGED)
+    @extend_schema(parameters=[ENV], operation_id="config_update", request=WriteSerializer, responses=CHANGED)
     def patch(self, request, environment: str):
         return self._write(request, environment, partial=True)
 
@@ -138,7 +141,9 @@ class ConfigVersionListApi(APIView):
     access = {"GET": READ}
     pagination_class = CreatedCursorPagination
 
-    @extend_schema(operation_id="config_versions_list", responses={200: VersionSerializer(many=True), **ERRORS})
+    @extend_schema(
+        parameters=[ENV], operation_id="config_versions_list", responses={200: VersionSerializer(many=True), **ERRORS}
+    )
     def get(self, request, environment: str):
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(selectors.config_versions(environment), request, view=self)
@@ -148,9 +153,11 @@ class ConfigVersionListApi(APIView):
 class ConfigVersionDetailApi(APIView):
     access = {"GET": READ}
 
-    @extend_schema(operation_id="config_versions_retrieve", responses={200: VersionSerializer, **ERRORS})
-    def get(self, request, environment: str, version: int):
-        return Response(VersionSerializer(selectors.config_version_get(environment, version)).data)
+    @extend_schema(
+        parameters=[ENV], operation_id="config_versions_retrieve", responses={200: VersionSerializer, **ERRORS}
+    )
+    def get(self, request, environment: str, config_version: int):
+        return Response(VersionSerializer(selectors.config_version_get(environment, config_version)).data)
 
 
 class ConfigDiffApi(APIView):
@@ -162,6 +169,7 @@ class ConfigDiffApi(APIView):
     @extend_schema(
         operation_id="config_diff",
         parameters=[
+            ENV,
             OpenApiParameter("from", int, required=False),
             OpenApiParameter("to", int, required=False),
             OpenApiParameter("against", str, required=False, description="another environment"),
@@ -200,7 +208,7 @@ class ConfigRollbackApi(APIView):
 
     access = {"POST": MANAGE}
 
-    @extend_schema(operation_id="config_rollback", request=RollbackSerializer, responses=CHANGED)
+    @extend_schema(parameters=[ENV], operation_id="config_rollback", request=RollbackSerializer, responses=CHANGED)
     def post(self, request, environment: str):
         selectors.environment_check(environment)
         data = RollbackSerializer(data=request.data)
@@ -222,7 +230,7 @@ class ConfigPromoteApi(APIView):
 
     access = {"POST": MANAGE}
 
-    @extend_schema(operation_id="config_promote", request=PromoteSerializer, responses=CHANGED)
+    @extend_schema(parameters=[ENV], operation_id="config_promote", request=PromoteSerializer, responses=CHANGED)
     def post(self, request, environment: str):
         selectors.environment_check(environment)
         data = PromoteSerializer(data=request.data)

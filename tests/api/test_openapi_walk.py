@@ -437,6 +437,20 @@ def _flow_version_object(fx: TenantFixture) -> Obj:
     return Obj(1)
 
 
+def _config_version_object(fx: TenantFixture) -> Obj:
+    """Version 1 of every environment's configuration of this tenant (dev, staging, prod)."""
+    from django_tenants.utils import schema_context
+
+    from configuration.models import ConfigVersion
+    from configuration.schema import ENVIRONMENTS, defaults
+
+    with schema_context(fx.tenant.schema_name):
+        for env in ENVIRONMENTS:
+            if not ConfigVersion.objects.filter(environment=env).exists():
+                ConfigVersion.objects.create(environment=env, version=1, values=defaults(), created_by="walk")
+    return Obj(1)
+
+
 def _credential_object(fx: TenantFixture) -> Obj:
     """A credential of this tenant with a unique name (its secret must never appear in a response)."""
     from django_tenants.utils import schema_context
@@ -450,6 +464,7 @@ def _credential_object(fx: TenantFixture) -> Obj:
 
 
 OBJECT_FACTORIES: dict[str, Callable[[TenantFixture], Obj]] = {
+    "config_version": _config_version_object,
     "credential_id": _credential_object,
     "decision_id": _decision_object,
     "flow_name": _flow_object,

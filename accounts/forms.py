@@ -109,6 +109,15 @@ class InvitationSignupForm(PasswordPairMixin, forms.Form):
     password1, password2 = _password_fields()
 
 
+class TotpCodeForm(forms.Form):
+    code = forms.CharField(
+        label="Code from your app",
+        max_length=8,
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}),
+        help_text="6 digits; a new one every 30 seconds.",
+    )
+
+
 class ProfileForm(forms.Form):
     full_name = forms.CharField(label="Name", max_length=301, required=False)
 

@@ -74,3 +74,21 @@ class Invitation(models.Model):
 
     def is_expired(self, now=None) -> bool:
         return (now or timezone.now()) >= self.expires_at
+
+
+class TotpDevice(models.Model):
+    """A staff member's authenticator (RFC 6238 TOTP) for Django admin log-ins (accounts/totp.py).
+
+    The shared secret is stored only encrypted: AES-256-GCM under a key derived (HKDF) from the
+    master key ``FIELD_ENCRYPTION_KEY`` (``key_id`` names which), bound to the user's id. Unconfirmed
+    until the person proves the app holds it with a code; ``last_step`` stops a code's reuse."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="totp_device")
+    secret_ciphertext = models.BinaryField()
+    key_id = models.CharField(max_length=32)
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+    last_step = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"authenticator of user:{self.user_id} ({'on' if self.confirmed_at else 'pending'})"

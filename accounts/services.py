@@ -1,4 +1,4 @@
-"""Writes for people and their access: sign-up, login throttling, invitations, roles, removal.
+"""Writes for people and their access: sign-up, login, invitations, roles, removal.
 
 Every rule about who may do what to whom lives here, not in views, so the dashboard, the REST API
 and the admin enforce the same thing:
@@ -30,24 +30,20 @@ from api.errors import ApplicationError, NotFound
 from compliance.services import audit_record, pseudonym
 from tenants import limits
 from tenants.models import ROLE_RANK, Membership, Role, Scope, Tenant
-from tenants.resolution import redis_client
 from tenants.services import tenant_provision
 
+from . import lockout
 from .models import Invitation, User
 
 INVITATION_TTL = timedelta(days=7)
-
-# Login throttling: failures per e-mail and per client address in a sliding 15-minute window.
-LOGIN_WINDOW_SECONDS = 15 * 60
-LOGIN_MAX_FAILURES_PER_EMAIL = 5
-LOGIN_MAX_FAILURES_PER_IP = 30
 
 
 # --- sign-up -----------------------------------------------------------------------------------
 
 
 def password_check(password: str, user: User | None = None) -> None:
-    """Django's validators (length ≥ 10, not common, not numeric, not like the e-mail)."""
+    """settings.AUTH_PASSWORD_VALIDATORS: at least 12 characters, not a common password, not all
+    digits, not like the person's e-mail or name. Every message says what to change."""
     try:
         validate_password(password, user=user)
     except ValidationError as exc:
@@ -97,51 +93,12 @@ def tenant_create_for_user(*, user: User, slug: str, plan: str = "free", name: s
     return tenant
 
 
-# --- login throttling --------------------------------------------------------------------------
-
-
-def _throttle_keys(email: str, ip: str) -> tuple[str, str]:
-    digest = hashlib.sha256((email or "").strip().lower().encode()).hexdigest()[:32]
-    return f"login:fail:email:{digest}", f"login:fail:ip:{ip or '-'}"
-
-
-def login_throttle_check(*, email: str, ip: str) -> None:
-    """Raise 429 ``login_throttled`` while an e-mail or an address has too many recent failures."""
-    r = redis_client()
-    email_key, ip_key = _throttle_keys(email, ip)
-    pipe = r.pipeline()
-    pipe.get(email_key).ttl(email_key).get(ip_key).ttl(ip_key)
-    email_n, email_ttl, ip_n, ip_ttl = pipe.execute()
-    if int(email_n or 0) >= LOGIN_MAX_FAILURES_PER_EMAIL:
-        wait = max(int(email_ttl), 1)
-    elif int(ip_n or 0) >= LOGIN_MAX_FAILURES_PER_IP:
-        wait = max(int(ip_ttl), 1)
-    else:
-        return
-    minutes = (wait + 59) // 60
-    raise ApplicationError(
-        "login_throttled",
-        f"Too many failed log-ins. Try again in {minutes} minute{'s' if minutes != 1 else ''}, or reset your password.",
-        {"retry_after_seconds": wait},
-        status=429,
-    )
-
-
-# INCR, and start the window on the first failure (EXPIRE NX needs Redis 7; the embedded one is 6.2)
-_FAILURE_LUA = """
-for i, key in ipairs(KEYS) do
-  if redis.call('INCR', key) == 1 then redis.call('EXPIRE', key, ARGV[1]) end
-end
-"""
-
-
-def login_failure_record(*, email: str, ip: str) -> None:
-    redis_client().eval(_FAILURE_LUA, 2, *_throttle_keys(email, ip), LOGIN_WINDOW_SECONDS)
+# --- login (failures and lockout: accounts/lockout.py) -----------------------------------------
 
 
 def login_success_record(*, user: User, email: str, tenant: Tenant | None = None) -> None:
     """Clear the e-mail's failure count (not the address's: one success must not unlock a spray)."""
-    redis_client().delete(_throttle_keys(email, "")[0])
+    lockout.success_record(username=email)
     if tenant is not None:
         with schema_context(tenant.schema_name):
             audit_record(user, "user.logged_in", user, {})

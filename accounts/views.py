@@ -17,8 +17,8 @@ from tenants.middleware import SESSION_TENANT_KEY
 from tenants.models import Membership
 from tenants.selectors import tenant_list_for_user
 
-from . import services
-from .forms import InvitationSignupForm, LoginForm, ProfileForm, SignupForm, service_error_apply
+from . import lockout, services, totp
+from .forms import InvitationSignupForm, LoginForm, ProfileForm, SignupForm, TotpCodeForm, service_error_apply
 from .models import User
 
 
@@ -81,19 +81,22 @@ def login_view(request):
         if form.is_valid():
             email, ip = form.cleaned_data["email"].lower(), client_ip(request)
             try:
-                services.login_throttle_check(email=email, ip=ip)
-            except ApplicationError as exc:
+                lockout.lockout_check(username=email, ip=ip)
+            except lockout.LoginLocked as exc:
                 form.add_error(None, exc.message)
-                status = exc.status
+                response = render(
+                    request, "accounts/login.html", {"form": form, "next": _next_url(request, "")}, status=429
+                )
+                response["Retry-After"] = str(exc.seconds)
+                return response
+            user = authenticate(request, email=email, password=form.cleaned_data["password"])
+            if user is None:
+                lockout.failure_record(username=email, ip=ip, via="dashboard")
+                form.add_error(None, "E-mail or password is wrong.")
             else:
-                user = authenticate(request, email=email, password=form.cleaned_data["password"])
-                if user is None:
-                    services.login_failure_record(email=email, ip=ip)
-                    form.add_error(None, "E-mail or password is wrong.")
-                else:
-                    tenant = _session_start(request, user)
-                    services.login_success_record(user=user, email=email, tenant=tenant)
-                    return redirect(_next_url(request))
+                tenant = _session_start(request, user)
+                services.login_success_record(user=user, email=email, tenant=tenant)
+                return redirect(_next_url(request))
     return render(request, "accounts/login.html", {"form": form, "next": _next_url(request, "")}, status=status)
 
 
@@ -199,3 +202,36 @@ password_reset_confirm = auth_views.PasswordResetConfirmView.as_view(
 password_reset_complete = auth_views.PasswordResetCompleteView.as_view(
     template_name="accounts/password_reset_complete.html"
 )
+
+
+@login_required
+def two_factor(request):
+    """Staff: turn on two-factor log-in for Django admin. The secret is shown once, on the page that
+    draws it; reloading draws a new one (the previous was never confirmed)."""
+    user, context, status = request.user, {}, 200
+    if not user.is_staff:
+        return render(request, "accounts/two_factor.html", {"not_staff": True}, status=403)
+    form = TotpCodeForm(request.POST or None)
+    enabled = totp.totp_enabled(user)
+    if request.method == "POST":
+        status = 400
+        if form.is_valid():
+            try:
+                if request.POST.get("action") == "disable":
+                    totp.totp_disable(user=user, code=form.cleaned_data["code"])
+                    request.session.pop(totp.SESSION_KEY, None)
+                    messages.success(request, "Two-factor log-in is off. Django admin asks for your password only.")
+                else:
+                    totp.totp_enrol_confirm(user=user, code=form.cleaned_data["code"])
+                    messages.success(
+                        request, "Two-factor log-in is on: Django admin now asks for a code from your app."
+                    )
+                return redirect("accounts:two-factor")
+            except ApplicationError as exc:
+                form.add_error("code", exc.message)
+        context["pending"] = not enabled  # the secret was shown once already: not again
+    elif not enabled:
+        context["enrolment"] = totp.totp_enrol_start(user=user)
+    response = render(request, "accounts/two_factor.html", {**context, "form": form, "enabled": enabled}, status=status)
+    response["Cache-Control"] = "no-store"  # the page may carry the secret
+    return response

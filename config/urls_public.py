@@ -3,7 +3,7 @@ the session). A tenant API URL here is a 404."""
 
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from accounts.api.views import TokenObtainApi, TokenRefreshApi
 from analytics.api.views import PlatformUsageApi
@@ -23,7 +23,12 @@ urlpatterns = [
     path("health/ready", ops.ready, name="health-ready"),
     path("version", ops.version, name="version"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    # split view: Swagger UI's start-up script from a URL, not inline (Content-Security-Policy)
+    path(
+        "api/docs/",
+        SpectacularSwaggerSplitView.as_view(url_name="schema", template_name="api/swagger_ui.html"),
+        name="swagger-ui",
+    ),
     path("api/v1/auth/token/", TokenObtainApi.as_view(), name="auth-token"),
     path("api/v1/auth/token/refresh/", TokenRefreshApi.as_view(), name="auth-token-refresh"),
     # the payment gateway's notifications: public, verified by signature (billing/)

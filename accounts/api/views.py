@@ -8,7 +8,8 @@ from rest_framework.views import APIView
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.tokens import RefreshToken
 
-from accounts.services import login_failure_record, login_throttle_check
+from accounts import lockout
+from accounts.services import login_success_record
 from api.errors import ApplicationError
 from api.schema import ERRORS
 from tenants.models import Membership
@@ -44,7 +45,7 @@ class TokenObtainApi(APIView):
         data.is_valid(raise_exception=True)
         v = data.validated_data
         email, ip = v["email"].lower(), request.META.get("REMOTE_ADDR", "")
-        login_throttle_check(email=email, ip=ip)
+        lockout.lockout_check(username=email, ip=ip)  # 429 login_locked + Retry-After, even with the right password
         user = authenticate(request, email=email, password=v["password"])
         membership = (
             Membership.objects.select_related("tenant")
@@ -54,9 +55,10 @@ class TokenObtainApi(APIView):
             else None
         )
         if membership is None:
-            login_failure_record(email=email, ip=ip)
+            lockout.failure_record(username=email, ip=ip, via="api")
             # one answer for every failure: never reveal which tenants or e-mails exist
             raise ApplicationError("invalid_credentials", "E-mail, password or tenant is wrong.", status=401)
+        login_success_record(user=user, email=email)
         refresh = RefreshToken.for_user(user)
         refresh["tenant_id"] = membership.tenant_id
         access = refresh.access_token

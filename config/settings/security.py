@@ -5,9 +5,18 @@ import base64
 import json
 import os
 import secrets
+from urllib.parse import urlparse
+
+from django.utils.csp import CSP
 
 from .base import DATA_DIR, DEBUG
-from .env import env_bool, env_str
+from .env import env_bool, env_int, env_str
+from .tasks import MIDTRANS_SNAP_URL
+
+
+def _origin(url: str) -> str:
+    parts = urlparse(url)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def _local_secrets() -> dict:
@@ -72,3 +81,39 @@ CSRF_FAILURE_VIEW = "accounts.views.csrf_failure"
 if SECURE_COOKIES:
     SECURE_HSTS_SECONDS = 60 * 60 * 24 * 30
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+
+# Content-Security-Policy (ops/security_headers.py picks one per response). HTML pages: scripts and
+# <style> elements from this origin or with the request's nonce, never inline handlers or eval;
+# style="" attributes stay allowed (templates size bars and colour legends with them; an attribute
+# can't run script). Forms post here, or to the payment gateway's checkout (billing's Pay button).
+SECURE_CSP = {
+    "default-src": [CSP.SELF],
+    "script-src": [CSP.SELF, CSP.NONCE],
+    "style-src": [CSP.SELF, CSP.NONCE],
+    "style-src-attr": [CSP.UNSAFE_INLINE],
+    "img-src": [CSP.SELF, "data:"],
+    "font-src": [CSP.SELF],
+    "connect-src": [CSP.SELF],  # + the decision feed's WebSocket origin, added per request
+    "object-src": [CSP.NONE],
+    "base-uri": [CSP.NONE],
+    "form-action": [CSP.SELF, _origin(MIDTRANS_SNAP_URL)],
+    "frame-ancestors": [CSP.NONE],
+}
+# everything that is not HTML (API JSON, the schema, static files)
+SECURE_CSP_API = {"default-src": [CSP.NONE], "frame-ancestors": [CSP.NONE]}
+PERMISSIONS_POLICY = ", ".join(
+    f"{feature}=()"
+    for feature in (
+        "accelerometer", "camera", "display-capture", "geolocation", "gyroscope", "magnetometer",
+        "microphone", "midi", "payment", "usb",
+    )
+)  # fmt: skip
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+
+# Login lockout (accounts/lockout.py), for the dashboard, the API token endpoint and admin alike:
+# this many failures for one login name, or from one address (a spray over many names), within
+# the window lock that name or address for LOGIN_LOCKOUT_SECONDS.
+LOGIN_LOCKOUT_MAX_FAILURES = env_int("LOGIN_LOCKOUT_MAX_FAILURES", 5)
+LOGIN_LOCKOUT_MAX_FAILURES_PER_IP = env_int("LOGIN_LOCKOUT_MAX_FAILURES_PER_IP", 20)
+LOGIN_LOCKOUT_WINDOW = env_int("LOGIN_LOCKOUT_WINDOW_SECONDS", 15 * 60)
+LOGIN_LOCKOUT_SECONDS = env_int("LOGIN_LOCKOUT_SECONDS", 15 * 60)

@@ -30,3 +30,8 @@ document.addEventListener("htmx:xhr:progress", function (e) {
     bar.value = Math.round((e.detail.loaded / e.detail.total) * 100);
   }
 });
+// Forms that ask first (<form data-confirm="Leave Acme?">): no inline handlers, the CSP forbids them.
+document.addEventListener("submit", function (e) {
+  var form = e.target.closest && e.target.closest("form[data-confirm]");
+  if (form && !window.confirm(form.getAttribute("data-confirm"))) { e.preventDefault(); }
+}, true);

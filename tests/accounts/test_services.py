@@ -257,26 +257,3 @@ def test_removal_rules(alpha, actor, target, code):
         services.member_remove(tenant=alpha.tenant, membership_id=_m(alpha, target).pk, actor=alpha.users[actor])
     assert _code(exc) == code
     assert Membership.objects.filter(tenant=alpha.tenant, user=alpha.users[target]).exists()
-
-
-# --- login throttling --------------------------------------------------------------------------
-
-
-def test_login_throttle_after_five_failures_per_email():
-    for _ in range(services.LOGIN_MAX_FAILURES_PER_EMAIL - 1):
-        services.login_failure_record(email="victim@x.test", ip="10.0.0.1")
-    services.login_throttle_check(email="victim@x.test", ip="10.0.0.9")  # still allowed
-    services.login_failure_record(email="victim@x.test", ip="10.0.0.2")
-    with pytest.raises(ApplicationError) as exc:
-        services.login_throttle_check(email="VICTIM@x.test", ip="10.0.0.9")
-    assert _code(exc) == "login_throttled" and exc.value.status == 429
-    assert 0 < exc.value.details["retry_after_seconds"] <= services.LOGIN_WINDOW_SECONDS
-    services.login_throttle_check(email="someone.else@x.test", ip="10.0.0.9")  # other accounts unaffected
-
-
-def test_login_throttle_per_address_stops_a_password_spray():
-    for i in range(services.LOGIN_MAX_FAILURES_PER_IP):
-        services.login_failure_record(email=f"user{i}@x.test", ip="10.9.9.9")
-    with pytest.raises(ApplicationError):
-        services.login_throttle_check(email="fresh@x.test", ip="10.9.9.9")
-    services.login_throttle_check(email="fresh@x.test", ip="10.9.9.10")

@@ -113,17 +113,26 @@ def browser():
 @pytest.fixture
 def new_dashboard(browser, web):
     """Factory: a Dashboard in a fresh browser context (its own cookies) at a given viewport."""
-    contexts = []
+    contexts, violations = [], []
 
     def make(viewport: dict | None = None) -> Dashboard:
         ctx = browser.new_context(viewport=viewport or DESKTOP)
         ctx.set_default_timeout(15_000)
         contexts.append(ctx)
-        return Dashboard(ctx.new_page(), web.base_url)
+        page = ctx.new_page()
+        # the pages must work under their Content-Security-Policy: any violation fails the test
+        page.on(
+            "console",
+            lambda m: (
+                violations.append(f"{page.url} {m.location}: {m.text}") if "Content Security Policy" in m.text else None
+            ),
+        )
+        return Dashboard(page, web.base_url)
 
     yield make
     for ctx in contexts:
         ctx.close()
+    assert violations == [], "the Content-Security-Policy blocked something on a page"
 
 
 @pytest.fixture

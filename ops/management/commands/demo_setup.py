@@ -4,6 +4,8 @@ import secrets
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand
 
 from tenants import resolution
@@ -13,6 +15,20 @@ from tenants.services import ALL_SCOPES, _api_key_insert, tenant_provision
 DEMO_SLUG = "demo"
 DEMO_EMAIL = "demo@example.com"
 ADMIN_EMAIL = "admin@example.com"
+
+
+def _policy_password(kept: str | None, email: str) -> str:
+    """The password kept in demo.json if it meets AUTH_PASSWORD_VALIDATORS, else a new random one
+    (16 URL-safe characters) that does."""
+    for candidate in [kept] + [secrets.token_urlsafe(12) for _ in range(10)]:
+        if not candidate:
+            continue
+        try:
+            validate_password(candidate, get_user_model()(email=email))
+        except ValidationError:
+            continue
+        return candidate
+    raise RuntimeError("could not draw a password that meets AUTH_PASSWORD_VALIDATORS")
 
 
 class Command(BaseCommand):
@@ -35,7 +51,7 @@ class Command(BaseCommand):
         current = json.loads(path.read_text()) if path.exists() else {}
         User = get_user_model()
         tenant = Tenant.objects.filter(slug=DEMO_SLUG).first()
-        password = current.get("password") or secrets.token_urlsafe(12)
+        password = _policy_password(current.get("password"), DEMO_EMAIL)
         if tenant is None:
             tenant, key = tenant_provision(
                 slug=DEMO_SLUG, plan="pro", name="Demo Trading", owner_email=DEMO_EMAIL, owner_password=password
@@ -51,7 +67,7 @@ class Command(BaseCommand):
             owner.save(update_fields=["password"])
         Membership.objects.get_or_create(user=owner, tenant=tenant, defaults={"role": Role.OWNER})
         # platform staff for Django admin (tenants, plans, users, keys); not a member of any tenant
-        admin_password = current.get("admin_password") or secrets.token_urlsafe(12)
+        admin_password = _policy_password(current.get("admin_password"), ADMIN_EMAIL)
         staff = User.objects.filter(email=ADMIN_EMAIL).first() or User.objects.create_superuser(
             email=ADMIN_EMAIL, password=admin_password
         )

@@ -30,6 +30,14 @@ class Command(BaseCommand):
 
     def handle(self, *args, **opts):
         start = time.perf_counter()
+        if opts["owner_password"] is not None:  # the password policy holds here too
+            from accounts.models import User
+            from accounts.services import password_check
+
+            try:
+                password_check(opts["owner_password"], User(email=opts["owner_email"] or ""))
+            except ApplicationError as exc:
+                raise CommandError(f"{exc.code}: {exc.message}") from exc
         try:
             tenant, raw_key = tenant_provision(
                 slug=opts["slug"],

@@ -22,6 +22,9 @@ Protocol (unchanged from the consumer it replaces):
   ``{"type": "heartbeat"}`` every ``HEARTBEAT_S``.
 - A client that reads slower than decisions arrive, so that more than ``WS_CLIENT_BUFFER`` bytes
   wait in its socket's send buffer, is closed with code 4008; it reconnects with ``?after=``.
+- When the tenant's live configuration (``prod``, :mod:`configuration`) changes, every socket
+  gets ``{"type": "config", "environment": "prod", "version": N, "changed": [setting paths]}``
+  (pushed over the channel layer): e.g. ``feed.publish`` false means decisions stop arriving.
 - ``GET /health`` answers JSON: sockets and tenants served by this process.
 - A tenant holds at most its plan's ``websocket_connections`` sockets across every edge process
   (slots in Redis, refreshed with the heartbeat, freed on close or ``WS_SLOT_TTL_S`` after a
@@ -56,6 +59,7 @@ from tenants.channels import SUBPROTOCOL_PREFIX, _credentials, _resolve, call_in
 
 from . import feed
 
+LIVE_ENVIRONMENT = "prod"
 log = logging.getLogger(__name__)
 
 PATH = "/ws/decisions/"
@@ -108,6 +112,8 @@ class Tenant:
         self.clients: dict[ServerConnection, Client] = {}
         self.ready = asyncio.Event()
         self.reader = asyncio.create_task(self._read())
+        self.config_ready = asyncio.Event()
+        self.config_task = asyncio.create_task(self._watch_config())
 
     # -- membership
     def add(self, client: Client) -> None:
@@ -192,6 +198,24 @@ class Tenant:
             if client.early is None:
                 yield client.ws
 
+    async def _watch_config(self) -> None:
+        """The tenant's configuration changes, over the channel layer (hot reload): a change of
+        the live environment is told to its sockets as ``{"type": "config", ...}``."""
+        from configuration import reload
+
+        try:
+            await reload.listen(self.schema, self._config_changed, ready=self.config_ready)
+        except asyncio.CancelledError:
+            pass
+        except Exception:  # noqa: BLE001 - decisions still flow; only the notice is lost
+            log.exception("configuration changes of %s not followed", self.schema)
+
+    def _config_changed(self, message: dict) -> None:
+        if message.get("environment") != LIVE_ENVIRONMENT:
+            return
+        notice = {"type": "config", **{k: message.get(k) for k in ("environment", "version", "changed")}}
+        self.hub.send(self, list(self.live_sockets()), json.dumps(notice).encode())
+
     async def _read(self) -> None:
         client = aioredis.Redis.from_url(self.hub.redis_url)
         pubsub = client.pubsub()
@@ -239,6 +263,8 @@ class Hub:
             group = self.tenants[client.schema] = Tenant(self, client.schema)
         group.add(client)
         await asyncio.wait_for(group.ready.wait(), timeout=5)
+        with contextlib.suppress(TimeoutError):  # the configuration notices are a courtesy: never wait long
+            await asyncio.wait_for(group.config_ready.wait(), timeout=2)
 
     def leave(self, client: Client) -> None:
         if client.slot is not None:  # the plan's connection slot, freed once
@@ -251,6 +277,7 @@ class Hub:
         if not group.clients:
             del self.tenants[client.schema]
             group.reader.cancel()
+            group.config_task.cancel()
 
     def send(self, group: Tenant, sockets: list[ServerConnection], data: bytes) -> None:
         """Frame ``data`` into each socket's transport; a socket whose unsent bytes exceed the

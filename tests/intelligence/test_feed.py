@@ -304,3 +304,21 @@ def test_a_plan_caps_open_connections_across_edge_processes(beta):
             assert await sync_to_async(limits.ws_connections)(beta.tenant.schema_name) == 0
 
     asyncio.run(main())
+
+
+def test_a_live_configuration_change_is_told_to_the_tenants_sockets(alpha, beta):
+    """Hot reload at the edge: a prod change arrives over the channel layer as a ``config`` notice
+    on the tenant's sockets only; a dev change is not the feed's concern."""
+    from configuration import reload
+
+    async def scenario(hub, url):
+        a = await connect(f"{url}/ws/decisions/?api_key={alpha.key}")
+        b = await connect(f"{url}/ws/decisions/?api_key={beta.key}")
+        await sync_to_async(reload.publish)(alpha.tenant.schema_name, "dev", 4, ["controls.max_position"])
+        await sync_to_async(reload.publish)(alpha.tenant.schema_name, "prod", 7, ["feed.publish"])
+        assert await _recv(a) == {"type": "config", "environment": "prod", "version": 7, "changed": ["feed.publish"]}
+        assert await _nothing(a) and await _nothing(b)
+        for c in (a, b):
+            await c.close()
+
+    _serve(scenario)

@@ -58,6 +58,7 @@ AREAS = [
             ("Positions & P&L", "dashboard:positions"),
             ("Flows", "dashboard:flows"),
             ("Performance", "dashboard:performance"),
+            ("Configuration", "dashboard:config"),
             ("Kill switch", "dashboard:kill-switch"),
         ),
     ),

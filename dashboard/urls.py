@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import backtests_views, billing_views, decisions_views, models_views, usage_views, views
+from . import backtests_views, billing_views, config_views, decisions_views, models_views, usage_views, views
 
 app_name = "dashboard"
 
@@ -26,6 +26,8 @@ urlpatterns = [
     path("decisions/weights/", decisions_views.decision_weights, name="decision-weights"),
     path("positions/", decisions_views.positions, name="positions"),
     path("kill-switch/", decisions_views.kill_switch, name="kill-switch"),
+    path("config/", config_views.config, name="config"),
+    path("config/<slug:environment>/change/", config_views.config_change, name="config-change"),
     path("flows/", decisions_views.flows, name="flows"),
     path("flows/<slug:name>/v/<int:version>/", decisions_views.flow_detail, name="flow"),
     path("flows/<slug:name>/v/<int:version>/activate/", decisions_views.flow_activate, name="flow-activate"),

@@ -67,6 +67,7 @@ def config_change(request, environment: str):
     if not can(request, Role.ADMIN):
         return forbidden(request, Role.ADMIN)
     action = request.POST.get("action", "save")
+    expected = request.POST.get("expected_version")
     try:
         if action == "promote":
             _, changes = services.config_promote(tenant=request.tenant, environment=environment, actor=request.user)
@@ -80,7 +81,7 @@ def config_change(request, environment: str):
             _, changes = services.config_set(
                 tenant=request.tenant, environment=environment, values=_form_values(request.POST), partial=False,
                 actor=request.user, comment=request.POST.get("comment", ""),
-                expected_version=int(request.POST["expected_version"]) if request.POST.get("expected_version") else None,
+                expected_version=int(expected) if expected else None,
             )  # fmt: skip
     except (ApplicationError, ValueError) as exc:
         messages.error(request, getattr(exc, "message", "Give whole version numbers."))

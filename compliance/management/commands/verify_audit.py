@@ -11,8 +11,9 @@ from tenants.models import Tenant
 
 class Command(BaseCommand):
     help = (
-        "Recompute every sealed audit record's digest and every batch's hash of a tenant's audit chain; print the "
-        "head hash (compare it with a copy kept elsewhere) and the first edited, deleted or inserted record. "
+        "Recompute every sealed audit record's and decision's digest and every batch's hash of a tenant's chains "
+        "(audit trail, decisions); print each head hash (compare it with a copy kept elsewhere) and the first "
+        "edited, deleted or inserted record. "
         "Exit status 1 when the chain does not verify. Example: python manage.py verify_audit --tenant demo"
     )
 
@@ -33,15 +34,18 @@ class Command(BaseCommand):
             report = audit_verify()
         if o["json"]:
             self.stdout.write(json.dumps(report, indent=2))
-        elif report["ok"]:
-            self.stdout.write(
-                f"audit chain of {tenant.slug} verifies: {report['records_verified']} records in {report['batches']} "
-                f"batches, head {report['head_hash']}; {report['pending_unsealed']} records not sealed yet"
-            )
         else:
-            p = report["first_problem"]
-            self.stdout.write(
-                f"audit chain of {tenant.slug} is BROKEN: {p['message']} (first bad record #{p['record_id']})"
-            )
+            for name, r in {"audit": report, **report.get("chains", {})}.items():
+                noun = "records" if name == "audit" else name
+                if r["ok"]:
+                    self.stdout.write(
+                        f"{name} chain of {tenant.slug} verifies: {r['records_verified']} {noun} in {r['batches']} "
+                        f"batches, head {r['head_hash']}; {r['pending_unsealed']} {noun} not sealed yet"
+                    )
+                else:
+                    p = r["first_problem"]
+                    self.stdout.write(
+                        f"{name} chain of {tenant.slug} is BROKEN: {p['message']} (first bad one #{p['record_id']})"
+                    )
         if not report["ok"]:
             sys.exit(1)

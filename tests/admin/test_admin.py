@@ -92,6 +92,10 @@ def test_changelist_and_change_page_of_every_registered_model_render_for_a_super
 
     with schema_context(alpha.tenant.schema_name):  # a credential (compliance.Credential)
         credential_create(name="admin-page", kind="other", secret="admin-page-secret-value", actor="t")
+    from configuration.services import config_set
+
+    with schema_context(alpha.tenant.schema_name):  # a configuration version (configuration.ConfigVersion)
+        config_set(tenant=alpha.tenant, environment="dev", values={"feed": {"publish": False}}, partial=True, actor="t")
     from tests.review.conftest import decide, index
 
     decide(alpha.tenant, 1)  # a decision in the compliance review index (review.ReviewItem)

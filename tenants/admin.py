@@ -170,11 +170,36 @@ class TenantScopedModelAdmin(admin.ModelAdmin):
         query = urlencode({"next": request.get_full_path()})
         return redirect(f"{reverse('admin:tenant-switch')}?{query}")
 
+    def _viewed(self, request, object_id=None) -> None:
+        """Staff reading a tenant's data is itself in that tenant's audit trail (which page, which
+        object, what filter)."""
+        from compliance.services import audit_record
+
+        if request.method != "GET":
+            return
+        details = {"model": self.opts.label_lower, "object_id": str(object_id) if object_id else None}
+        query = request.GET.urlencode()
+        if query:
+            details["query"] = query[:300]
+        audit_record(request.user, "staff.admin_viewed", None, details)
+
     def changelist_view(self, request, extra_context=None):
-        return self._no_tenant_response(request) or super().changelist_view(request, extra_context)
+        refused = self._no_tenant_response(request)
+        if refused is not None:
+            return refused
+        response = super().changelist_view(request, extra_context)
+        if getattr(response, "status_code", 200) == 200:
+            self._viewed(request)
+        return response
 
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
-        return self._no_tenant_response(request) or super().changeform_view(request, object_id, form_url, extra_context)
+        refused = self._no_tenant_response(request)
+        if refused is not None:
+            return refused
+        response = super().changeform_view(request, object_id, form_url, extra_context)
+        if getattr(response, "status_code", 200) == 200 and object_id:
+            self._viewed(request, object_id)
+        return response
 
     def delete_view(self, request, object_id, extra_context=None):
         return self._no_tenant_response(request) or super().delete_view(request, object_id, extra_context)

@@ -189,6 +189,7 @@ if __name__ == "__main__":
     from benchmarks.decisions import bench_decide
     from benchmarks.features import bench_features
     from benchmarks.live import bench_live
+    from benchmarks.review import bench_review
     from benchmarks.stream import bench_stream
     from benchmarks.usage import bench_usage
 
@@ -197,6 +198,7 @@ if __name__ == "__main__":
     bench_http()
     bench_usage()
     bench_controls()
+    bench_review()
     bench_features()
     bench_marketdata()
     bench_automl()

@@ -76,8 +76,9 @@ def _audit(tenant, action: str):
         return list(AuditRecord.objects.filter(action=action).order_by("id"))
 
 
-def _act(client, action: str, *items, **extra):
-    return client.post(URL, {"action": action, "_selected_action": [str(i.pk) for i in items], **extra})
+def _act(client, action: str, *items, follow: bool = False, **extra):
+    data = {"action": action, "_selected_action": [str(i.pk) for i in items], **extra}
+    return client.post(URL, data, follow=follow)
 
 
 # --- the index ---------------------------------------------------------------------------------
@@ -262,3 +263,13 @@ def test_view_only_staff_see_but_cannot_review_or_export(a, items):
     assert "Content-Disposition" not in r and _audit(a, "review.exported") == []
     item.refresh_from_db()
     assert item.reviewed_at is None
+
+
+def test_an_export_above_the_limit_is_refused_with_what_to_do_and_records_nothing(c, items, a, monkeypatch):
+    from review import services
+
+    monkeypatch.setattr(services, "EXPORT_MAX", 1)
+    r = _act(c, "export_json", items["buy"], items["hold"], follow=True)
+    html = r.content.decode()
+    assert "Content-Disposition" not in r and "narrow the filters and export in parts" in html
+    assert _audit(a, "review.exported") == []

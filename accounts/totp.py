@@ -9,7 +9,9 @@ Django admin's login then requires (accounts/admin_login.py).
 * The secret is stored only encrypted: AES-256-GCM with a key derived by HKDF-SHA256 from the
   master key ``settings.FIELD_ENCRYPTION_KEY`` (info names this use, so the key is unlike any other
   derived from the master), the user's id as associated data (a ciphertext copied onto another user
-  does not decrypt). Never logged, never in an error.
+  does not decrypt). Never logged, never in an error. After a master-key rotation a secret under a
+  retired key (still in FIELD_ENCRYPTION_OLD_KEYS) is read with it and re-encrypted under the new
+  key at its next successful code.
 """
 
 from __future__ import annotations
@@ -74,9 +76,24 @@ def _matching_step(secret: bytes, code: str, now: float | None = None) -> int | 
 # --- the secret at rest ------------------------------------------------------------------------
 
 
-def _key() -> bytes:
-    master = base64.b64decode(settings.FIELD_ENCRYPTION_KEY)
+def _key(key_id: str | None = None) -> bytes:
+    """The TOTP key derived from master key ``key_id`` (default: the current one). Retired master
+    keys (FIELD_ENCRYPTION_OLD_KEYS, compliance.vault's ring) still read older secrets."""
+    from compliance.vault import master_key_ring
+
+    master = master_key_ring().get(key_id or settings.FIELD_ENCRYPTION_KEY_ID)
+    if master is None:
+        raise _unreadable()
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"accounts.totp.secret.v1").derive(master)
+
+
+def _unreadable() -> ApplicationError:
+    return ApplicationError(
+        "totp_unreadable",
+        "Your authenticator can't be read (its master key is no longer configured). Ask another admin to "
+        "reset it (manage.py totp_reset), then enrol again.",
+        status=409,
+    )
 
 
 def _aad(user_id: int) -> bytes:
@@ -88,17 +105,12 @@ def secret_encrypt(secret: bytes, *, user_id: int) -> bytes:
     return nonce + AESGCM(_key()).encrypt(nonce, secret, _aad(user_id))
 
 
-def secret_decrypt(blob: bytes, *, user_id: int) -> bytes:
+def secret_decrypt(blob: bytes, *, user_id: int, key_id: str | None = None) -> bytes:
     blob = bytes(blob)
     try:
-        return AESGCM(_key()).decrypt(blob[:12], blob[12:], _aad(user_id))
+        return AESGCM(_key(key_id)).decrypt(blob[:12], blob[12:], _aad(user_id))
     except InvalidTag as exc:
-        raise ApplicationError(
-            "totp_unreadable",
-            "Your authenticator can't be read (the master key changed). Ask another admin to reset it "
-            "(manage.py totp_reset), then enrol again.",
-            status=409,
-        ) from exc
+        raise _unreadable() from exc
 
 
 # --- enrolment and verification ----------------------------------------------------------------
@@ -149,10 +161,14 @@ def totp_enrol_start(*, user: User) -> dict:
 
 
 def _verify_locked(device: TotpDevice, code: str, now: float | None) -> bool:
-    step = _matching_step(secret_decrypt(device.secret_ciphertext, user_id=device.user_id), code, now)
+    secret = secret_decrypt(device.secret_ciphertext, user_id=device.user_id, key_id=device.key_id)
+    step = _matching_step(secret, code, now)
     if step is None or step <= device.last_step:
         return False
     device.last_step = step
+    if device.key_id != settings.FIELD_ENCRYPTION_KEY_ID:  # a master-key rotation: move it to the new key
+        device.secret_ciphertext = secret_encrypt(secret, user_id=device.user_id)
+        device.key_id = settings.FIELD_ENCRYPTION_KEY_ID
     return True
 
 
@@ -170,7 +186,7 @@ def totp_enrol_confirm(*, user: User, code: str, now: float | None = None) -> To
                 "clock is right, then enter the current 6-digit code.",
             )
         device.confirmed_at = timezone.now()
-        device.save(update_fields=["confirmed_at", "last_step"])
+        device.save(update_fields=["confirmed_at", "last_step", "secret_ciphertext", "key_id"])
     return device
 
 
@@ -180,7 +196,7 @@ def totp_verify(*, user: User, code: str, now: float | None = None) -> bool:
         device = TotpDevice.objects.select_for_update().filter(user_id=user.pk, confirmed_at__isnull=False).first()
         if device is None or not _verify_locked(device, code, now):
             return False
-        device.save(update_fields=["last_step"])
+        device.save(update_fields=["last_step", "secret_ciphertext", "key_id"])
     return True
 
 

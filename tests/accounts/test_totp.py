@@ -201,3 +201,17 @@ def test_totp_reset_command_removes_the_authenticator(staff):
     call_command("totp_reset", "DESK@platform.test", stdout=out)
     assert "removed" in out.getvalue() and not totp.totp_enabled(staff)
     assert _admin_login(Client()).status_code == 302
+
+
+def test_a_master_key_rotation_moves_the_secret_at_the_next_code(staff, settings):
+    secret = _enrolled(staff)
+    old_id, old_key = settings.FIELD_ENCRYPTION_KEY_ID, settings.FIELD_ENCRYPTION_KEY
+    settings.FIELD_ENCRYPTION_KEY = base64.b64encode(b"n" * 32).decode()
+    settings.FIELD_ENCRYPTION_KEY_ID = "k-new"
+    settings.FIELD_ENCRYPTION_OLD_KEYS = {old_id: old_key}
+    assert totp.totp_verify(user=staff, code=totp.totp(secret))
+    device = TotpDevice.objects.get(user=staff)
+    assert device.key_id == "k-new"
+    assert totp.secret_decrypt(device.secret_ciphertext, user_id=staff.pk, key_id="k-new") == secret
+    settings.FIELD_ENCRYPTION_OLD_KEYS = {}  # the old key retired for good: still readable
+    assert totp.totp_verify(user=staff, code=totp.totp(secret, time.time() + 30))

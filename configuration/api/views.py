@@ -18,7 +18,7 @@ from tenants.permissions import MANAGE, READ
 from .. import schema, selectors, services
 
 
-class ChangeSerializer(serializers.Serializer):
+class ConfigChangeSerializer(serializers.Serializer):
     path = serializers.CharField()
     to = serializers.JSONField(allow_null=True)
 
@@ -40,10 +40,10 @@ class ConfigSerializer(serializers.Serializer):
 
 
 class ConfigChangedSerializer(ConfigSerializer):
-    changes = ChangeSerializer(many=True, help_text="what this request changed (empty: nothing did)")
+    changes = ConfigChangeSerializer(many=True, help_text="what this request changed (empty: nothing did)")
 
 
-class VersionSerializer(serializers.Serializer):
+class ConfigVersionSerializer(serializers.Serializer):
     environment = serializers.CharField()
     version = serializers.IntegerField()
     values = serializers.DictField()
@@ -71,7 +71,7 @@ def _current(current: selectors.Current, changes: list | None = None) -> dict:
     return ConfigChangedSerializer(out).data if changes is not None else ConfigSerializer(out).data
 
 
-class WriteSerializer(serializers.Serializer):
+class ConfigWriteSerializer(serializers.Serializer):
     values = serializers.DictField(help_text='settings as nested JSON, e.g. {"controls": {"max_position": 5}}')
     comment = serializers.CharField(max_length=300, required=False, allow_blank=True)
     expected_version = serializers.IntegerField(
@@ -117,7 +117,7 @@ class ConfigDetailApi(APIView):
 
     def _write(self, request, environment: str, *, partial: bool):
         selectors.environment_check(environment)
-        data = WriteSerializer(data=request.data)
+        data = ConfigWriteSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
         current, changes = services.config_set(
@@ -126,11 +126,11 @@ class ConfigDetailApi(APIView):
         )  # fmt: skip
         return Response(_current(current, changes))
 
-    @extend_schema(parameters=[ENV], operation_id="config_replace", request=WriteSerializer, responses=CHANGED)
+    @extend_schema(parameters=[ENV], operation_id="config_replace", request=ConfigWriteSerializer, responses=CHANGED)
     def put(self, request, environment: str):
         return self._write(request, environment, partial=False)
 
-    @extend_schema(parameters=[ENV], operation_id="config_update", request=WriteSerializer, responses=CHANGED)
+    @extend_schema(parameters=[ENV], operation_id="config_update", request=ConfigWriteSerializer, responses=CHANGED)
     def patch(self, request, environment: str):
         return self._write(request, environment, partial=True)
 
@@ -142,22 +142,22 @@ class ConfigVersionListApi(APIView):
     pagination_class = CreatedCursorPagination
 
     @extend_schema(
-        parameters=[ENV], operation_id="config_versions_list", responses={200: VersionSerializer(many=True), **ERRORS}
+        parameters=[ENV], operation_id="config_versions_list", responses={200: ConfigVersionSerializer(many=True), **ERRORS}
     )
     def get(self, request, environment: str):
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(selectors.config_versions(environment), request, view=self)
-        return paginator.get_paginated_response(VersionSerializer(page, many=True).data)
+        return paginator.get_paginated_response(ConfigVersionSerializer(page, many=True).data)
 
 
 class ConfigVersionDetailApi(APIView):
     access = {"GET": READ}
 
     @extend_schema(
-        parameters=[ENV], operation_id="config_versions_retrieve", responses={200: VersionSerializer, **ERRORS}
+        parameters=[ENV], operation_id="config_versions_retrieve", responses={200: ConfigVersionSerializer, **ERRORS}
     )
     def get(self, request, environment: str, config_version: int):
-        return Response(VersionSerializer(selectors.config_version_get(environment, config_version)).data)
+        return Response(ConfigVersionSerializer(selectors.config_version_get(environment, config_version)).data)
 
 
 class ConfigDiffApi(APIView):
@@ -198,7 +198,7 @@ class ConfigDiffApi(APIView):
         )
 
 
-class RollbackSerializer(serializers.Serializer):
+class ConfigRollbackSerializer(serializers.Serializer):
     version = serializers.IntegerField(min_value=1)
     comment = serializers.CharField(max_length=300, required=False, allow_blank=True)
 
@@ -208,10 +208,10 @@ class ConfigRollbackApi(APIView):
 
     access = {"POST": MANAGE}
 
-    @extend_schema(parameters=[ENV], operation_id="config_rollback", request=RollbackSerializer, responses=CHANGED)
+    @extend_schema(parameters=[ENV], operation_id="config_rollback", request=ConfigRollbackSerializer, responses=CHANGED)
     def post(self, request, environment: str):
         selectors.environment_check(environment)
-        data = RollbackSerializer(data=request.data)
+        data = ConfigRollbackSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         current, changes = services.config_rollback(
             tenant=request.tenant, environment=environment, actor=request.user, **data.validated_data
@@ -219,7 +219,7 @@ class ConfigRollbackApi(APIView):
         return Response(_current(current, changes))
 
 
-class PromoteSerializer(serializers.Serializer):
+class ConfigPromoteSerializer(serializers.Serializer):
     comment = serializers.CharField(max_length=300, required=False, allow_blank=True)
     expected_version = serializers.IntegerField(min_value=0, required=False)
 
@@ -230,10 +230,10 @@ class ConfigPromoteApi(APIView):
 
     access = {"POST": MANAGE}
 
-    @extend_schema(parameters=[ENV], operation_id="config_promote", request=PromoteSerializer, responses=CHANGED)
+    @extend_schema(parameters=[ENV], operation_id="config_promote", request=ConfigPromoteSerializer, responses=CHANGED)
     def post(self, request, environment: str):
         selectors.environment_check(environment)
-        data = PromoteSerializer(data=request.data)
+        data = ConfigPromoteSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         current, changes = services.config_promote(
             tenant=request.tenant, environment=environment, actor=request.user, **data.validated_data

@@ -142,7 +142,9 @@ class ConfigVersionListApi(APIView):
     pagination_class = CreatedCursorPagination
 
     @extend_schema(
-        parameters=[ENV], operation_id="config_versions_list", responses={200: ConfigVersionSerializer(many=True), **ERRORS}
+        parameters=[ENV],
+        operation_id="config_versions_list",
+        responses={200: ConfigVersionSerializer(many=True), **ERRORS},
     )
     def get(self, request, environment: str):
         paginator = self.pagination_class()
@@ -208,7 +210,9 @@ class ConfigRollbackApi(APIView):
 
     access = {"POST": MANAGE}
 
-    @extend_schema(parameters=[ENV], operation_id="config_rollback", request=ConfigRollbackSerializer, responses=CHANGED)
+    @extend_schema(
+        parameters=[ENV], operation_id="config_rollback", request=ConfigRollbackSerializer, responses=CHANGED
+    )
     def post(self, request, environment: str):
         selectors.environment_check(environment)
         data = ConfigRollbackSerializer(data=request.data)

@@ -39,6 +39,8 @@ SPECTACULAR_SETTINGS = {
         "TimeframeEnum": "marketdata.models.Timeframe",
         "JobStateEnum": "models_registry.models.JobState",
         "CircuitStateEnum": "models_registry.models.CircuitState",
+        "VersionStatusEnum": "models_registry.models.VersionStatus",
+        "CredentialKindEnum": "compliance.models.Credential.Kind",
     },
 }
 

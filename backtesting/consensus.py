@@ -22,7 +22,14 @@ from .engine import FLAT, KEEP, LONG, SHORT
 
 
 def consensus_signals(
-    bars: pd.DataFrame, *, tenant, symbol: str, timeframe: str, use_model: bool = True, progress=None
+    bars: pd.DataFrame,
+    *,
+    tenant,
+    symbol: str,
+    timeframe: str,
+    use_model: bool = True,
+    environment: str = "prod",
+    progress=None,
 ) -> dict:
     from features.engine import compute_batch
     from intelligence import services as intel
@@ -32,7 +39,7 @@ def consensus_signals(
     from intelligence.ledger import mark_peak, position_move, position_state
     from intelligence.models import Position
 
-    pipeline = intel.pipeline_fresh(tenant)
+    pipeline = intel.pipeline_fresh(tenant, environment)  # the flow that environment runs (try staging first)
     flow = pipeline.flow
     features = compute_batch(bars, agent_feature_spec(timeframe), timeframe, direct=True)
     columns = list(features.columns)

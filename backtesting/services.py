@@ -165,13 +165,20 @@ def backtest_create(
     elif strategy == CONSENSUS:
         from intelligence.agents.features import agent_feature_spec
 
-        unknown = sorted(set(params or {}) - {"use_model", "replay"})
+        unknown = sorted(set(params or {}) - {"use_model", "replay", "environment"})
         if unknown:
             raise ApplicationError(
-                "unknown_param", f"A consensus backtest takes use_model and replay only; not {', '.join(unknown)}.",
+                "unknown_param",
+                f"A consensus backtest takes use_model, environment and replay only; not {', '.join(unknown)}.",
                 {"unknown": unknown},
             )  # fmt: skip
-        resolved = {"use_model": bool((params or {}).get("use_model", True))}
+        from configuration.selectors import environment_check
+
+        environment = (params or {}).get("environment", "prod")
+        if not isinstance(environment, str):
+            raise ApplicationError("unknown_environment", "environment is dev, staging or prod.")
+        environment_check(environment)  # 404 unknown_environment
+        resolved = {"use_model": bool((params or {}).get("use_model", True)), "environment": environment}
         if (params or {}).get("replay"):
             from intelligence.rerun import replay_plan
 
@@ -497,7 +504,8 @@ def consensus_backtest_run(
     else:
         out = consensus_signals(
             bars, tenant=tenant_current(), symbol=symbol, timeframe=timeframe,
-            use_model=params.get("use_model", True), progress=progress,
+            use_model=params.get("use_model", True), environment=params.get("environment", "prod"),
+            progress=progress,
         )  # fmt: skip
     return _simulated(bars, out["target"], out["start"], strategy=CONSENSUS, params=params, broker=broker,
                       consensus=out["consensus"])  # fmt: skip

@@ -91,7 +91,8 @@ class BacktestListCreateApi(APIView):
             required=False,
             help_text="the strategy's parameters (defaults otherwise); for 'model': model ('name' or "
             "'name@version'), window, step, expanding, threshold; for 'rules': feature_set, long, short, exit "
-            "(lists of [column, op, number or column]), match (all/any); for 'consensus': use_model, or replay=true "
+            "(lists of [column, op, number or column]), match (all/any); for 'consensus': use_model, environment "
+            "(dev, staging or prod: the flow that environment runs; default prod), or replay=true "
             "to replay the recorded live period (the stream's decisions derived again from recorded state and "
             "compared one by one)",
         )

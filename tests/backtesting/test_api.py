@@ -278,6 +278,29 @@ def test_the_live_consensus_configuration_backtested_bar_by_bar(alpha, bars, usa
     assert error_code(r) == "unknown_param"
 
 
+def test_a_consensus_backtest_runs_the_flow_of_the_environment_asked_for(alpha, bars, usage_redis):
+    # given staging runs a flow of its own while prod keeps the default
+    admin = alpha.client(role="admin")
+    body = {"name": "candidate", "config": {"min_confidence": 0.5, "min_agreement": 0.3}, "environment": "staging"}
+    assert admin.post("/api/v1/flows/", body, format="json").status_code == 201
+    runs = {}
+    for env in ("staging", "prod"):
+        r = alpha.client().post(
+            URL, {"strategy": "consensus", "symbol": "BKT", "params": {"environment": env, "use_model": False}},
+            format="json",
+        )  # fmt: skip
+        assert r.status_code == 201 and r.json()["params"]["environment"] == env, r.content
+        with schema_context(alpha.tenant.schema_name):
+            assert backtest_execute(run_id=r.json()["id"]) == "succeeded"
+        runs[env] = alpha.client().get(f"{URL}{r.json()['id']}/").json()["stats"]["consensus"]
+    assert runs["staging"]["flow"] == "candidate@1" and runs["prod"]["flow"] == "default@0"
+    # an environment that does not exist: 404, nothing queued
+    before = _runs(alpha)
+    r = alpha.client().post(URL, {"strategy": "consensus", "symbol": "BKT", "params": {"environment": "qa"}},
+                            format="json")  # fmt: skip
+    assert r.status_code == 404 and error_code(r) == "unknown_environment" and _runs(alpha) == before
+
+
 def test_an_optuna_sweep_over_rest(alpha, bars, usage_redis):
     body = {"strategy": "sma_cross", "symbol": "BKT", "grid": {"fast": [2, 20], "slow": [25, 80]},
             "search": "optuna", "n_trials": 12}  # fmt: skip

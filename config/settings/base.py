@@ -32,6 +32,7 @@ SHARED_APPS = [
     "billing",
     "dashboard",
     "eventbus",
+    "review",  # compliance review index of every tenant's decisions (public schema)
 ]
 TENANT_APPS = [
     "django.contrib.contenttypes",

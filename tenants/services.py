@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
+import logging
 import re
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.core.exceptions import ImproperlyConfigured
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 from django.utils import timezone
-from django_tenants.clone import CloneSchema
+from django_tenants.clone import CLONE_SCHEMA_FUNCTION
 from django_tenants.utils import get_public_schema_name, schema_context, schema_exists
 
 from api.errors import ApplicationError, NotFound
 from compliance.services import audit_record
 
 from . import limits, resolution
+from .db import roles
 from .keys import key_generate
 from .models import ApiKey, Domain, Membership, Plan, Role, Scope, Tenant
 
 SLUG_RE = re.compile(r"^[a-z][a-z0-9-]{1,38}[a-z0-9]$")
 RESERVED_SLUGS = {"www", "api", "admin", "public", "static", "media", "app", "template", "tenant", "ws", "health"}
+logger = logging.getLogger(__name__)
 ALL_SCOPES = [Scope.READ.value, Scope.TRADE.value, Scope.ADMIN.value]
 
 
@@ -32,6 +36,11 @@ def tenant_template_ensure() -> Tenant:
     template = Tenant.objects.filter(schema_name=settings.TENANT_TEMPLATE_SCHEMA).first()
     if template is not None and schema_exists(template.schema_name):
         return template
+    if roles.owner_connection_separate():
+        raise ImproperlyConfigured(
+            f"The tenant template schema '{settings.TENANT_TEMPLATE_SCHEMA}' is missing and the app role "
+            "cannot create it: run `manage.py ensure_tenant_template` (part of `make migrate`)."
+        )
     with transaction.atomic():
         if template is None:
             template = Tenant.objects.create(
@@ -41,8 +50,49 @@ def tenant_template_ensure() -> Tenant:
                 plan=Plan.objects.get(code="free"),
                 status=Tenant.Status.TEMPLATE,
             )
-        template.create_schema(check_if_exists=True, verbosity=0)
+        with roles.owner_atomic() as alias:  # migrations: DDL, as the owner
+            template.create_schema(check_if_exists=True, verbosity=0)
+            with connections[alias].cursor() as cur:
+                roles.schema_grant_if_enabled(cur, template.schema_name)
     return template
+
+
+def _schema_clone(*, alias: str, source: str, target: str) -> None:
+    """django-tenants' clone_schema on the owner's connection (CloneSchema always uses ``default``),
+    then the app role's grants on the new schema: the audit tables append-only for it."""
+    conn = connections[alias]
+    with conn.cursor() as cur:
+        cur.execute("SELECT current_user")
+        cur.execute(CLONE_SCHEMA_FUNCTION.format(db_user=cur.fetchone()[0]))
+        cur.execute("SELECT clone_schema(%s, %s, 'DATA')", [source, target])
+        roles.schema_grant_if_enabled(cur, target)
+
+
+def _schema_orphan_drop(*, alias: str, schema: str) -> None:
+    """Drop ``schema`` if no committed tenant has it. Safe only after inserting this tenant's row in
+    the caller's open transaction: the unique schema_name makes any other attempt at the same name
+    wait for that transaction, so nobody else is cloning it. A lock timeout turns a wait on the
+    caller's own locks (a future foreign key into a public table) into an error, not a hang."""
+    with connections[alias].cursor() as cur:
+        cur.execute("SET LOCAL lock_timeout = '10s'")
+        cur.execute(f"SELECT 1 FROM public.{Tenant._meta.db_table} WHERE schema_name = %s", [schema])
+        if cur.fetchone() is None:
+            cur.execute(f"DROP SCHEMA IF EXISTS {roles.quote(schema)} CASCADE")
+
+
+def _schema_drop_after_failure(schema: str) -> None:
+    """Undo a clone the owner committed, once this transaction is over. Inside a caller's transaction
+    (sign-up) this one still holds locks on the new schema (its sequences), so the schema is left to
+    the next attempt at the same slug (_schema_orphan_drop); nothing refers to it meanwhile."""
+    if connections[DEFAULT_DB_ALIAS].in_atomic_block:
+        logger.warning("tenant schema %s left after a failed provisioning; reclaimed on the next attempt", schema)
+        return
+    try:
+        with roles.owner_atomic() as alias, connections[alias].cursor() as cur:
+            cur.execute("SET LOCAL lock_timeout = '5s'")
+            cur.execute(f"DROP SCHEMA IF EXISTS {roles.quote(schema)} CASCADE")
+    except DatabaseError:
+        logger.warning("tenant schema %s left after a failed provisioning; reclaimed on the next attempt", schema)
 
 
 def tenant_provision(
@@ -73,33 +123,52 @@ def tenant_provision(
             "unknown_plan", f"Unknown plan '{plan}'.", {"choices": list(Plan.objects.values_list("code", flat=True))}
         )
     schema = _schema_for(slug)
-    if Tenant.objects.filter(slug=slug).exists() or schema_exists(schema):
+    # a schema with no tenant is, with the owner on its own connection, the leftover of an attempt
+    # that failed after its clone: reclaimed below (_schema_orphan_drop)
+    separate = roles.owner_connection_separate()
+    if Tenant.objects.filter(slug=slug).exists() or (not separate and schema_exists(schema)):
         raise ApplicationError(
             "slug_taken", f"The tenant '{slug}' already exists; pick another name.", {"slug": slug}, status=409
         )
     User = get_user_model()
     # from the public schema whatever the caller's tenant (a logged-in person opening another
     # tenant from the dashboard); the caller's schema is restored afterwards
+    cloned = False
+    # from the public schema whatever the caller's tenant (a logged-in person opening another
+    # tenant from the dashboard); the caller's schema is restored afterwards
     with schema_context(get_public_schema_name()):
         template = tenant_template_ensure()
-        with transaction.atomic():
-            tenant = Tenant.objects.create(schema_name=schema, slug=slug, name=name or slug, plan=plan_obj)
-            Domain.objects.create(domain=f"{slug}.{settings.TENANT_BASE_DOMAIN}", tenant=tenant, is_primary=True)
-            owner = None
-            if owner_email:
-                owner = User.objects.filter(email__iexact=owner_email).first()
-                if owner is None:
-                    owner = User.objects.create_user(email=owner_email, password=owner_password)
-                    if owner_password is None:
-                        owner.set_unusable_password()
-                        owner.save(update_fields=["password"])
-                Membership.objects.create(user=owner, tenant=tenant, role=Role.OWNER)
-            CloneSchema().clone_schema(template.schema_name, schema, "DATA")
-            with schema_context(schema):
-                audit_record(owner, "tenant.provisioned", tenant, {"plan": plan_obj.code, "slug": slug})
-            raw = None
-            if create_key:
-                _, raw = _api_key_insert(tenant=tenant, name="provisioning key", scopes=ALL_SCOPES, created_by=owner)
+        try:
+            with transaction.atomic():
+                tenant = Tenant.objects.create(schema_name=schema, slug=slug, name=name or slug, plan=plan_obj)
+                Domain.objects.create(domain=f"{slug}.{settings.TENANT_BASE_DOMAIN}", tenant=tenant, is_primary=True)
+                owner = None
+                if owner_email:
+                    owner = User.objects.filter(email__iexact=owner_email).first()
+                    if owner is None:
+                        owner = User.objects.create_user(email=owner_email, password=owner_password)
+                        if owner_password is None:
+                            owner.set_unusable_password()
+                            owner.save(update_fields=["password"])
+                    Membership.objects.create(user=owner, tenant=tenant, role=Role.OWNER)
+                # DDL as the owner: in this transaction (rolled back with it), or, when the app role
+                # logs in by itself, committed on the owner's own connection (undone below on failure)
+                with roles.owner_atomic() as alias:
+                    if separate:
+                        _schema_orphan_drop(alias=alias, schema=schema)
+                    _schema_clone(alias=alias, source=template.schema_name, target=schema)
+                cloned = separate
+                with schema_context(schema):
+                    audit_record(owner, "tenant.provisioned", tenant, {"plan": plan_obj.code, "slug": slug})
+                raw = None
+                if create_key:
+                    _, raw = _api_key_insert(
+                        tenant=tenant, name="provisioning key", scopes=ALL_SCOPES, created_by=owner
+                    )
+        except BaseException:
+            if cloned:
+                _schema_drop_after_failure(schema)
+            raise
     return tenant, raw
 
 

@@ -4,6 +4,7 @@ API keys per scope, and clients authenticated each way. Tenants are provisioned 
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
 
 import pytest
@@ -128,11 +129,31 @@ def error_code(response) -> str:
     return response.json()["error"]["code"]
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _close_stray_connections(django_db_setup, django_db_blocker):
-    """Worker and Channels threads keep their own connections; end them so the test DB can be dropped."""
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """The test database is created and migrated as the owner (pytest-django's django_db_setup);
+    then, as in production, the app role gets its grants (ensure_db_roles) and ``default`` -- every
+    test, request, task and thread -- connects as it (tenants/db/roles.py). DB_APP_ROLE_ENABLED=0
+    runs everything as the owner. At the end the owner again, to end stray sessions and drop it."""
+    from django.core.management import call_command
+
+    from tenants.db import roles
+
+    options = connection.settings_dict["OPTIONS"]
+    kept = options.get("options")
+    with django_db_blocker.unblock():
+        if roles.enabled():
+            call_command("ensure_db_roles", stdout=io.StringIO())
+            options["options"] = f"{kept or ''} -c role={roles.app_role()}".strip()
+            connection.close()  # every connection opened from now on takes the role
     yield
     with django_db_blocker.unblock():
+        if kept is None:
+            options.pop("options", None)
+        else:
+            options["options"] = kept
+        connection.close()
+        # worker and Channels threads keep their own connections: end them so the DB can be dropped
         with connection.cursor() as cur:
             cur.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "

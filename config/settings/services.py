@@ -3,7 +3,7 @@
 import sys
 from urllib.parse import parse_qs, unquote, urlparse
 
-from .env import env_int, env_str
+from .env import env_bool, env_int, env_str
 
 _db_url = env_str("DATABASE_URL") or __import__("config.embedded", fromlist=["x"]).database_url()
 REDIS_URL = env_str("REDIS_URL") or __import__("config.embedded", fromlist=["x"]).redis_url()
@@ -30,6 +30,34 @@ def _parse_db(url: str) -> dict:
 
 DATABASES = {"default": _parse_db(_db_url)}
 DATABASE_ROUTERS = ("django_tenants.routers.TenantSyncRouter",)
+
+# Database roles (tenants/db/roles.py, README "Database roles"): DATABASE_URL's login is the owner
+# (schema changes: migrations, the tenant template, tenant schemas); request handling, Celery, the
+# stream and the edge run as DB_APP_ROLE, which cannot UPDATE/DELETE audit rows nor drop the guard.
+# The app role logs in with DATABASE_APP_URL (production) or, unset, the owner's login takes it with
+# `-c role=...` (defence in depth only). DB_APP_ROLE_ENABLED=0 turns it all off (all as the owner).
+DB_APP_ROLE_ENABLED = env_bool("DB_APP_ROLE_ENABLED", True)
+DATABASE_APP_URL = env_str("DATABASE_APP_URL") if DB_APP_ROLE_ENABLED else ""
+DB_APP_ROLE = unquote(urlparse(DATABASE_APP_URL).username or "") or env_str("DB_APP_ROLE", "ati_app")
+# commands that change schemas or grants connect as the owner on `default` as well (django-tenants'
+# router migrates only TENANT_DB_ALIAS, so `migrate_schemas --database owner` would migrate nothing)
+DB_OWNER_COMMANDS = {"migrate", "migrate_schemas", "ensure_tenant_template", "ensure_db_roles", "makemigrations"}
+_as_owner = (
+    not DB_APP_ROLE_ENABLED
+    or env_bool("DB_CONNECT_AS_OWNER")
+    or sys.argv[1:2] in [[c] for c in DB_OWNER_COMMANDS]
+    # tests: the test database is created and migrated as the owner; tests/conftest.py then runs
+    # ensure_db_roles and puts `default` on the app role
+    or "pytest" in sys.modules
+)
+if DB_APP_ROLE_ENABLED:
+    DATABASES["owner"] = {**_parse_db(_db_url), "TEST": {"MIRROR": "default"}}
+    if not _as_owner:
+        if DATABASE_APP_URL:
+            DATABASES["default"] = _parse_db(DATABASE_APP_URL)
+        else:
+            _opts = DATABASES["default"]["OPTIONS"]
+            _opts["options"] = f"{_opts.get('options', '')} -c role={DB_APP_ROLE}".strip()
 
 
 def redis_db_url(db: int) -> str:

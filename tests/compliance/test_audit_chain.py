@@ -26,8 +26,10 @@ def _records(n: int) -> list[int]:
 
 
 def _tamper(sql: str, params) -> None:
-    """As someone with direct database access would: around the append-only trigger."""
+    """As someone with direct database access would: as the owner (the app role may not), around the
+    append-only trigger."""
     with connection.cursor() as cur:
+        cur.execute("SET LOCAL ROLE NONE")
         cur.execute("SET LOCAL session_replication_role = replica")
         cur.execute(sql, params)
         cur.execute("SET LOCAL session_replication_role = origin")

@@ -62,6 +62,7 @@ def test_a_connection_dropped_under_it_is_unusable_and_the_next_one_gets_its_pat
             assert cursor.fetchall() == []  # b's row is in the test's uncommitted transaction
         assert other.is_usable()
         with connection.cursor() as cursor:  # the server ends that session, as a restart would
+            cursor.execute("SET LOCAL ROLE NONE")  # as the owner: the app role may not end its sessions
             cursor.execute("SELECT pg_terminate_backend(%s)", [other.connection.info.backend_pid])
         with pytest.raises(OperationalError), other.cursor() as cursor:
             cursor.execute("SELECT 1")

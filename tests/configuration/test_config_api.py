@@ -134,7 +134,8 @@ def test_promotion_travels_dev_to_staging_to_prod_and_rollback_copies_an_old_ver
     r = admin.post(f"{CONFIG}prod/rollback/", {"version": 9}, format="json")
     assert r.status_code == 404 and error_code(r) == "not_found"
     with schema_context(alpha.tenant.schema_name):
-        actions = list(AuditRecord.objects.filter(action__startswith="config.").values_list("action", flat=True))
+        rows = AuditRecord.objects.filter(action__startswith="config.").order_by("id")
+        actions = list(rows.values_list("action", flat=True))
     assert actions == ["config.changed", "config.promoted", "config.promoted", "config.changed", "config.rolled_back"]
 
 

@@ -80,7 +80,7 @@ def test_the_consensus_from_the_form_shows_what_it_decided(alpha, bars, usage_re
     r = analyst.post("/app/backtests/", {**FORM, "strategy": "consensus", "params": ""})
     assert r.status_code == 302, r.content.decode()[:2000]
     (run,) = _runs(alpha)
-    assert run.strategy == "consensus" and run.params == {"use_model": True}
+    assert run.strategy == "consensus" and run.params == {"use_model": True, "environment": "prod"}
     with schema_context(alpha.tenant.schema_name):
         backtest_execute(run_id=run.pk)
     page = analyst.get(f"/app/backtests/{run.pk}/").content.decode()

@@ -35,6 +35,7 @@ migrate: install
 	$(MANAGE) migrate_schemas --shared -v 0
 	$(MANAGE) migrate_schemas --tenant -v 0
 	$(MANAGE) ensure_tenant_template
+	$(MANAGE) ensure_db_roles
 
 demo: migrate
 	$(MANAGE) demo_setup

@@ -518,7 +518,8 @@ def optuna_storage():
 
         db = connection.settings_dict
         schema = settings.OPTUNA_SCHEMA
-        query = {"options": f"-csearch_path={schema}"}
+        # the connection's own options too: as the app role when it takes it with `-c role=`
+        query = {"options": f"{(db.get('OPTIONS') or {}).get('options', '')} -csearch_path={schema}".strip()}
         host = db.get("HOST") or None
         if host and host.startswith("/"):
             query["host"] = host
@@ -534,8 +535,12 @@ def optuna_storage():
         )
         # on its own connection, committed at once (a Django transaction may be open here)
         engine = sqlalchemy.create_engine(url)
-        with engine.begin() as conn:
-            conn.execute(sqlalchemy.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+        with engine.begin() as conn:  # ensure_db_roles creates it for the app role, which may not
+            if (
+                conn.execute(sqlalchemy.text("SELECT 1 FROM pg_namespace WHERE nspname = :s"), {"s": schema}).first()
+                is None
+            ):
+                conn.execute(sqlalchemy.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
         engine.dispose()
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         _storage = optuna.storages.RDBStorage(

@@ -16,7 +16,7 @@ class Command(BaseCommand):
         "owner creates later. The role is NOLOGIN (the owner's login takes it with `-c role=`) unless "
         "DATABASE_APP_URL is set, then it logs in with that URL's password. Does nothing when "
         "DB_APP_ROLE_ENABLED=0. With --check, changes nothing and exits 1 if the app role could change "
-        "an audit row or owns anything."
+        "an audit row or owns anything (outside Optuna's schema)."
     )
 
     def add_arguments(self, parser):
@@ -82,6 +82,10 @@ class Command(BaseCommand):
         # only the owner creates objects in public (PostgreSQL 15+ already does this)
         cur.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
         cur.execute(f"REVOKE CREATE ON DATABASE {connection.ops.quote_name(connection.settings_dict['NAME'])} FROM {q}")
+        # Optuna's study tables (models_registry/services/training.py): the app role creates them
+        optuna = roles.quote(settings.OPTUNA_SCHEMA)
+        cur.execute(f"CREATE SCHEMA IF NOT EXISTS {optuna}")
+        cur.execute(f"GRANT USAGE, CREATE ON SCHEMA {optuna} TO {q}")
         cur.execute(
             "SELECT nspname FROM pg_namespace WHERE nspname = 'public' OR (nspowner = "
             "(SELECT oid FROM pg_roles WHERE rolname = current_user) AND nspname NOT LIKE 'pg\\_%%' "
@@ -109,8 +113,10 @@ class Command(BaseCommand):
                 [list(roles.AUDIT_TABLES), role, role, role],
             )
             problems += [f"{name}: the app role may UPDATE/DELETE/TRUNCATE" for (name,) in cur.fetchall()]
-            cur.execute(
-                "SELECT count(*) FROM pg_class c JOIN pg_roles r ON r.oid = c.relowner WHERE r.rolname = %s", [role]
+            cur.execute(  # but Optuna's tables, which the app role creates in their own schema
+                "SELECT count(*) FROM pg_class c JOIN pg_roles r ON r.oid = c.relowner "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE r.rolname = %s AND n.nspname <> %s",
+                [role, settings.OPTUNA_SCHEMA],
             )
             owned = cur.fetchone()[0]
             if owned:

@@ -114,8 +114,8 @@ class Command(BaseCommand):
             )
             problems += [f"{name}: the app role may UPDATE/DELETE/TRUNCATE" for (name,) in cur.fetchall()]
             cur.execute(  # but Optuna's tables, which the app role creates in their own schema
-                "SELECT count(*) FROM pg_class c JOIN pg_roles r ON r.oid = c.relowner "
-                "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE r.rolname = %s AND n.nspname <> %s",
+                "SELECT count(*) FROM pg_class c JOIN pg_roles r ON r.oid = c.relowner JOIN pg_namespace n "
+                "ON n.oid = c.relnamespace WHERE r.rolname = %s AND n.nspname NOT IN (%s, 'pg_toast')",
                 [role, settings.OPTUNA_SCHEMA],
             )
             owned = cur.fetchone()[0]

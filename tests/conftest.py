@@ -129,6 +129,9 @@ def error_code(response) -> str:
     return response.json()["error"]["code"]
 
 
+_app_role_applied: list[bool] = []  # whether this session's test database has the app role's grants
+
+
 @pytest.fixture(scope="session")
 def django_db_setup(django_db_setup, django_db_blocker):
     """The test database is created and migrated as the owner (pytest-django's django_db_setup);
@@ -137,16 +140,22 @@ def django_db_setup(django_db_setup, django_db_blocker):
     runs everything as the owner. At the end the owner again, to end stray sessions and drop it."""
     from django.core.management import call_command
 
+    from config.settings.services import _db_url, _parse_db
     from tenants.db import roles
 
     options = connection.settings_dict["OPTIONS"]
     kept = options.get("options")
+    # no test asked for `db`: pytest-django made no test database (tests/browser makes its own)
+    made = connection.settings_dict["NAME"] != _parse_db(_db_url)["NAME"]
     with django_db_blocker.unblock():
-        if roles.enabled():
+        if roles.enabled() and made:
             call_command("ensure_db_roles", stdout=io.StringIO())
             options["options"] = f"{kept or ''} -c role={roles.app_role()}".strip()
             connection.close()  # every connection opened from now on takes the role
+            _app_role_applied.append(True)
     yield
+    if not made:
+        return
     with django_db_blocker.unblock():
         if kept is None:
             options.pop("options", None)
@@ -219,6 +228,8 @@ def service_env() -> dict[str, str]:
         url = f"postgresql://{auth}@{host or '127.0.0.1'}:{s.get('PORT') or 5432}/{s['NAME']}"
     return {
         "DATABASE_URL": url,
+        # as the app role when this session's database has its grants, else as the owner
+        "DB_APP_ROLE_ENABLED": "1" if _app_role_applied else "0",
         "REDIS_URL": settings.REDIS_URL,
         "REDIS_DB_CACHE": str(services.REDIS_DB_CACHE),
         "REDIS_DB_BROKER": str(services.REDIS_DB_BROKER),

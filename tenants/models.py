@@ -1,6 +1,6 @@
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
-from django.db import models
+from django.db import models, transaction
 from django_tenants.models import DomainMixin, TenantMixin
 
 
@@ -40,6 +40,19 @@ class Tenant(TenantMixin):
 
     def __str__(self) -> str:
         return self.slug
+
+    def _drop_schema(self, force_drop=False):
+        """As the owner: the app role owns no schema (tenants/db/roles.py). In this transaction, or,
+        with the owner on its own connection, once the tenant's deletion has committed."""
+        from tenants.db import roles
+
+        if roles.owner_connection_separate():
+            if self.auto_drop_schema or force_drop:
+                schema = self.schema_name
+                transaction.on_commit(lambda: roles.schema_drop(schema))
+            return
+        with roles.owner_atomic():
+            super()._drop_schema(force_drop)
 
 
 class Domain(DomainMixin):

@@ -93,6 +93,11 @@ def owner_atomic() -> Iterator[str]:
                 cur.execute(f"SET LOCAL ROLE {quote(current)}")
 
 
+def schema_drop(schema: str) -> None:
+    with owner_atomic() as alias, connections[alias].cursor() as cur:
+        cur.execute(f"DROP SCHEMA IF EXISTS {quote(schema)} CASCADE")
+
+
 def schema_grant(cursor, schema: str, role: str | None = None) -> None:
     """The app role's privileges on one schema: rows of every table, sequences, and only SELECT and
     INSERT on the audit tables (UPDATE/DELETE/TRUNCATE revoked, also from PUBLIC)."""

@@ -287,3 +287,30 @@ def test_separate_owner_connection_reclaims_a_schema_left_by_a_crash(separate_ow
     assert _owner_sees_schema("t_roles_orphan")
     assert _one("SELECT to_regclass('t_roles_orphan.leftover')") == (None,)
     assert _one("SELECT to_regclass('t_roles_orphan.compliance_auditrecord')")[0] is not None
+
+
+def test_deleting_a_tenant_drops_its_schema_as_the_owner(tenants_ab):
+    tenant, _ = tenant_provision(slug="roles-gone")
+    tenant.delete(force_drop=True)
+    assert _one("SELECT to_regnamespace('t_roles_gone')") == (None,)
+    assert _one("SELECT current_user") == (APP,)
+
+
+def test_separate_owner_connection_drops_a_deleted_tenants_schema_after_commit(
+    separate_owner, django_capture_on_commit_callbacks
+):
+    separate_owner.append("t_roles_del")
+    with connections["owner"].cursor() as cur:
+        cur.execute("CREATE SCHEMA t_roles_del")
+    tenant = Tenant.objects.create(schema_name="t_roles_del", slug="roles-del", name="x", plan=_free_plan())
+    with django_capture_on_commit_callbacks(execute=True):
+        tenant.delete(force_drop=True)
+        assert _owner_sees_schema("t_roles_del")  # not before the deletion commits
+    assert not _owner_sees_schema("t_roles_del")
+    assert not Tenant.objects.filter(slug="roles-del").exists()
+
+
+def _free_plan():
+    from tenants.models import Plan
+
+    return Plan.objects.get(code="free")

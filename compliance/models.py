@@ -43,11 +43,11 @@ class DataKey(models.Model):
         return f"{self.key_id} ({'active' if self.active else 'retired'})"
 
 
-class AuditBatch(models.Model):
-    """A run of audit records sealed into the tenant's hash chain (``compliance.chain``): their ids
-    and 8-byte digests in id order, and ``hash = sha256(prev_hash + digests)``. Append-only, like
-    the records; one writer per tenant (an advisory lock) appends batches, so inserting records
-    never waits on the chain."""
+class ChainBatch(models.Model):
+    """A run of records sealed into one of the tenant's hash chains (``compliance.chain``): their
+    ids and 8-byte digests in id order, and ``hash = sha256(prev_hash + digests)``. Append-only (a
+    trigger); one writer per tenant and chain (an advisory lock) appends batches, so inserting
+    records never waits on the chain."""
 
     first_id = models.BigIntegerField()
     last_id = models.BigIntegerField(unique=True)
@@ -58,7 +58,15 @@ class AuditBatch(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        abstract = True
         ordering = ("last_id",)
+
+
+class AuditBatch(ChainBatch):
+    """Audit records sealed into the tenant's audit chain."""
+
+    class Meta(ChainBatch.Meta):
+        pass
 
     def __str__(self) -> str:
         return f"audit batch #{self.first_id}-{self.last_id} {self.hash[:12]}"

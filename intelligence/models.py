@@ -4,9 +4,10 @@ ledger (positions and fills) the risk agent reads."""
 
 from __future__ import annotations
 
-from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import BrinIndex
 from django.db import models
+
+from compliance.models import ChainBatch
 
 
 class Flow(models.Model):
@@ -219,21 +220,12 @@ class LedgerDay(models.Model):
         return f"{self.day} P&L {self.last_pnl:+.2f}"
 
 
-class DecisionSeal(models.Model):
+class DecisionSeal(ChainBatch):
     """Decisions sealed into the tenant's hash chain (``compliance.chain``, as the audit trail):
-    their ids and 8-byte digests of what was decided (not the outcome, learned later), and
-    ``hash = sha256(prev_hash + digests)``. Verified by ``manage.py verify_audit``."""
+    digests of what was decided, not of the outcome learned later. Verified by ``verify_audit``."""
 
-    first_id = models.BigIntegerField()
-    last_id = models.BigIntegerField(unique=True)
-    ids = ArrayField(models.BigIntegerField())
-    digests = models.BinaryField()
-    prev_hash = models.CharField(max_length=64)
-    hash = models.CharField(max_length=64, unique=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        ordering = ("last_id",)
+    class Meta(ChainBatch.Meta):
+        pass
 
     def __str__(self) -> str:
         return f"decision seal #{self.first_id}-{self.last_id} {self.hash[:12]}"

@@ -41,10 +41,10 @@ def _decisions(n: int) -> list[Decision]:
 
 
 def _tamper(sql: str, params) -> None:
+    """As the application's own database role may (it records outcomes, so it can UPDATE decisions):
+    the chain, not a privilege, is what catches an edit of what was decided."""
     with connection.cursor() as cur:
-        cur.execute("SET LOCAL session_replication_role = replica")
         cur.execute(sql, params)
-        cur.execute("SET LOCAL session_replication_role = origin")
 
 
 def test_decisions_are_sealed_and_their_outcome_may_follow(alpha):

@@ -224,9 +224,18 @@ def _schemas_made(django_db_setup, django_db_blocker):
     """Schemas committed by the owner's own connection: dropped once the tests' transactions ended."""
     made = []
     yield made
-    with django_db_blocker.unblock(), connections["owner"].cursor() as cur:
-        for schema in made:
-            cur.execute(f"DROP SCHEMA IF EXISTS {roles.quote(schema)} CASCADE")
+    # a connection of its own: pytest-django may tear this module fixture down while another
+    # module's test forbids the ``owner`` alias
+    own = connections["owner_cleanup"] = connections["owner"].__class__(
+        dict(connections.settings["owner"]), "owner_cleanup"
+    )
+    try:
+        with django_db_blocker.unblock(), own.cursor() as cur:
+            for schema in made:
+                cur.execute(f"DROP SCHEMA IF EXISTS {roles.quote(schema)} CASCADE")
+    finally:
+        own.close()
+        del connections["owner_cleanup"]
 
 
 @pytest.fixture

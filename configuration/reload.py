@@ -23,6 +23,8 @@ import time
 
 from asgiref.sync import async_to_sync
 
+from .schema import LIVE
+
 log = logging.getLogger(__name__)
 POLL_S = 2.0
 
@@ -84,7 +86,7 @@ class ConfigWatcher:
     """The newest configuration version of one tenant's environment, as pushed (channel layer)
     or polled (Redis key, every ``poll_s``). :meth:`latest` is cheap enough for every batch."""
 
-    def __init__(self, schema: str, environment: str = "prod", *, poll_s: float = POLL_S):
+    def __init__(self, schema: str, environment: str = LIVE, *, poll_s: float = POLL_S):
         self.schema, self.environment, self.poll_s = schema, environment, poll_s
         self.version: int | None = None
         self.pushed = 0  # messages received over the channel layer

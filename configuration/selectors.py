@@ -37,10 +37,14 @@ def config_current(environment: str) -> Current:
     row = ConfigVersion.objects.filter(environment=environment).order_by("-version").first()
     if row is None:
         return Current(environment, 0, schema.defaults(), None)
-    values = schema.defaults()
-    values_flat = schema.flatten(values)
-    values_flat.update({k: v for k, v in schema.flatten(row.values).items() if k in schema.BY_PATH})
-    return Current(environment, row.version, schema.nest(values_flat), row)
+    return Current(environment, row.version, _complete(row.values), row)
+
+
+def _complete(stored: dict) -> dict:
+    """A stored document over the defaults (a version from before a setting existed lacks it)."""
+    flat = schema.flatten(schema.defaults())
+    flat.update({k: v for k, v in schema.flatten(stored).items() if k in schema.BY_PATH})
+    return schema.nest(flat)
 
 
 def config_all() -> list[Current]:
@@ -65,5 +69,4 @@ def config_values_at(environment: str, version: int) -> dict:
     if version == 0:
         environment_check(environment)
         return schema.defaults()
-    stored = schema.flatten(config_version_get(environment, version).values)
-    return schema.nest({**schema.flatten(schema.defaults()), **stored})
+    return _complete(config_version_get(environment, version).values)

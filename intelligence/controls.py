@@ -102,7 +102,7 @@ def ledger_guard(*, tenant, runtime: dict, ledger: LedgerConfig, now: dt.datetim
     day = LedgerDay.objects.filter(day=today).first()
     if day is None:
         before = LedgerDay.objects.filter(day__lt=today).order_by("-day").first()
-        LedgerDay.objects.get_or_create(
+        day, _ = LedgerDay.objects.get_or_create(
             day=today,
             defaults={
                 "open_pnl": before.last_pnl if before else 0.0,
@@ -110,7 +110,6 @@ def ledger_guard(*, tenant, runtime: dict, ledger: LedgerConfig, now: dt.datetim
                 "last_pnl": pnl,
             },
         )
-        day = LedgerDay.objects.get(day=today)
     LedgerDay.objects.filter(pk=day.pk).update(last_pnl=pnl, peak_pnl=Greatest(F("peak_pnl"), pnl))
     peak = max(day.peak_pnl, pnl)
     peak_equity = ledger.equity + peak

@@ -59,7 +59,6 @@ from tenants.channels import SUBPROTOCOL_PREFIX, _credentials, _resolve, call_in
 
 from . import feed
 
-LIVE_ENVIRONMENT = "prod"
 log = logging.getLogger(__name__)
 
 PATH = "/ws/decisions/"
@@ -211,7 +210,9 @@ class Tenant:
             log.exception("configuration changes of %s not followed", self.schema)
 
     def _config_changed(self, message: dict) -> None:
-        if message.get("environment") != LIVE_ENVIRONMENT:
+        from configuration.schema import LIVE
+
+        if message.get("environment") != LIVE:
             return
         notice = {"type": "config", **{k: message.get(k) for k in ("environment", "version", "changed")}}
         self.hub.send(self, list(self.live_sockets()), json.dumps(notice).encode())

@@ -95,12 +95,13 @@ def flow_list() -> QuerySet[Flow]:
 
 def flows_in_force() -> dict[str, list[str]]:
     """``{"name@version": [environments running it]}``; prod's flow when it names none is the active one."""
+    from configuration.schema import LIVE
     from configuration.selectors import config_all
 
     out: dict[str, list[str]] = {}
     for current in config_all():
         ref = current.values.get("flow")
-        if ref is None and current.environment == "prod":
+        if ref is None and current.environment == LIVE:
             active = flow_active()
             ref = active.ref if active else None
         if ref:

@@ -15,6 +15,7 @@ urlpatterns = [
     path("api/v1/", include("intelligence.api.urls")),
     path("api/v1/", include("backtesting.api.urls")),
     path("api/v1/", include("configuration.api.urls")),
+    path("api/v1/", include("notifications.api.urls")),
     path("api/v1/", include("analytics.api.urls")),
     path("api/v1/", include("billing.api.urls")),
     path("api/v1/", include("compliance.api.urls")),

@@ -62,3 +62,29 @@ BILLING_GRACE_DAYS = env_int("BILLING_GRACE_DAYS", 7)
 MIDTRANS_SERVER_KEY = env_str("MIDTRANS_SERVER_KEY")
 MIDTRANS_SNAP_URL = env_str("MIDTRANS_SNAP_URL", "https://app.sandbox.midtrans.com")
 MIDTRANS_API_URL = env_str("MIDTRANS_API_URL", "https://api.sandbox.midtrans.com")
+
+# Notifications (notifications/): the delivery engine's tasks run on a queue of their own, so a
+# message never waits behind a training job; `make run` starts a threads-pool worker for it.
+CELERY_TASK_ROUTES = {"notifications.*": {"queue": "notify"}}
+CELERY_BEAT_SCHEDULE["notifications-sweep"] = {"task": "notifications.sweep_all", "schedule": 30.0}
+NOTIFY_MAX_ATTEMPTS = env_int("NOTIFY_MAX_ATTEMPTS", 6)
+NOTIFY_BACKOFF_BASE_S = float(env_str("NOTIFY_BACKOFF_BASE_S", "2"))  # 1st retry within 2 s, then 4, 8, ...
+NOTIFY_BACKOFF_CAP_S = float(env_str("NOTIFY_BACKOFF_CAP_S", "600"))
+NOTIFY_CLAIM_S = env_int("NOTIFY_CLAIM_S", 120)  # a sending claim older than this was a dead worker's
+NOTIFY_SWEEP_GRACE_S = env_int("NOTIFY_SWEEP_GRACE_S", 60)
+NOTIFY_WEBHOOK_TIMEOUT_S = float(env_str("NOTIFY_WEBHOOK_TIMEOUT_S", "5"))
+NOTIFY_WEBHOOK_RATE = float(env_str("NOTIFY_WEBHOOK_RATE", "10"))  # per endpoint, messages/s
+NOTIFY_EMAIL_RATE = float(env_str("NOTIFY_EMAIL_RATE", "5"))  # per tenant, messages/s
+NOTIFY_SECRET_CACHE_S = env_int("NOTIFY_SECRET_CACHE_S", 300)
+NOTIFY_DAILY_DIGEST_HOUR = env_int("NOTIFY_DAILY_DIGEST_HOUR", 8)  # local time of the subscription
+# http:// webhook URLs (else https only): for local receivers in development and tests
+NOTIFY_WEBHOOK_ALLOW_HTTP = env_str("NOTIFY_WEBHOOK_ALLOW_HTTP", "1") == "1"
+# Telegram Bot API: the base URL is configurable (tests and the offline demo use the local server
+# of notifications.sandbox); Telegram's limits: ~30 messages/s per bot, 1/s per chat.
+TELEGRAM_API_BASE = env_str("TELEGRAM_API_BASE", "https://api.telegram.org")
+TELEGRAM_TIMEOUT_S = float(env_str("TELEGRAM_TIMEOUT_S", "10"))
+TELEGRAM_RATE_GLOBAL = float(env_str("TELEGRAM_RATE_GLOBAL", "30"))
+TELEGRAM_RATE_PER_CHAT = float(env_str("TELEGRAM_RATE_PER_CHAT", "1"))
+# where links in messages point (and the Telegram webhook, unless TELEGRAM_WEBHOOK_BASE says otherwise)
+PUBLIC_BASE_URL = env_str("PUBLIC_BASE_URL", f"http://127.0.0.1:{env_str('HTTP_PORT', '8000')}")
+TELEGRAM_WEBHOOK_BASE = env_str("TELEGRAM_WEBHOOK_BASE", PUBLIC_BASE_URL)

@@ -1,0 +1,33 @@
+"""Celery tasks of the delivery engine (queue ``notify``, a worker of its own so notifications never
+wait behind training jobs). Thin: each takes an id and calls ``notifications.delivery``."""
+
+from celery import shared_task
+
+
+@shared_task(name="notifications.fanout", fair=False, acks_late=True, reject_on_worker_lost=True)
+def fanout_task(event_id: int) -> int:
+    from .delivery import fanout
+
+    return fanout(event_id)
+
+
+@shared_task(name="notifications.deliver", fair=False, acks_late=True, reject_on_worker_lost=True)
+def deliver_task(delivery_id: int) -> str:
+    from .delivery import deliver
+
+    return deliver(delivery_id)
+
+
+@shared_task(name="notifications.sweep_all", fair=False)
+def sweep_all() -> int:
+    """Beat, every 30 s, in the public schema: one sweep task per active tenant."""
+    from tenants.tasks import fan_out
+
+    return fan_out(sweep_task)
+
+
+@shared_task(name="notifications.sweep", fair=False)
+def sweep_task() -> dict:
+    from .delivery import sweep
+
+    return sweep()

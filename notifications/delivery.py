@@ -54,7 +54,8 @@ def emit(type: str, data: dict, *, severity: str | None = None, dedupe_key: str 
     with transaction.atomic():
         if dedupe_key:
             event, created = Event.objects.get_or_create(
-                dedupe_key=dedupe_key[:160], defaults={"type": type, "data": data, "severity": severity or spec.severity}
+                dedupe_key=dedupe_key[:160],
+                defaults={"type": type, "data": data, "severity": severity or spec.severity},
             )
         else:
             event, created = Event.objects.create(type=type, data=data, severity=severity or spec.severity), True
@@ -183,7 +184,9 @@ def fanout(event_id: int, *, now: dt.datetime | None = None) -> int:
         if rows:
             Delivery.objects.bulk_create(rows.values(), ignore_conflicts=True)
         Event.objects.filter(pk=event.pk, fanned_out_at=None).update(fanned_out_at=now)
-        pending = list(Delivery.objects.filter(event=event, status=Delivery.Status.PENDING).values_list("pk", flat=True))
+        pending = list(
+            Delivery.objects.filter(event=event, status=Delivery.Status.PENDING).values_list("pk", flat=True)
+        )
         _queue_after_commit(pending)
         return Delivery.objects.filter(event=event).count() - before
 
@@ -240,7 +243,9 @@ def deliver(delivery_id: int) -> str:
         return _failed(d, exc, (time.perf_counter() - started) * 1000)
     except Exception as exc:  # noqa: BLE001 - a bug in a channel is a failed attempt, not a lost message
         log.exception("notifications: delivery %s raised", d.pk)
-        return _failed(d, channels.DeliveryError(f"{type(exc).__name__}: {exc}"), (time.perf_counter() - started) * 1000)
+        return _failed(
+            d, channels.DeliveryError(f"{type(exc).__name__}: {exc}"), (time.perf_counter() - started) * 1000
+        )
     done = timezone.now()
     Delivery.objects.filter(pk=d.pk).update(
         status=Delivery.Status.SENT, attempts=d.attempts + 1, sent_at=done, claimed_until=None, last_error="",
@@ -279,7 +284,12 @@ def retry(delivery_id: int) -> Delivery:
                 "not_dead", f"Only dead deliveries are retried by hand; this one is {d.status}.", {"status": d.status},
                 status=409,
             )  # fmt: skip
-        d.status, d.next_attempt_at, d.manual_retries, d.attempts = Delivery.Status.PENDING, None, d.manual_retries + 1, 0
+        d.status, d.next_attempt_at, d.manual_retries, d.attempts = (
+            Delivery.Status.PENDING,
+            None,
+            d.manual_retries + 1,
+            0,
+        )
         d.save(update_fields=["status", "next_attempt_at", "manual_retries", "attempts", "updated_at"])
         _queue_after_commit([d.pk])
     return d

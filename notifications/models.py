@@ -146,7 +146,9 @@ class Event(models.Model):
 
     class Meta:
         ordering = ("-id",)
-        indexes = [models.Index(fields=["fanned_out_at"], name="notif_event_pending", condition=models.Q(fanned_out_at=None))]
+        indexes = [
+            models.Index(fields=["fanned_out_at"], name="notif_event_pending", condition=models.Q(fanned_out_at=None))
+        ]
 
     def __str__(self) -> str:
         return f"{self.type} #{self.pk}"

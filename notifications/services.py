@@ -35,7 +35,9 @@ def _invalid(field: str, message: str, code: str = "invalid_input") -> Applicati
 # --- subscriptions ---------------------------------------------------------------------------------
 
 
-def _clean_subscription(data: dict, *, user_id: int | None, is_admin: bool, partial: Subscription | None = None) -> dict:
+def _clean_subscription(
+    data: dict, *, user_id: int | None, is_admin: bool, partial: Subscription | None = None
+) -> dict:
     """Validated fields of a subscription (all of them, or those given when updating ``partial``)."""
     out: dict = {}
     get = data.get
@@ -85,7 +87,9 @@ def _clean_subscription(data: dict, *, user_id: int | None, is_admin: bool, part
         try:
             zoneinfo.ZoneInfo(str(tz))
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise _invalid("timezone", f"Unknown time zone '{str(tz)[:64]}'; use an IANA name like Europe/Berlin.") from None
+            raise _invalid(
+                "timezone", f"Unknown time zone '{str(tz)[:64]}'; use an IANA name like Europe/Berlin."
+            ) from None
         out["timezone"] = str(tz)
     if "digest" in data:
         if get("digest") not in Subscription.Digest.values:
@@ -110,9 +114,14 @@ def _target(channel: str, data: dict, partial: Subscription | None, *, user_id, 
     out = {"telegram_chat": None, "webhook": None, "email": ""}
     if channel == Channel.TELEGRAM:
         chat_id = data.get("telegram_chat", partial.telegram_chat_id if partial else None)
-        chat = TelegramChat.objects.filter(pk=chat_id).select_related("bot").first() if isinstance(chat_id, int) else None
+        chat = (
+            TelegramChat.objects.filter(pk=chat_id).select_related("bot").first() if isinstance(chat_id, int) else None
+        )
         if chat is None:
-            raise _invalid("telegram_chat", "Give the id of a registered Telegram chat (GET /api/v1/notifications/telegram/chats/).")
+            raise _invalid(
+                "telegram_chat",
+                "Give the id of a registered Telegram chat (GET /api/v1/notifications/telegram/chats/).",
+            )
         if not is_admin and chat.user_id != user_id:
             raise ApplicationError(
                 "not_your_chat", "This Telegram chat is linked to another member; only an admin may send to it.",
@@ -208,7 +217,9 @@ def _check_url(url) -> str:
     if parts.username or parts.password:
         raise _invalid("url", "Put no credentials in the URL: requests are signed instead.", "invalid_url")
     try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(parts.hostname, parts.port or 443, proto=socket.IPPROTO_TCP)}
+        addresses = {
+            info[4][0] for info in socket.getaddrinfo(parts.hostname, parts.port or 443, proto=socket.IPPROTO_TCP)
+        }
     except OSError:
         raise _invalid("url", f"The host '{parts.hostname}' does not resolve.", "invalid_url") from None
     for address in addresses:
@@ -230,14 +241,22 @@ def webhook_create(*, name: str, url: str, actor) -> tuple[WebhookEndpoint, str]
     secret = signing.new_secret()
     try:
         with transaction.atomic():
-            credential = credential_create(name=f"webhook-{name}", kind=Credential.Kind.WEBHOOK, secret=secret, actor=actor)
-            endpoint = WebhookEndpoint.objects.create(name=name, url=url, credential=credential, created_by=actor_display(actor))
+            credential = credential_create(
+                name=f"webhook-{name}", kind=Credential.Kind.WEBHOOK, secret=secret, actor=actor
+            )
+            endpoint = WebhookEndpoint.objects.create(
+                name=name, url=url, credential=credential, created_by=actor_display(actor)
+            )
             audit_record(actor, "notification.webhook_created", endpoint, {"name": name, "url": url})
     except IntegrityError:
-        raise ApplicationError("name_taken", f"A webhook named '{name}' exists; choose another name.", {"name": name}, status=409) from None
+        raise ApplicationError(
+            "name_taken", f"A webhook named '{name}' exists; choose another name.", {"name": name}, status=409
+        ) from None
     except ApplicationError as exc:
         if exc.code == "name_taken":
-            raise ApplicationError("name_taken", f"A webhook named '{name}' exists; choose another name.", {"name": name}, status=409) from None
+            raise ApplicationError(
+                "name_taken", f"A webhook named '{name}' exists; choose another name.", {"name": name}, status=409
+            ) from None
         raise
     return endpoint, secret
 
@@ -284,11 +303,9 @@ def test_send(*, channel: str, target: str, subscription: Subscription | None, a
     """Send a test message to one target now, in this request (the caller sees the outcome)."""
     from django.db import connection
 
-    event = Event.objects.create(
-        type="test", data={"tenant": connection.tenant.name if hasattr(connection, "tenant") else connection.schema_name,
-                           "by": actor_display(actor)},
-        fanned_out_at=timezone.now(),
-    )  # fmt: skip
+    tenant = getattr(connection, "tenant", None)
+    data = {"tenant": getattr(tenant, "name", None) or connection.schema_name, "by": actor_display(actor)}
+    event = Event.objects.create(type="test", data=data, fanned_out_at=timezone.now())
     d = Delivery.objects.create(
         event=event, subscription=subscription, channel=channel, target=target, idempotency_key=f"{event.pk}:{target}"
     )

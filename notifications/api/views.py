@@ -18,9 +18,8 @@ from api.errors import ApplicationError, NotFound
 from api.pagination import CreatedCursorPagination
 from api.schema import ERRORS
 from tenants.authentication import ApiKeyPrincipal
-from tenants.models import ROLE_RANK, Role
+from tenants.models import ROLE_RANK, Role, Scope
 from tenants.permissions import MANAGE, READ, Access, membership_role
-from tenants.models import Scope
 
 from .. import selectors, services
 from ..events import EVENTS, SUBSCRIBABLE
@@ -69,7 +68,9 @@ class SubscriptionInputSerializer(serializers.Serializer):
     """Validated by the service (one place for the rules): this documents the body."""
 
     name = serializers.CharField(required=False, max_length=120)
-    tenant_wide = serializers.BooleanField(required=False, help_text="admins: for the whole tenant (in-app: every member)")
+    tenant_wide = serializers.BooleanField(
+        required=False, help_text="admins: for the whole tenant (in-app: every member)"
+    )
     events = serializers.ListField(child=serializers.CharField(), help_text=f"of: {', '.join(SUBSCRIBABLE)}")
     channel = serializers.CharField(help_text=f"one of: {', '.join(Channel.values)}")
     telegram_chat = serializers.IntegerField(required=False, help_text="telegram: a registered chat's id")
@@ -77,7 +78,9 @@ class SubscriptionInputSerializer(serializers.Serializer):
     email = serializers.CharField(required=False, help_text="email: default your own address")
     min_confidence = serializers.FloatField(required=False, allow_null=True, help_text="decision: at least this")
     symbols = serializers.ListField(child=serializers.CharField(), required=False, help_text="decision: empty = all")
-    actions = serializers.ListField(child=serializers.CharField(), required=False, help_text="decision: default BUY, SELL")
+    actions = serializers.ListField(
+        child=serializers.CharField(), required=False, help_text="decision: default BUY, SELL"
+    )
     quiet_start = serializers.CharField(required=False, allow_null=True, help_text="HH:MM local")
     quiet_end = serializers.CharField(required=False, allow_null=True, help_text="HH:MM local")
     timezone = serializers.CharField(required=False, help_text="IANA name, default UTC")
@@ -113,9 +116,9 @@ class DeliverySerializer(serializers.ModelSerializer):
     class Meta:
         model = Delivery
         fields = (
-            "id", "event_id", "event_type", "subscription", "channel", "target", "idempotency_key", "status", "attempts",
-            "manual_retries", "next_attempt_at", "due_at", "last_error", "note", "provider_id", "duration_ms",
-            "latency_ms", "created_at", "sent_at",
+            "id", "event_id", "event_type", "subscription", "channel", "target", "idempotency_key", "status",
+            "attempts", "manual_retries", "next_attempt_at", "due_at", "last_error", "note", "provider_id",
+            "duration_ms", "latency_ms", "created_at", "sent_at",
         )  # fmt: skip
         read_only_fields = fields
 
@@ -153,7 +156,9 @@ class SubscriptionListCreateApi(APIView):
     access = {"GET": OWN, "POST": OWN}
     pagination_class = CreatedCursorPagination
 
-    @extend_schema(operation_id="notifications_subscriptions_list", responses={200: SubscriptionSerializer(many=True), **ERRORS})
+    @extend_schema(
+        operation_id="notifications_subscriptions_list", responses={200: SubscriptionSerializer(many=True), **ERRORS}
+    )
     def get(self, request):
         rows = selectors.subscriptions_visible(user_id=user_id_of(request), is_admin=is_admin(request))
         paginator = self.pagination_class()
@@ -171,10 +176,16 @@ class SubscriptionListCreateApi(APIView):
             raise ApplicationError("invalid_input", "Send a JSON object.", {})
         tenant_wide = data.get("tenant_wide", user_id_of(request) is None)
         if not isinstance(tenant_wide, bool):
-            raise ApplicationError("invalid_input", "tenant_wide is true or false.", {"tenant_wide": ["Not a boolean."]})
+            raise ApplicationError(
+                "invalid_input", "tenant_wide is true or false.", {"tenant_wide": ["Not a boolean."]}
+            )
         body = {k: v for k, v in data.items() if k != "tenant_wide"}
         sub = services.subscription_create(
-            data=body, user_id=user_id_of(request), tenant_wide=tenant_wide, is_admin=is_admin(request), actor=request.user
+            data=body,
+            user_id=user_id_of(request),
+            tenant_wide=tenant_wide,
+            is_admin=is_admin(request),
+            actor=request.user,
         )
         return Response(SubscriptionSerializer(sub).data, status=201)
 
@@ -194,7 +205,9 @@ def _own_subscription(request, pk: int) -> Subscription:
 class SubscriptionDetailApi(APIView):
     access = {"GET": OWN, "PATCH": OWN, "DELETE": OWN}
 
-    @extend_schema(operation_id="notifications_subscriptions_retrieve", responses={200: SubscriptionSerializer, **ERRORS})
+    @extend_schema(
+        operation_id="notifications_subscriptions_retrieve", responses={200: SubscriptionSerializer, **ERRORS}
+    )
     def get(self, request, subscription_id: int):
         return Response(SubscriptionSerializer(_own_subscription(request, subscription_id)).data)
 
@@ -207,10 +220,15 @@ class SubscriptionDetailApi(APIView):
         sub = _own_subscription(request, subscription_id)
         if not isinstance(request.data, dict):
             raise ApplicationError("invalid_input", "Send a JSON object.", {})
-        sub = services.subscription_update(sub=sub, data=dict(request.data), is_admin=is_admin(request), actor=request.user)
+        sub = services.subscription_update(
+            sub=sub, data=dict(request.data), is_admin=is_admin(request), actor=request.user
+        )
         return Response(SubscriptionSerializer(sub).data)
 
-    @extend_schema(operation_id="notifications_subscriptions_delete", responses={204: OpenApiResponse(description="Gone."), **ERRORS})
+    @extend_schema(
+        operation_id="notifications_subscriptions_delete",
+        responses={204: OpenApiResponse(description="Gone."), **ERRORS},
+    )
     def delete(self, request, subscription_id: int):
         services.subscription_delete(sub=_own_subscription(request, subscription_id), actor=request.user)
         return Response(status=204)
@@ -221,7 +239,11 @@ class SubscriptionTestApi(APIView):
 
     access = {"POST": OWN}
 
-    @extend_schema(operation_id="notifications_subscriptions_test", request=None, responses={200: SubscriptionTestSerializer, **ERRORS})
+    @extend_schema(
+        operation_id="notifications_subscriptions_test",
+        request=None,
+        responses={200: SubscriptionTestSerializer, **ERRORS},
+    )
     def post(self, request, subscription_id: int):
         sub = _own_subscription(request, subscription_id)
         if sub.channel == Channel.INAPP and sub.user_id is None:
@@ -282,14 +304,24 @@ class WebhookDetailApi(APIView):
     def get(self, request, webhook_id: int):
         return Response(WebhookSerializer(_webhook(webhook_id)).data)
 
-    @extend_schema(operation_id="notifications_webhooks_update", request=InputSerializer, responses={200: WebhookSerializer, **ERRORS})
+    @extend_schema(
+        operation_id="notifications_webhooks_update",
+        request=InputSerializer,
+        responses={200: WebhookSerializer, **ERRORS},
+    )
     def patch(self, request, webhook_id: int):
         endpoint = _webhook(webhook_id)
         s = self.InputSerializer(data=request.data)
         s.is_valid(raise_exception=True)
-        return Response(WebhookSerializer(services.webhook_update(endpoint=endpoint, data=s.validated_data, actor=request.user)).data)
+        return Response(
+            WebhookSerializer(
+                services.webhook_update(endpoint=endpoint, data=s.validated_data, actor=request.user)
+            ).data
+        )
 
-    @extend_schema(operation_id="notifications_webhooks_delete", responses={204: OpenApiResponse(description="Gone."), **ERRORS})
+    @extend_schema(
+        operation_id="notifications_webhooks_delete", responses={204: OpenApiResponse(description="Gone."), **ERRORS}
+    )
     def delete(self, request, webhook_id: int):
         services.webhook_delete(endpoint=_webhook(webhook_id), actor=request.user)
         return Response(status=204)
@@ -298,7 +330,9 @@ class WebhookDetailApi(APIView):
 class WebhookRotateApi(APIView):
     access = {"POST": MANAGE}
 
-    @extend_schema(operation_id="notifications_webhooks_rotate", request=None, responses={200: WebhookCreatedSerializer, **ERRORS})
+    @extend_schema(
+        operation_id="notifications_webhooks_rotate", request=None, responses={200: WebhookCreatedSerializer, **ERRORS}
+    )
     def post(self, request, webhook_id: int):
         endpoint = _webhook(webhook_id)
         secret = services.webhook_rotate(endpoint=endpoint, actor=request.user)
@@ -327,9 +361,13 @@ class DeliveryListApi(APIView):
         params = request.query_params
         status, channel = params.get("status"), params.get("channel")
         if status and status not in Delivery.Status.values:
-            raise ApplicationError("invalid_input", f"status is one of {', '.join(Delivery.Status.values)}.", {"status": [status[:20]]})
+            raise ApplicationError(
+                "invalid_input", f"status is one of {', '.join(Delivery.Status.values)}.", {"status": [status[:20]]}
+            )
         if channel and channel not in Channel.values:
-            raise ApplicationError("invalid_input", f"channel is one of {', '.join(Channel.values)}.", {"channel": [channel[:20]]})
+            raise ApplicationError(
+                "invalid_input", f"channel is one of {', '.join(Channel.values)}.", {"channel": [channel[:20]]}
+            )
         rows = selectors.deliveries(
             user_id=None if is_admin(request) else user_id_of(request), status=status, channel=channel,
             event_type=params.get("event_type"),
@@ -344,7 +382,9 @@ class DeliveryRetryApi(APIView):
 
     access = {"POST": MANAGE}
 
-    @extend_schema(operation_id="notifications_deliveries_retry", request=None, responses={202: DeliverySerializer, **ERRORS})
+    @extend_schema(
+        operation_id="notifications_deliveries_retry", request=None, responses={202: DeliverySerializer, **ERRORS}
+    )
     def post(self, request, delivery_id: int):
         d = services.delivery_retry(delivery_id=delivery_id, actor=request.user)
         return Response(DeliverySerializer(d).data, status=202)
@@ -364,7 +404,9 @@ class InAppListApi(APIView):
     def _user(self, request) -> int:
         uid = user_id_of(request)
         if uid is None:
-            raise ApplicationError("person_only", "The notification centre belongs to a person; API keys have none.", {}, status=403)
+            raise ApplicationError(
+                "person_only", "The notification centre belongs to a person; API keys have none.", {}, status=403
+            )
         return uid
 
     @extend_schema(
@@ -383,7 +425,9 @@ class InAppListApi(APIView):
 
     pagination_class = CreatedCursorPagination
 
-    @extend_schema(operation_id="notifications_inbox_read", request=ReadSerializer, responses={200: OpenApiTypes.OBJECT, **ERRORS})
+    @extend_schema(
+        operation_id="notifications_inbox_read", request=ReadSerializer, responses={200: OpenApiTypes.OBJECT, **ERRORS}
+    )
     def post(self, request):
         uid = self._user(request)
         s = self.ReadSerializer(data=request.data)

@@ -141,6 +141,12 @@ def invoice_issue(*, sub: Subscription, now: dt.datetime | None = None) -> Invoi
         if created:
             with schema_context(sub.tenant.schema_name):
                 audit_record("system:billing", "invoice.issued", invoice, {"number": number, "total": str(total)})
+                if total > 0:
+                    from notifications.services import emit
+
+                    data = {"number": number, "amount": str(total), "currency": plan.currency,
+                            "due_at": invoice.due_at.isoformat()}  # fmt: skip
+                    emit("invoice.issued", data, dedupe_key=f"invoice:{number}")
     return invoice
 
 
@@ -269,5 +275,13 @@ def notification_receive(*, payload: dict, remote_addr: str | None = None,
                 )
             with schema_context(invoice.tenant.schema_name):
                 audit_record(f"system:{provider.name}", f"payment.{new}", current, {"order_id": current.order_id})
+                kind = {Payment.Status.PAID: "payment.succeeded", Payment.Status.FAILED: "payment.failed",
+                        Payment.Status.EXPIRED: "payment.failed"}.get(new)  # fmt: skip
+                if kind:
+                    from notifications.services import emit
+
+                    emit(kind, {"invoice": invoice.number, "order_id": current.order_id, "status": new,
+                                "amount": str(current.gross_amount), "currency": invoice.currency},
+                         dedupe_key=f"payment:{current.order_id}:{new}")  # fmt: skip
         note.save()
     return note

@@ -129,6 +129,8 @@ def kill_engage(*, tenant=None, reason: str, actor) -> object:
 
             with schema_context(tenant.schema_name):
                 audit_record(actor, "kill_switch.engaged", switch, {"reason": reason})
+        _notify("kill_switch.engaged", switch, {"reason": reason[:300], "scope": "tenant" if tenant else "platform",
+                                                "by": switch.engaged_by})  # fmt: skip
         transaction.on_commit(lambda: _publish(switch))
     log.warning("kill switch engaged for %s by %s: %s", tenant or "the platform", switch.engaged_by, reason)
     return switch
@@ -155,8 +157,26 @@ def kill_lift(*, tenant=None, actor) -> bool:
 
             with schema_context(tenant.schema_name):
                 audit_record(actor, "kill_switch.lifted", switch, {"engaged_since": switch.engaged_at.isoformat()})
+        _notify("kill_switch.lifted", switch, {"reason": switch.reason, "scope": "tenant" if tenant else "platform",
+                                               "by": switch.lifted_by})  # fmt: skip
         transaction.on_commit(lambda: _publish(switch))
     return True
+
+
+def _notify(kind: str, switch, data: dict) -> None:
+    """The tenant's subscribers told (every active tenant's, for the platform switch)."""
+    from django_tenants.utils import schema_context
+
+    from notifications.services import emit
+    from tenants.models import Tenant
+
+    if switch.tenant_id:
+        schemas = [switch.tenant.schema_name]
+    else:
+        schemas = list(Tenant.objects.filter(status=Tenant.Status.ACTIVE).values_list("schema_name", flat=True))
+    for schema in schemas:
+        with schema_context(schema):
+            emit(kind, data, dedupe_key=f"{kind}:{switch.pk}")
 
 
 def _publish(switch) -> None:

@@ -16,6 +16,7 @@ from django.db import connection, transaction
 from api.errors import ApplicationError
 from compliance.services import actor_display, audit_record
 from configuration.schema import LIVE
+from notifications.decisions import offer as notify_decisions
 
 from . import controls as decision_controls
 from . import selectors
@@ -412,6 +413,7 @@ def decision_make(*, tenant, symbol: str, timeframe: str | None = None, bars: li
             decision_controls.alert_blocked(decision.vetoed_by[8:], decision.inputs["blocked"]["reason"])
         decision_controls.ledger_guard(tenant=tenant, runtime=runtime, ledger=pipeline.ledger)
     payload = selectors.decision_payload(decision)
+    notify_decisions([(payload, price)], schema)
     if runtime.get("publish", True):
         transaction.on_commit(lambda: publish_decisions([payload], schema))
     metering.units_add_many(tenant, {"decision": 1, "prediction": 1 if ml else 0})

@@ -40,6 +40,7 @@ from django.utils import timezone
 
 from compliance import controls
 from eventbus import bus
+from notifications.decisions import offer as notify_decisions
 from tenants import metering
 
 from . import controls as decision_controls
@@ -452,6 +453,7 @@ class TenantStream:
                 self._checkpoint("periodic")
             payloads = [decision_payload(d) for d, _ in decisions]
             schema = self.schema
+            notify_decisions(list(zip(payloads, [price for _, price in decisions], strict=True)), schema)
             if pipeline.runtime.get("publish", True):
                 transaction.on_commit(lambda: publish_decisions(payloads, schema))
             if outcomes:

@@ -91,6 +91,8 @@ def limit_check(tenant: Tenant, metric: str, amount: int = 1) -> Usage:
     _redis()
     period = period_of(metric)
     ok, used = _script(keys=[_key(tenant, metric)], args=[amount, -1 if cap is None else cap, _TTL[period]])
+    if cap:
+        _quota_crossings(tenant, metric, int(used) - (amount if ok else 0), int(used) if ok else cap + 1, cap)
     if not ok:
         now = dt.datetime.now(dt.UTC)
         reset = period_end(metric, now)
@@ -111,6 +113,42 @@ def limit_check(tenant: Tenant, metric: str, amount: int = 1) -> Usage:
             details, status=429, headers={"Retry-After": str(max(1, int((reset - now).total_seconds())))},
         )  # fmt: skip
     return Usage(metric, int(used), cap)
+
+
+def _quota_crossings(tenant: Tenant, metric: str, before: int, after: int, cap: int) -> None:
+    """Tell the tenant (notifications ``quota.80`` / ``quota.100``) when this period's use of
+    ``metric`` crosses 80 % and 100 % of its cap: once each per period (a Redis flag), after the
+    caller's transaction commits. Costs nothing on other requests (two comparisons)."""
+    crossed = [level for level in (80, 100) if before * 100 < level * cap <= after * 100]
+    if not crossed:
+        return
+    from django.db import transaction
+
+    stamp = _key(tenant, metric).rsplit(":", 1)[1]
+    for level in crossed:
+        flag = f"quota-told:{tenant.schema_name}:{metric}:{stamp}:{level}"
+        try:
+            if not _redis().set(flag, 1, nx=True, ex=_TTL[period_of(metric)]):
+                continue
+        except redis.RedisError:
+            continue
+        data = {"quota": metric, "level": level, "limit": cap, "used": min(after, cap), "plan": tenant.plan.code,
+                "resets_at": period_end(metric).isoformat()}  # fmt: skip
+        transaction.on_commit(lambda level=level, data=data: _quota_notify(tenant.schema_name, level, data, stamp))
+
+
+def _quota_notify(schema: str, level: int, data: dict, stamp: str) -> None:
+    from django_tenants.utils import schema_context
+
+    from notifications.services import emit
+
+    try:
+        with schema_context(schema):
+            emit(f"quota.{level}", data, dedupe_key=f"quota:{data['quota']}:{stamp}:{level}")
+    except Exception:  # noqa: BLE001 - a notification never fails the request that used the quota
+        import logging
+
+        logging.getLogger(__name__).exception("quota notification for %s not recorded", schema)
 
 
 def usage_increment(tenant: Tenant, metric: str, amount: int = 1) -> int:

@@ -244,6 +244,14 @@ def alias_set(
             model,
             {"alias": alias, "from": before, "to": version.version, "reason": reason[:500]},
         )
+        if alias == PRODUCTION and action in ("deploy", "rollback"):
+            from notifications.services import emit
+
+            emit(
+                "model.deployed" if action == "deploy" else "model.rolled_back",
+                {"name": model.name, "version": version.version, "from_version": before, "alias": alias,
+                 "reason": reason[:300], "by": actor_display(actor)},
+            )  # fmt: skip
     _serving_changed()
     return current
 

@@ -414,6 +414,16 @@ def _finish(job: TrainingJob, state: str, message: str) -> None:
     _log(job, message)
     job.save()
     _publish(job)
+    if state in (JobState.SUCCEEDED, JobState.FAILED):
+        from notifications.services import emit
+
+        version = getattr(job, "model_version", None) if state == JobState.SUCCEEDED else None
+        emit(
+            "training.finished" if state == JobState.SUCCEEDED else "training.failed",
+            {"job_id": str(job.pk), "model": job.model_name, "message": job.message, "trials": job.trials_done,
+             "version": getattr(version, "version", None)},
+            dedupe_key=f"training:{job.pk}:{state}",
+        )  # fmt: skip
 
 
 def _fail(job: TrainingJob, error: str) -> None:

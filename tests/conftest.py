@@ -180,7 +180,15 @@ def worker_thread(django_db_setup, django_db_blocker):
 
     with django_db_blocker.unblock():
         app.control.purge()
-        with start_worker(app, pool="threads", concurrency=2, perform_ping_check=False, shutdown_timeout=10) as w:
+        # both queues: the default one and the notifications' (a worker of its own in production)
+        with start_worker(
+            app,
+            pool="threads",
+            concurrency=2,
+            perform_ping_check=False,
+            shutdown_timeout=10,
+            queues=["celery", "notify"],
+        ) as w:
             yield w
 
 

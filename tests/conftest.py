@@ -108,6 +108,11 @@ def _fresh_tenant_state():
     from intelligence import services as intelligence_services
     from marketdata import selectors as md_selectors
 
+    from notifications import channels as notify_channels
+    from notifications import decisions as notify_decisions
+
+    notify_decisions.reset_local()
+    notify_channels.forget_secrets()
     features_cache.refs.discard(lambda key: True)
     intelligence_services._pipelines.clear()
     intelligence_services._serving.clear()
@@ -199,7 +204,7 @@ def _rate_limits_reset():
     from tenants import limits
 
     client = limits._redis()
-    keys = [*client.scan_iter("rl:*"), *client.scan_iter("wsconn:*")]
+    keys = [*client.scan_iter("rl:*"), *client.scan_iter("wsconn:*"), *client.scan_iter("quota-told:*")]
     if keys:
         client.delete(*keys)
 
@@ -208,7 +213,7 @@ def _rate_limits_reset():
 def _login_throttle_reset():
     """Failed log-ins are counted in Redis per e-mail and per address; every test starts clean."""
     client = resolution.redis_client()
-    keys = list(client.scan_iter("login:fail:*"))
+    keys = [*client.scan_iter("login:fail:*"), *client.scan_iter("nrl:*")]  # and notification send rates
     if keys:
         client.delete(*keys)
 

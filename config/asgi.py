@@ -12,12 +12,14 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import path  # noqa: E402
 
 from models_registry.consumers import TrainingProgressConsumer  # noqa: E402
+from notifications.consumers import NotificationConsumer  # noqa: E402
 from ops.consumers import EchoConsumer  # noqa: E402
 from tenants.channels import TenantWebSocketMiddleware  # noqa: E402
 
 websocket_urlpatterns = [
     path("ws/echo/", EchoConsumer.as_asgi()),
     path("ws/training/", TrainingProgressConsumer.as_asgi()),
+    path("ws/notifications/", NotificationConsumer.as_asgi()),
 ]
 
 application = ProtocolTypeRouter(

@@ -114,25 +114,76 @@ class Watermark(models.Model):
         return f"{self.name} @ {self.at}"
 
 
+class Severity(models.TextChoices):
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+class AlertRule(models.Model):
+    """When to alert: a metric of ``analytics.metrics`` against a threshold. The seed's thresholds
+    are ``builtin`` rows every tenant gets (created on first use; tunable and disabled, never
+    deleted); a tenant adds its own on any metric of the catalogue."""
+
+    class Comparator(models.TextChoices):
+        ABOVE = "above"
+        BELOW = "below"
+
+    name = models.SlugField(max_length=40, unique=True)
+    label = models.CharField(max_length=120)
+    metric = models.CharField(max_length=40)  # a name in analytics.metrics.METRICS
+    comparator = models.CharField(max_length=5, choices=Comparator.choices)
+    threshold = models.FloatField()
+    severity = models.CharField(max_length=8, choices=Severity.choices, default=Severity.WARNING)
+    cooldown_minutes = models.PositiveIntegerField(default=15)
+    escalate_after_minutes = models.PositiveIntegerField(null=True, blank=True)  # None: never
+    enabled = models.BooleanField(default=True)
+    builtin = models.BooleanField(default=False)
+    created_by = models.CharField(max_length=254)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-builtin", "name"]
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.metric} {self.comparator} {self.threshold:g}"
+
+    def crossed(self, value: float) -> bool:
+        return value < self.threshold if self.comparator == self.Comparator.BELOW else value > self.threshold
+
+
 class Alert(models.Model):
-    """A threshold crossed (``analytics.alerts``): one row per episode, firing until the metric is
-    back within bounds (then resolved). Deduplicated: while a rule fires, its row is updated."""
+    """A rule crossed (``analytics.alerts``): one row per alert, firing until the metric is back
+    within bounds (then resolved). Deduplicated: while a rule fires, its row is updated. A rule that
+    crosses again within its cool-down reopens the same row (``reopen_count``); ``fired_at`` is when
+    the current firing period began, ``announced`` whether it was announced (alert.fired)."""
 
     class State(models.TextChoices):
         FIRING = "firing"
         RESOLVED = "resolved"
 
     rule = models.CharField(max_length=40)
+    label = models.CharField(max_length=120, blank=True)
+    metric = models.CharField(max_length=40, blank=True)
+    severity = models.CharField(max_length=8, choices=Severity.choices, default=Severity.WARNING)
     state = models.CharField(max_length=8, choices=State.choices, default=State.FIRING)
     value = models.FloatField()
     threshold = models.FloatField()
     message = models.CharField(max_length=300)
     started_at = models.DateTimeField(auto_now_add=True)
+    fired_at = models.DateTimeField(null=True, blank=True)
     last_seen_at = models.DateTimeField()
     resolved_at = models.DateTimeField(null=True, blank=True)
+    reopen_count = models.PositiveIntegerField(default=0)
+    announced = models.BooleanField(default=True)
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_by = models.CharField(max_length=254, blank=True)
+    escalated_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-started_at"]
+        indexes = [models.Index(fields=["rule", "-id"], name="alert_rule_latest")]
         constraints = [
             models.UniqueConstraint(fields=["rule"], condition=models.Q(state="firing"), name="alert_one_firing")
         ]

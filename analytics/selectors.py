@@ -413,3 +413,66 @@ def tenant_dashboard(*, tenant, now: dt.datetime | None = None) -> dict:
             "target": 0.995,
         },
     }
+
+
+# --- alert rules and alerts (``analytics.alerts``) -------------------------------------------------
+
+
+def alert_rule_list():
+    """The tenant's rules, built-in first (created on first read)."""
+    from .alerts import alert_rules_ensure
+    from .models import AlertRule
+
+    alert_rules_ensure()
+    return AlertRule.objects.all()
+
+
+def alert_rule_get(*, name: str):
+    from api.errors import NotFound
+
+    rule = alert_rule_list().filter(name=name).first()
+    if rule is None:
+        raise NotFound("alert rule")
+    return rule
+
+
+def alert_list(*, state: str | None = None, rule: str | None = None, since: dt.datetime | None = None):
+    """Alerts newest first; ``since``: those still firing then or started after."""
+    from django.db.models import Q
+
+    from .models import Alert
+
+    qs = Alert.objects.order_by("-id")
+    if state:
+        qs = qs.filter(state=state)
+    if rule:
+        qs = qs.filter(rule=rule)
+    if since is not None:
+        qs = qs.filter(Q(started_at__gte=since) | Q(resolved_at__gte=since) | Q(resolved_at=None))
+    return qs
+
+
+def alert_get(*, alert_id: int):
+    from api.errors import NotFound
+
+    from .models import Alert
+
+    alert = Alert.objects.filter(pk=alert_id).first()
+    if alert is None:
+        raise NotFound("alert")
+    return alert
+
+
+def metric_catalogue(*, now: dt.datetime | None = None) -> list[dict]:
+    """Every metric a rule may watch, with its current value and the rules watching it."""
+    from .metrics import METRICS, metric_values
+
+    values = metric_values(now=now)
+    watching = defaultdict(list)
+    for name, metric in alert_rule_list().values_list("name", "metric"):
+        watching[metric].append(name)
+    return [
+        {"name": m.name, "label": m.label, "unit": m.unit, "help": m.help, "value": values[m.name],
+         "display": m.format(values[m.name]), "rules": watching.get(m.name, [])}
+        for m in METRICS.values()
+    ]  # fmt: skip

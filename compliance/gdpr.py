@@ -28,7 +28,7 @@ from .models import AuditRecord
 from .services import audit_record, pseudonym
 
 # columns that name who did something: a person's e-mail (actor_display), an API key, "system"
-ACTOR_FIELDS = ("created_by", "actor", "engaged_by", "lifted_by")
+ACTOR_FIELDS = ("created_by", "actor", "engaged_by", "lifted_by", "acknowledged_by")
 # ``*_by`` columns that never name a person (checked by a test, so a new one is a conscious choice)
 NOT_PEOPLE = {"intelligence.Decision.vetoed_by", "review.ReviewItem.vetoed_by"}  # the vetoing agent or control
 

@@ -137,12 +137,16 @@ EVENTS: dict[str, EventType] = {
                     "value": "number",
                     "threshold": "number",
                     "message": "str",
+                    "label?": "str",
+                    "metric?": "str",
+                    "severity?": "str",
                 },  # fmt: skip
                 text,
             )
             for name, text in (
-                ("alert.fired", "A monitored metric crossed its alert threshold (analytics.alerts)."),
+                ("alert.fired", "A monitored metric crossed its alert rule's threshold (analytics.alerts)."),
                 ("alert.resolved", "A firing alert's metric is back within its threshold."),
+                ("alert.escalated", "An alert still fires, unacknowledged, past its rule's escalation delay."),
             )
         ),
     )

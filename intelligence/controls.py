@@ -125,9 +125,9 @@ def ledger_guard(*, tenant, runtime: dict, ledger: LedgerConfig, now: dt.datetim
 
 
 def alert_blocked(code: str, reason: str, *, halted: bool = False) -> None:
-    """Fire (or refresh) the tenant's ``controls`` alert now; it resolves once no decision was
-    held by a control for five minutes (``analytics.alerts``)."""
+    """Judge the tenant's ``controls`` rule now (the held decision is saved): it fires at once, and
+    resolves once no decision was held by a control for five minutes (``analytics.alerts``)."""
     from analytics.alerts import alert_fire
 
     what = "Trading halted" if halted else "A decision was held"
-    alert_fire("controls", value=1.0, threshold=0.0, message=f"{what} by the {code} control: {reason}"[:300])
+    alert_fire("controls", message=f"{what} by the {code} control: {reason}"[:300])

@@ -1,6 +1,7 @@
-"""The seed's alert thresholds: a metric that crosses fires one alert (updated, not repeated,
-while it fires), resolves when it is back, publishes alert.fired / alert.resolved; no data, no
-alert. Availability comes from readiness probes of the web tier."""
+"""The seed's alert thresholds (built-in rules): a metric that crosses fires one alert (updated,
+not repeated, while it fires), resolves when it is back, publishes alert.fired / alert.resolved; no
+data, no alert. Availability comes from readiness probes of the web tier. Rules, cool-down and
+escalation: test_alert_rules.py."""
 
 import datetime as dt
 import http.server
@@ -10,7 +11,8 @@ import pytest
 from django.test import override_settings
 from django_tenants.utils import schema_context
 
-from analytics.alerts import alerts_evaluate, metrics_now
+from analytics.alerts import alerts_evaluate
+from analytics.metrics import metric_values
 from analytics.models import Alert
 from eventbus import bus
 from ops.models import AvailabilityProbe
@@ -31,7 +33,7 @@ def test_a_crossing_fires_once_then_resolves_with_events(alpha):
     schema = alpha.tenant.schema_name
     clear_streams(schema)
     with schema_context(schema):
-        assert metrics_now()["availability"] is None  # no probes: nothing judged
+        assert metric_values()["availability"] is None  # no probes: nothing judged
         assert alerts_evaluate(schema=schema) == [] and not Alert.objects.exists()
         _probes(ok=95, down=5)  # 95 % < 99.5 %
         fired = alerts_evaluate(schema=schema)
@@ -79,7 +81,7 @@ def test_decision_metrics_are_judged_from_recent_decisions(alpha):
             )  # fmt: skip
             for i in range(40)
         )
-        m = metrics_now()
+        m = metric_values()
         assert m["accuracy"] == pytest.approx(0.5) and m["inference_p99_ms"] == 30.0
         changes = {c["rule"] for c in alerts_evaluate(schema=schema)}
         assert changes == {"accuracy", "inference_p99_ms"}

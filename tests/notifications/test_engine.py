@@ -245,7 +245,8 @@ def test_quiet_hours_hold_messages_until_they_end_then_send_one_digest(alpha):
     now = timezone.now().replace(microsecond=0)
     start, end = (now - dt.timedelta(hours=1)).time(), (now + dt.timedelta(hours=1)).time()
     with schema_context(alpha.tenant.schema_name):
-        _inapp_sub(analyst, quiet_start=start.isoformat(timespec="minutes"), quiet_end=end.isoformat(timespec="minutes"))
+        quiet = {"quiet_start": start.isoformat(timespec="minutes"), "quiet_end": end.isoformat(timespec="minutes")}
+        _inapp_sub(analyst, **quiet)
         held = []
         for version in (1, 2):
             event = emit("model.deployed", {"name": "btc", "version": version})

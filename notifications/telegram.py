@@ -33,6 +33,9 @@ class TelegramError(Exception):
 
 
 def call(token: str, method: str, payload: dict | None = None, *, timeout: float | None = None) -> dict | list | bool:
+    """``result`` of one Bot API call, or :class:`TelegramError`: Telegram's ``error_code`` and
+    ``description`` (``retry_after`` on 429), or code 0 when no usable answer came (refused,
+    timed out, not JSON)."""
     url = f"{settings.TELEGRAM_API_BASE.rstrip('/')}/bot{token}/{method}"
     body = json.dumps(payload or {}).encode()
     request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"}, method="POST")
@@ -43,18 +46,29 @@ def call(token: str, method: str, payload: dict | None = None, *, timeout: float
         try:
             answer = json.loads(exc.read() or b"{}")
         except ValueError:
-            answer = {"error_code": exc.code, "description": exc.reason}
+            answer = None
+        if not isinstance(answer, dict):  # a proxy's or a server's own error page
+            answer = {"error_code": exc.code, "description": f"HTTP {exc.code} {exc.reason}"}
         answer.setdefault("error_code", exc.code)
-    except (urllib.error.URLError, TimeoutError, OSError) as exc:
+    except TimeoutError:
+        raise TelegramError(method, 0, "Telegram is unreachable (timed out)") from None
+    except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise TelegramError(method, 0, f"Telegram is unreachable ({type(reason).__name__})") from None
     except ValueError:
         raise TelegramError(method, 0, "Telegram answered something that is not JSON") from None
+    if not isinstance(answer, dict):
+        raise TelegramError(method, 0, "Telegram answered something that is not a Bot API reply")
     if not answer.get("ok"):
-        params = answer.get("parameters") or {}
+        params = answer.get("parameters") if isinstance(answer.get("parameters"), dict) else {}
+        try:
+            code = int(answer.get("error_code") or 0)
+        except (TypeError, ValueError):
+            code = 0
+        retry_after = params.get("retry_after")
         raise TelegramError(
-            method, int(answer.get("error_code") or 0), str(answer.get("description") or "error")[:300],
-            params.get("retry_after"),
+            method, code, str(answer.get("description") or "error")[:300],
+            float(retry_after) if isinstance(retry_after, int | float) else None,
         )  # fmt: skip
     return answer.get("result")
 
@@ -69,3 +83,25 @@ def send_message(token: str, chat_id: str | int, text: str) -> dict:
     if len(text) > 4096:
         text = text[:4093] + "..."
     return call(token, "sendMessage", {"chat_id": chat_id, "text": text, "disable_web_page_preview": True})
+
+
+def set_webhook(token: str, url: str, secret_token: str) -> bool:
+    """Telegram POSTs updates to ``url`` from now on, each with the header
+    ``X-Telegram-Bot-Api-Secret-Token: <secret_token>`` (1-256 of A-Z, a-z, 0-9, _ and -)."""
+    return call(token, "setWebhook", {"url": url, "secret_token": secret_token, "allowed_updates": ["message"]})
+
+
+def delete_webhook(token: str) -> bool:
+    return call(token, "deleteWebhook", {})
+
+
+def get_webhook_info(token: str) -> dict:
+    return call(token, "getWebhookInfo")
+
+
+def get_updates(token: str, offset: int | None = None, timeout: int = 0) -> list:
+    """Updates waiting while no webhook is set (long polling with ``timeout`` seconds)."""
+    payload: dict = {"timeout": timeout}
+    if offset is not None:
+        payload["offset"] = offset
+    return call(token, "getUpdates", payload, timeout=settings.TELEGRAM_TIMEOUT_S + timeout)

@@ -41,6 +41,8 @@ SPECTACULAR_SETTINGS = {
         "CircuitStateEnum": "models_registry.models.CircuitState",
         "VersionStatusEnum": "models_registry.models.VersionStatus",
         "CredentialKindEnum": "compliance.models.Credential.Kind",
+        "AlertComparatorEnum": "analytics.models.AlertRule.Comparator",
+        "AlertMetricEnum": "analytics.metrics.METRICS",
     },
 }
 

@@ -109,7 +109,7 @@ def _placeholder(schema: dict) -> str:
 
 # Objects a tenant names itself (a model, a feature set, a flow): another tenant's name must 404 like
 # another tenant's id. Not ``environment``: every tenant has the same fixed environments.
-NAMED_OBJECT_PARAMS = ("name", "ref", "flow_name")
+NAMED_OBJECT_PARAMS = ("name", "ref", "flow_name", "rule_name")
 
 
 def _is_object_param(param: dict) -> bool:
@@ -481,6 +481,41 @@ def _credential_object(fx: TenantFixture) -> Obj:
     return Obj(cred.pk, (name,))
 
 
+def _alert_rule_object(fx: TenantFixture) -> Obj:
+    """A rule only this tenant has (every tenant has the built-in ones)."""
+    from django_tenants.utils import schema_context
+
+    from analytics.models import AlertRule
+
+    name = f"walkrule-{fx.slug}"
+    with schema_context(fx.tenant.schema_name):
+        AlertRule.objects.get_or_create(
+            name=name,
+            defaults={"label": f"Walk rule {fx.slug}", "metric": "accuracy", "comparator": "below", "threshold": 0.5,
+                      "created_by": "walk"},
+        )  # fmt: skip
+    return Obj(name, (f"Walk rule {fx.slug}",))
+
+
+_alert_ids = itertools.count(1)
+
+
+def _alert_object(fx: TenantFixture) -> Obj:
+    """A firing alert with an id no other tenant has (each tenant numbers its alerts from 1)."""
+    from django_tenants.utils import schema_context
+
+    from analytics.models import Alert
+
+    base = 1_000_000 * (1 + sorted(("alpha", "beta")).index(fx.slug)) if fx.slug in ("alpha", "beta") else 3_000_000
+    n = next(_alert_ids)
+    with schema_context(fx.tenant.schema_name):
+        alert = Alert.objects.create(  # a rule of its own: one alert fires per rule
+            id=base + n, rule=f"walkalert-{fx.slug}-{n}", value=1.0, threshold=0.0,
+            message=f"walk alert of {fx.slug}", last_seen_at=timezone.now(),
+        )  # fmt: skip
+    return Obj(alert.pk, (f"walk alert of {fx.slug}",))
+
+
 OBJECT_FACTORIES: dict[str, Callable[[TenantFixture], Obj]] = {
     "config_version": _config_version_object,
     "credential_id": _credential_object,
@@ -496,6 +531,8 @@ OBJECT_FACTORIES: dict[str, Callable[[TenantFixture], Obj]] = {
     "job_id": _job_object,
     "backtest_id": _backtest_object,
     "invoice_id": _invoice_object,
+    "rule_name": _alert_rule_object,
+    "alert_id": _alert_object,
 }
 
 # Request bodies that reach further than a generated one (a real login reaches the 200).

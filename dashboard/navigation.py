@@ -87,6 +87,7 @@ AREAS = [
         "✉",
         "Telegram, webhook and e-mail channels, alert rules and their history.",
         "Connect a channel and subscribe to the events you care about.",
+        pages=(("Alerts", "dashboard:alerts"), ("Alert rules", "dashboard:alert-rules")),
     ),
     Area(
         "audit",

@@ -1,6 +1,15 @@
 from django.urls import path
 
-from . import backtests_views, billing_views, config_views, decisions_views, models_views, usage_views, views
+from . import (
+    alerts_views,
+    backtests_views,
+    billing_views,
+    config_views,
+    decisions_views,
+    models_views,
+    usage_views,
+    views,
+)
 
 app_name = "dashboard"
 
@@ -40,6 +49,10 @@ urlpatterns = [
     path("billing/invoices/<uuid:invoice_id>/pay/", billing_views.billing_pay, name="billing-pay"),
     path("staff/revenue/", billing_views.staff_revenue, name="staff-revenue"),
     path("performance/", usage_views.performance, name="performance"),
+    path("notifications/alerts/", alerts_views.alerts, name="alerts"),
+    path("notifications/alerts/<int:alert_id>/ack/", alerts_views.alert_acknowledge, name="alert-acknowledge"),
+    path("notifications/alert-rules/", alerts_views.alert_rules, name="alert-rules"),
+    path("notifications/alert-rules/<slug:name>/", alerts_views.alert_rule_change, name="alert-rule-change"),
     path("models/", models_views.models_home, name="models"),
     path("models/jobs/<uuid:job_id>/", models_views.training_job, name="training-job"),
     path("models/<slug:name>/", models_views.model_detail, name="model"),

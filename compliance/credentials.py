@@ -16,7 +16,7 @@ from typing import Any
 
 from django.core.validators import EmailValidator
 from django.db import IntegrityError, transaction
-from django.db.models import QuerySet
+from django.db.models import ProtectedError, QuerySet
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
@@ -238,7 +238,16 @@ def credential_delete(*, credential_id: int, actor) -> None:
             credential,
             {"name": credential.name, "kind": credential.kind, "version": credential.version},
         )
-        credential.delete()
+        try:
+            with transaction.atomic():
+                credential.delete()
+        except ProtectedError as exc:
+            users = sorted({f"{o._meta.verbose_name} '{o}'" for o in exc.protected_objects})
+            raise ApplicationError(
+                "credential_in_use",
+                f"{credential.name} is in use by {', '.join(users)}; delete or change that first.",
+                {"used_by": users}, status=409,
+            ) from None  # fmt: skip
 
 
 @sensitive_variables("plaintext")

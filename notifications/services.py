@@ -237,6 +237,11 @@ def webhook_create(*, name: str, url: str, actor) -> tuple[WebhookEndpoint, str]
 
     if not isinstance(name, str) or not NAME_RE.match(name):
         raise _invalid("name", "name: 1-64 of a-z, 0-9, - and _.")
+    taken = ApplicationError(
+        "name_taken", f"A webhook named '{name}' exists; choose another name.", {"name": name}, status=409
+    )
+    if WebhookEndpoint.objects.filter(name=name).exists():
+        raise taken
     url = _check_url(url)
     secret = signing.new_secret()
     try:
@@ -249,14 +254,10 @@ def webhook_create(*, name: str, url: str, actor) -> tuple[WebhookEndpoint, str]
             )
             audit_record(actor, "notification.webhook_created", endpoint, {"name": name, "url": url})
     except IntegrityError:
-        raise ApplicationError(
-            "name_taken", f"A webhook named '{name}' exists; choose another name.", {"name": name}, status=409
-        ) from None
+        raise taken from None
     except ApplicationError as exc:
-        if exc.code == "name_taken":
-            raise ApplicationError(
-                "name_taken", f"A webhook named '{name}' exists; choose another name.", {"name": name}, status=409
-            ) from None
+        if exc.code in ("name_taken", "credential_name_taken"):
+            raise taken from None
         raise
     return endpoint, secret
 

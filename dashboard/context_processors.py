@@ -18,6 +18,7 @@ def shell(request):
             (a, reverse(a.url_name) if a.url_name else reverse("dashboard:area", args=[a.key])) for a in AREAS
         ],
         "kill_switch": _kill_switch(request),
+        "notify": _notify(request),
     }
 
 
@@ -29,3 +30,20 @@ def _kill_switch(request) -> dict | None:
     from compliance.controls import kill_state
 
     return kill_state(tenant.schema_name)
+
+
+def _notify(request) -> dict | None:
+    """The notification bell of a member of the active tenant: the unread count and the socket's
+    one-use ticket are callables, so they cost a query and a Redis write only when the layout
+    renders the bell (never for a partial)."""
+    if getattr(request, "tenant", None) is None or getattr(request, "role", None) is None:
+        return None
+    from notifications.selectors import unread_count
+
+    from .notifications_views import ws_ticket, ws_url
+
+    return {
+        "unread": lambda: unread_count(user_id=request.user.pk),
+        "ticket": lambda: ws_ticket(request),
+        "ws_url": lambda: ws_url(request),
+    }

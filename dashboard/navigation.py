@@ -87,7 +87,14 @@ AREAS = [
         "✉",
         "Telegram, webhook and e-mail channels, alert rules and their history.",
         "Connect a channel and subscribe to the events you care about.",
-        pages=(("Alerts", "dashboard:alerts"), ("Alert rules", "dashboard:alert-rules")),
+        url_name="dashboard:notifications",
+        pages=(
+            ("Subscriptions", "dashboard:notification-subscriptions"),
+            ("Deliveries", "dashboard:notification-deliveries"),
+            ("Webhooks", "dashboard:notification-webhooks"),
+            ("Alerts", "dashboard:alerts"),
+            ("Alert rules", "dashboard:alert-rules"),
+        ),
     ),
     Area(
         "audit",

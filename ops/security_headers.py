@@ -7,7 +7,8 @@ Two policies, chosen by what the response is:
 * HTML (dashboard, accounts, admin, Swagger UI): ``settings.SECURE_CSP``. Scripts and ``<style>``
   elements only from this origin or carrying the request's nonce (``{% csp_nonce_attr %}`` /
   ``{{ csp_nonce }}``); the page may open the decision feed's WebSocket, which lives on another
-  port (``WS_FEED_PORT``) or at ``WS_FEED_PUBLIC_URL``, so that origin joins ``connect-src``.
+  port (``WS_FEED_PORT``) or at ``WS_FEED_PUBLIC_URL``, and the notification bell's on daphne
+  (``WS_PORT`` or ``WS_PUBLIC_URL``), so those origins join ``connect-src``.
 * anything else (API JSON, the schema, static files, redirects): ``settings.SECURE_CSP_API``,
   ``default-src 'none'; frame-ancestors 'none'`` — a JSON body opened in a tab runs nothing.
 
@@ -25,9 +26,9 @@ from django.middleware.csp import ContentSecurityPolicyMiddleware, get_nonce
 from django.utils.csp import CSP, build_policy
 
 
-def _feed_origin(request) -> str:
-    """The decision feed's origin as the browser sees it (dashboard/decisions_views._feed_base)."""
-    configured = settings.WS_FEED_PUBLIC_URL
+def _ws_origin(request, configured: str, port: int) -> str:
+    """A WebSocket server's origin as the browser sees it: ``configured`` (behind a proxy) or this
+    host on ``port``."""
     if configured:
         parts = urlparse(configured)
         return f"{parts.scheme}://{parts.netloc}"
@@ -36,7 +37,17 @@ def _feed_origin(request) -> str:
     except Exception:  # DisallowedHost: the page is an error page anyway, no feed
         return ""
     scheme = "wss" if request.is_secure() else "ws"
-    return f"{scheme}://{host}:{settings.WS_FEED_PORT}"
+    return f"{scheme}://{host}:{port}"
+
+
+def _feed_origin(request) -> str:
+    """The decision feed's origin as the browser sees it (dashboard/decisions_views._feed_base)."""
+    return _ws_origin(request, settings.WS_FEED_PUBLIC_URL, settings.WS_FEED_PORT)
+
+
+def _channels_origin(request) -> str:
+    """daphne's origin (the notification bell's ``ws/notifications/``, dashboard/context_processors)."""
+    return _ws_origin(request, settings.WS_PUBLIC_URL, settings.WS_PORT)
 
 
 def _is_html(response) -> bool:
@@ -54,9 +65,9 @@ class SecurityHeadersMiddleware(ContentSecurityPolicyMiddleware):
         if CSP.HEADER_ENFORCE not in response:
             if _is_html(response):
                 config = dict(settings.SECURE_CSP)
-                origin = _feed_origin(request)
-                if origin:
-                    config["connect-src"] = [*config.get("connect-src", [CSP.SELF]), origin]
+                origins = [o for o in dict.fromkeys((_feed_origin(request), _channels_origin(request))) if o]
+                if origins:
+                    config["connect-src"] = [*config.get("connect-src", [CSP.SELF]), *origins]
             else:
                 config = settings.SECURE_CSP_API
             if config:

@@ -83,6 +83,10 @@ REDIS_DB_STREAMS = env_int("REDIS_DB_STREAMS", _redis_base + 5)
 # reach it (default: this host, port WS_FEED_PORT)
 WS_FEED_PORT = env_int("WS_FEED_PORT", 8002)
 WS_FEED_PUBLIC_URL = env_str("WS_FEED_PUBLIC_URL", "")
+# daphne (config/asgi.py: ws/notifications/, ws/training/): its port and, behind a proxy, where browsers
+# reach it (default: this host, port WS_PORT)
+WS_PORT = env_int("WS_PORT", 8001)
+WS_PUBLIC_URL = env_str("WS_PUBLIC_URL", "")
 # bytes a feed client may leave unread in its socket's send buffer before it is dropped as too slow
 # (close 4008): about 1,300 decisions
 WS_CLIENT_BUFFER = env_int("WS_CLIENT_BUFFER", 4 * 1024 * 1024)

@@ -56,13 +56,15 @@ def test_a_dashboard_page_gets_the_page_policy_with_a_fresh_nonce(alpha):
 
 
 def test_the_decisions_page_may_open_the_feed_websocket_and_nothing_else(alpha, usage_redis):
+    # the feed's edge server, and daphne (the notification bell's ws/notifications/ on every page)
     r = dashboard_client(alpha, "viewer").get("/app/decisions/")
     assert r.status_code == 200
     connect = _directives(r["Content-Security-Policy"])["connect-src"]
-    assert connect == ["'self'", f"ws://testserver:{settings.WS_FEED_PORT}"]
-    with override_settings(WS_FEED_PUBLIC_URL="wss://feed.example.test/base"):
+    assert connect == ["'self'", f"ws://testserver:{settings.WS_FEED_PORT}", f"ws://testserver:{settings.WS_PORT}"]
+    with override_settings(WS_FEED_PUBLIC_URL="wss://feed.example.test/base", WS_PUBLIC_URL="wss://ws.example.test"):
         r = dashboard_client(alpha, "viewer").get("/app/decisions/")
-    assert _directives(r["Content-Security-Policy"])["connect-src"] == ["'self'", "wss://feed.example.test"]
+    connect = _directives(r["Content-Security-Policy"])["connect-src"]
+    assert connect == ["'self'", "wss://feed.example.test", "wss://ws.example.test"]
 
 
 def test_billing_forms_may_post_to_the_payment_gateway_only():

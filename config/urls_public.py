@@ -10,6 +10,7 @@ from analytics.api.views import PlatformUsageApi
 from billing.api.views import MidtransNotificationApi, PlatformKillSwitchApi, PlatformRevenueApi
 from compliance.api.views import MeExportApi
 from dashboard import views as dashboard
+from notifications.api.telegram import telegram_webhook
 from ops import views as ops
 
 handler404 = "api.errors.not_found"
@@ -35,6 +36,8 @@ urlpatterns = [
     path(
         "api/v1/billing/midtrans/notification/", MidtransNotificationApi.as_view(), name="billing-midtrans-notification"
     ),
+    # Telegram's updates for a tenant's bot: public, verified by the secret token (notifications/)
+    path("hooks/telegram/<slug:tenant>/<int:bot_id>/", telegram_webhook, name="telegram-webhook"),
     path("api/v1/platform/revenue/", PlatformRevenueApi.as_view(), name="platform-revenue"),
     path("api/v1/platform/usage/", PlatformUsageApi.as_view(), name="platform-usage"),
     path("api/v1/platform/kill-switch/", PlatformKillSwitchApi.as_view(), name="platform-kill-switch"),

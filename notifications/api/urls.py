@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import telegram, views
 
 urlpatterns = [
     path("notifications/event-types/", views.EventTypeListApi.as_view(), name="notifications-event-types"),
@@ -29,4 +29,23 @@ urlpatterns = [
         name="notifications-delivery-retry",
     ),
     path("notifications/inbox/", views.InAppListApi.as_view(), name="notifications-inbox"),
+    path(
+        "notifications/telegram/bots/", telegram.TelegramBotListCreateApi.as_view(), name="notifications-telegram-bots"
+    ),
+    path(
+        "notifications/telegram/bots/<int:bot_id>/",
+        telegram.TelegramBotDetailApi.as_view(),
+        name="notifications-telegram-bot",
+    ),
+    path(
+        "notifications/telegram/chats/",
+        telegram.TelegramChatListCreateApi.as_view(),
+        name="notifications-telegram-chats",
+    ),
+    path(
+        "notifications/telegram/chats/<int:chat_id>/",
+        telegram.TelegramChatDetailApi.as_view(),
+        name="notifications-telegram-chat",
+    ),
+    path("notifications/telegram/link/", telegram.TelegramLinkApi.as_view(), name="notifications-telegram-link"),
 ]

@@ -29,6 +29,7 @@ def in_process(url: str, body: bytes, headers: dict) -> int:
 
 @pytest.fixture
 def sandbox(settings):
+    _telegram_keys_reset()
     box = TelegramSandbox(webhook_post=in_process).start()
     box.add_bot(TOKEN, "ati_alerts_bot", first_name="ATI alerts")
     box.add_bot(OTHER_TOKEN, "other_bot")
@@ -40,7 +41,6 @@ def sandbox(settings):
     box.stop()
 
 
-@pytest.fixture(autouse=True)
 def _telegram_keys_reset():
     """Link codes and seen update ids live in Redis across tests (and sessions, whose ids repeat)."""
     client = redis_client()

@@ -88,8 +88,12 @@ def test_a_message_over_telegrams_limit_is_shortened_not_refused(api):
         (lambda: telegram.send_message(TOKEN, 777, "hi"), 400, "Bad Request: chat not found", True),
         (lambda: telegram.call(TOKEN, "sendSticker"), 404, "Not Found", True),
         (lambda: telegram.send_message(TOKEN, CHAT, "   "), 400, "Bad Request: message text is empty", True),
-        (lambda: telegram.set_webhook(TOKEN, "https://x.test/h", "bad secret!"), 400,
-         "Bad Request: secret token contains unallowed characters", True),
+        (
+            lambda: telegram.set_webhook(TOKEN, "https://x.test/h", "bad secret!"),
+            400,
+            "Bad Request: secret token contains unallowed characters",
+            True,
+        ),
     ],  # fmt: skip
 )
 def test_telegrams_refusals_keep_its_code_and_description(api, call, code, description, permanent):

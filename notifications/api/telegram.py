@@ -26,7 +26,7 @@ from rest_framework.views import APIView
 
 from api.errors import ApplicationError, envelope
 from api.pagination import CreatedCursorPagination
-from api.schema import ERRORS
+from api.schema import ERRORS, ErrorSerializer
 from tenants.models import Role, Scope
 from tenants.permissions import MANAGE, READ, Access
 
@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 # members (viewer and up) see their own chats and ask for their own link code; keys need the admin scope
 OWN = Access(role=Role.VIEWER, scope=Scope.ADMIN)
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+# Telegram unreachable (or answering with an error of its own) while we ask it
+TELEGRAM_DOWN = OpenApiResponse(ErrorSerializer, description="telegram_unreachable")
 UPDATE_SEEN_S = 86_400  # Telegram redelivers an update it got no 2xx for; each is handled once
 
 
@@ -101,7 +103,7 @@ class TelegramBotListCreateApi(APIView):
     @extend_schema(
         operation_id="notifications_telegram_bots_create",
         request=InputSerializer,
-        responses={201: BotSerializer, **ERRORS},
+        responses={201: BotSerializer, **ERRORS, 502: TELEGRAM_DOWN},
         description="Errors: telegram_token_invalid (400: copy the token again from @BotFather), name_taken and "
         "telegram_bot_exists (409), telegram_unreachable (502). A webhook Telegram refused is in webhook_error; "
         "messages still go out.",
@@ -122,6 +124,8 @@ class TelegramBotDetailApi(APIView):
 
     @extend_schema(
         operation_id="notifications_telegram_bots_delete",
+        description="Telegram is asked to stop the webhook first; if it cannot be (a revoked token, Telegram "
+        "unreachable), the bot is deleted anyway and the audit record says what Telegram answered.",
         responses={204: OpenApiResponse(description="Gone, with its chats, their subscriptions and the token."),
                    **ERRORS},
     )  # fmt: skip
@@ -171,7 +175,7 @@ class TelegramChatListCreateApi(APIView):
     @extend_schema(
         operation_id="notifications_telegram_chats_create",
         request=InputSerializer,
-        responses={201: ChatSerializer, **ERRORS},
+        responses={201: ChatSerializer, **ERRORS, 502: TELEGRAM_DOWN},
         description="Errors: telegram_chat_unreachable (400, with Telegram's description, e.g. 'Bad Request: chat "
         "not found'), telegram_chat_exists (409), telegram_unreachable (502). Nothing is stored on an error.",
     )

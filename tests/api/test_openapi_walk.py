@@ -516,6 +516,45 @@ def _alert_object(fx: TenantFixture) -> Obj:
     return Obj(alert.pk, (f"walk alert of {fx.slug}",))
 
 
+_telegram_ids = itertools.count(1)
+_telegram_api: list = []  # the walk's sandbox Bot API (see _telegram_on_a_local_api)
+
+
+def _telegram_bot_object(fx: TenantFixture) -> Obj:
+    """A registered Telegram bot with an id no other tenant has, its token in the vault and known
+    to the walk's sandbox Bot API (deleting it stops its webhook there)."""
+    from django_tenants.utils import schema_context
+
+    from compliance.credentials import credential_create
+    from notifications.models import TelegramBot
+
+    base = 1_000_000 * (1 + sorted(("alpha", "beta")).index(fx.slug)) if fx.slug in ("alpha", "beta") else 3_000_000
+    n = next(_telegram_ids)
+    token, username = f"{700_000_000 + n}:AAwalk{uuid.uuid4().hex}", f"walk_{fx.slug}_{n}_bot"
+    if _telegram_api:
+        _telegram_api[0].add_bot(token, username)
+    with schema_context(fx.tenant.schema_name):
+        credential = credential_create(name=f"telegram-bot-walk-{fx.slug}-{n}", kind="telegram", secret=token,
+                                       actor="walk")  # fmt: skip
+        bot = TelegramBot.objects.create(
+            id=base + n, name=f"walk-{fx.slug}-{n}", credential=credential, bot_id=700_000_000 + n, username=username,
+            created_by="walk",
+        )  # fmt: skip
+    return Obj(bot.pk, (username,))
+
+
+def _telegram_chat_object(fx: TenantFixture) -> Obj:
+    from django_tenants.utils import schema_context
+
+    from notifications.models import TelegramChat
+
+    bot = _telegram_bot_object(fx)
+    with schema_context(fx.tenant.schema_name):
+        chat = TelegramChat.objects.create(id=bot.value, bot_id=bot.value, chat_id=str(4_000_000 + bot.value),
+                                           title=f"walk chat of {fx.slug}", created_by="walk")  # fmt: skip
+    return Obj(chat.pk, (f"walk chat of {fx.slug}",))
+
+
 OBJECT_FACTORIES: dict[str, Callable[[TenantFixture], Obj]] = {
     "config_version": _config_version_object,
     "credential_id": _credential_object,
@@ -533,6 +572,8 @@ OBJECT_FACTORIES: dict[str, Callable[[TenantFixture], Obj]] = {
     "invoice_id": _invoice_object,
     "rule_name": _alert_rule_object,
     "alert_id": _alert_object,
+    "bot_id": _telegram_bot_object,
+    "chat_id": _telegram_chat_object,
 }
 
 # Request bodies that reach further than a generated one (a real login reaches the 200).
@@ -738,6 +779,24 @@ def _payments_on_a_local_gateway(settings, _gateway):
     settings.MIDTRANS_SNAP_URL = settings.MIDTRANS_API_URL = _gateway.url
 
 
+@pytest.fixture(scope="module")
+def _telegram_sandbox():
+    from notifications.sandbox import TelegramSandbox
+
+    box = TelegramSandbox().start()
+    _telegram_api.append(box)
+    yield box
+    _telegram_api.clear()
+    box.stop()
+
+
+@pytest.fixture(autouse=True)
+def _telegram_on_a_local_api(settings, _telegram_sandbox):
+    """Registering a bot, adding a chat and deleting a bot ask Telegram: here a local server that
+    speaks its Bot API (notifications.sandbox; the real one is not reachable)."""
+    settings.TELEGRAM_API_BASE = _telegram_sandbox.url
+
+
 @pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):
     """Each login attempt costs ~0.5 s of PBKDF2 (also for unknown users, to equalise timing); the
@@ -775,6 +834,7 @@ READ_ONLY_MAY_WRITE: dict[str, str] = {
     "models_predict": "predicts and writes nothing",
     "ws_tickets_create": "issues a one-use 60-second handshake ticket and writes no data",
     "inference_create": "predicts and writes nothing",
+    "notifications_telegram_link": "a member's own one-time link code (10 minutes in Redis) and its audit record",
 }
 
 

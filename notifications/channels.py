@@ -4,7 +4,9 @@ delivery's idempotency key (webhook header, e-mail Message-ID) so a receiver can
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import threading
 import time
 import urllib.error
@@ -12,13 +14,14 @@ import urllib.request
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 
 from . import signing, telegram
 from .models import Channel, Delivery, InAppNotification
 from .render import Message, render
 
 SYSTEM_ACTOR = "system:notifications"
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -162,7 +165,8 @@ def _inapp(d: Delivery, message: Message) -> Sent:
         defaults={"user_id": user_id, "title": message.title, "body": message.text, "url": message.url,
                   "severity": message.severity},
     )  # fmt: skip
-    _push(connection.schema_name, user_id, note)
+    schema, payload = connection.schema_name, inapp_payload(note)
+    transaction.on_commit(lambda: _push(schema, user_id, payload))
     return Sent(provider_id=f"inapp:{note.pk}")
 
 
@@ -171,18 +175,34 @@ def inapp_payload(note: InAppNotification) -> dict:
             "created_at": note.created_at.isoformat(), "read": note.read_at is not None}  # fmt: skip
 
 
-def _push(schema: str, user_id: int, note: InAppNotification) -> None:
+_loop: asyncio.AbstractEventLoop | None = None
+
+
+def _layer_loop() -> asyncio.AbstractEventLoop:
+    """One event loop thread per process for channel-layer sends: the layer's Redis connections are
+    kept per loop, so a send reuses them (a fresh loop per send, as ``async_to_sync`` makes from a
+    worker thread, connects anew each time: ~30 ms)."""
+    global _loop
+    with _lock:
+        if _loop is None or _loop.is_closed():
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="inapp-push", daemon=True).start()
+            _loop = loop
+        return _loop
+
+
+def _push(schema: str, user_id: int, payload: dict) -> None:
     """Live to the member's open dashboards (the row is the record: a missed push is seen on the
     next page load)."""
-    from asgiref.sync import async_to_sync
     from channels.layers import get_channel_layer
 
     layer = get_channel_layer()
     if layer is None:
         return
+    message = {"type": "notification.new", "notification": payload}
     try:
-        async_to_sync(layer.group_send)(
-            inapp_group(schema, user_id), {"type": "notification.new", "notification": inapp_payload(note)}
+        asyncio.run_coroutine_threadsafe(layer.group_send(inapp_group(schema, user_id), message), _layer_loop()).result(
+            timeout=5
         )
-    except Exception:  # noqa: BLE001 - best effort
-        pass
+    except Exception as exc:  # noqa: BLE001 - best effort
+        log.warning("in-app push to %s/%s failed: %s", schema, user_id, exc)

@@ -3,15 +3,18 @@ wait behind training jobs). Thin: each takes an id and calls ``notifications.del
 
 from celery import shared_task
 
+# many small tasks: no stored result, and the tenant's row read once per half minute per worker
+FAST = {"ignore_result": True, "tenant_cache_seconds": 30}
 
-@shared_task(name="notifications.fanout", fair=False, acks_late=True, reject_on_worker_lost=True)
+
+@shared_task(name="notifications.fanout", fair=False, acks_late=True, reject_on_worker_lost=True, **FAST)
 def fanout_task(event_id: int) -> int:
     from .delivery import fanout
 
     return fanout(event_id)
 
 
-@shared_task(name="notifications.deliver", fair=False, acks_late=True, reject_on_worker_lost=True)
+@shared_task(name="notifications.deliver", fair=False, acks_late=True, reject_on_worker_lost=True, **FAST)
 def deliver_task(delivery_id: int) -> str:
     from .delivery import deliver
 

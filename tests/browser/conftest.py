@@ -17,7 +17,16 @@ from django.db import connection
 
 from tests.conftest import service_env
 
-from .support import DESKTOP, Dashboard, FeedEdge, WebServer, browser_launch, chromium_missing_reason, free_port
+from .support import (
+    DESKTOP,
+    ChannelsServer,
+    Dashboard,
+    FeedEdge,
+    WebServer,
+    browser_launch,
+    chromium_missing_reason,
+    free_port,
+)
 
 # Playwright's sync API keeps an asyncio loop on the main thread; the ORM calls these tests make
 # between browser steps are ordinary blocking calls, so Django's async guard is lifted for them.
@@ -83,6 +92,7 @@ def web(test_database, django_db_blocker, mail_dir, midtrans):
             "EMAIL_FILE_PATH": str(mail_dir),
             "DJANGO_DEBUG": "false",
             "WS_FEED_PORT": str(free_port()),  # where pages point the live feed (see ``feed_edge``)
+            "WS_PORT": str(free_port()),  # where pages point the notification bell (see ``channels_server``)
             "MIDTRANS_SERVER_KEY": midtrans.server_key,
             "MIDTRANS_SNAP_URL": midtrans.url,
             "MIDTRANS_API_URL": midtrans.url,
@@ -98,6 +108,14 @@ def feed_edge(web):
     edge = FeedEdge(web.env).start()
     yield edge
     edge.stop()
+
+
+@pytest.fixture(scope="session")
+def channels_server(web):
+    """daphne (``config.asgi``: the bell's ``ws/notifications/``) on the port the web server's pages name."""
+    server = ChannelsServer(web.env).start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -136,6 +136,41 @@ class FeedEdge:
         _terminate(self.proc)
 
 
+class ChannelsServer:
+    """daphne serving ``config.asgi`` (the Procfile's ``ws``: ``ws/notifications/``, ``ws/training/``)
+    on ``WS_PORT`` of ``env``."""
+
+    def __init__(self, env: dict[str, str]):
+        self.env = env
+        self.port = int(env["WS_PORT"])
+        self.proc: subprocess.Popen | None = None
+        self.log = ROOT / ".data" / f"browser-daphne-{self.port}.log"
+
+    def start(self, timeout: float = 30) -> ChannelsServer:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "config.asgi:application"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self.log.open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"daphne exited early; see {self.log}:\n{self.log.read_text()[-2000:]}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return self
+            except OSError:
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"daphne did not listen on {self.port} within {timeout}s; see {self.log}")
+
+    def stop(self) -> None:
+        _terminate(self.proc)
+
+
 def mail_texts(directory: Path) -> list[str]:
     """Plain-text bodies of the messages Django's file e-mail backend wrote (decoded)."""
     import email

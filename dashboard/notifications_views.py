@@ -101,7 +101,8 @@ def notifications_read(request):
     if not raw.isdigit() or not selectors.inbox(user_id=uid).filter(pk=int(raw)).exists():
         raise Http404("No such notification.")
     services.inapp_read(user_id=uid, ids=[int(raw)])
-    return redirect(f"{reverse('dashboard:notifications')}?page={request.POST.get('page', '1')}")
+    page = request.POST.get("page", "")
+    return redirect(f"{reverse('dashboard:notifications')}?page={page if page.isdigit() else 1}")
 
 
 # --- subscriptions -------------------------------------------------------------------------------

@@ -11,9 +11,11 @@ from django_tenants.utils import schema_context
 
 from tests.conftest import PASSWORD
 
+from .support import PHONE
+
 
 def test_the_bell_counts_a_delivered_notification_live_and_a_dead_delivery_is_retried(
-    dashboard, channels_server, committed, unique
+    dashboard, new_dashboard, channels_server, committed, unique
 ):
     from notifications.delivery import deliver, emit, fanout
     from notifications.models import Delivery, Event
@@ -81,3 +83,12 @@ def test_the_bell_counts_a_delivered_notification_live_and_a_dead_delivery_is_re
     assert d.page.locator(f'[data-delivery="{dead.pk}"]').get_attribute("data-status") == "pending"
     with committed(), schema_context(tenant.schema_name):
         assert Delivery.objects.get(pk=dead.pk).manual_retries == 1
+
+    # the pages and the header with its unread count fit a phone
+    phone = new_dashboard(PHONE)
+    phone.page.context.add_cookies(d.page.context.cookies())
+    for path in ("/app/", "/app/notifications/", "/app/notifications/subscriptions/", "/app/notifications/deliveries/",
+                 "/app/notifications/webhooks/"):  # fmt: skip
+        phone.goto(path)
+        assert phone.page.locator('[data-bell][data-unread="1"]').is_visible()
+        assert phone.horizontal_overflow() <= 0, path

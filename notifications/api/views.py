@@ -45,6 +45,7 @@ def user_id_of(request) -> int | None:
 
 
 class SubscriptionSerializer(serializers.ModelSerializer):
+    email = serializers.CharField(read_only=True, help_text="email channel: the address; else empty")
     tenant_wide = serializers.SerializerMethodField()
     target = serializers.SerializerMethodField()
 
@@ -131,6 +132,12 @@ class InAppSerializer(serializers.Serializer):
     severity = serializers.CharField()
     created_at = serializers.DateTimeField()
     read = serializers.BooleanField()
+
+
+class InboxReadSerializer(serializers.Serializer):
+    marked_read = serializers.IntegerField()
+    unread = serializers.IntegerField()
+    at = serializers.DateTimeField()
 
 
 class EventTypeSerializer(serializers.Serializer):
@@ -393,21 +400,31 @@ class DeliveryRetryApi(APIView):
 # --- in-app notification centre -------------------------------------------------------------------
 
 
-class InAppListApi(APIView):
-    """Your notification centre (people only), newest first; ``unread`` counts what you haven't read."""
+class InboxPagination(CreatedCursorPagination):
+    """The page envelope plus ``unread``: how many of your notifications you haven't read."""
 
-    access = {"GET": READ, "POST": READ}
+    unread = 0
+
+    def get_paginated_response(self, data):
+        response = super().get_paginated_response(data)
+        response.data["unread"] = self.unread
+        return response
+
+    def get_paginated_response_schema(self, schema):
+        out = super().get_paginated_response_schema(schema)
+        out["properties"]["unread"] = {"type": "integer", "description": "your unread notifications"}
+        return out
+
+
+class InAppListApi(APIView):
+    """Your notification centre, newest first; ``unread`` counts what you haven't read. An API key
+    is not a person: its inbox is always empty."""
+
+    access = {"GET": READ, "POST": OWN}
+    pagination_class = InboxPagination
 
     class ReadSerializer(serializers.Serializer):
         ids = serializers.ListField(child=serializers.IntegerField(), required=False, help_text="default: all")
-
-    def _user(self, request) -> int:
-        uid = user_id_of(request)
-        if uid is None:
-            raise ApplicationError(
-                "person_only", "The notification centre belongs to a person; API keys have none.", {}, status=403
-            )
-        return uid
 
     @extend_schema(
         operation_id="notifications_inbox",
@@ -415,22 +432,23 @@ class InAppListApi(APIView):
         responses={200: InAppSerializer(many=True), **ERRORS},
     )
     def get(self, request):
-        uid = self._user(request)
-        rows = selectors.inbox(user_id=uid, unread=request.query_params.get("unread") in ("1", "true"))
-        paginator = self.pagination_class() if hasattr(self, "pagination_class") else CreatedCursorPagination()
+        uid = user_id_of(request)
+        paginator = self.pagination_class()
+        if uid is None:
+            rows = selectors.inbox(user_id=0).none()
+        else:
+            rows = selectors.inbox(user_id=uid, unread=request.query_params.get("unread") in ("1", "true"))
+            paginator.unread = selectors.unread_count(user_id=uid)
         page = paginator.paginate_queryset(rows, request, view=self)
-        response = paginator.get_paginated_response([selectors.inapp_payload(n) for n in page])
-        response.data["unread"] = selectors.unread_count(user_id=uid)
-        return response
-
-    pagination_class = CreatedCursorPagination
+        return paginator.get_paginated_response([selectors.inapp_payload(n) for n in page])
 
     @extend_schema(
-        operation_id="notifications_inbox_read", request=ReadSerializer, responses={200: OpenApiTypes.OBJECT, **ERRORS}
+        operation_id="notifications_inbox_read", request=ReadSerializer, responses={200: InboxReadSerializer, **ERRORS}
     )
     def post(self, request):
-        uid = self._user(request)
         s = self.ReadSerializer(data=request.data)
         s.is_valid(raise_exception=True)
-        changed = services.inapp_read(user_id=uid, ids=s.validated_data.get("ids"))
-        return Response({"marked_read": changed, "unread": selectors.unread_count(user_id=uid), "at": timezone.now()})
+        uid = user_id_of(request)
+        changed = 0 if uid is None else services.inapp_read(user_id=uid, ids=s.validated_data.get("ids"))
+        unread = 0 if uid is None else selectors.unread_count(user_id=uid)
+        return Response({"marked_read": changed, "unread": unread, "at": timezone.now()})

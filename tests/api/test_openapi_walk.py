@@ -516,6 +516,65 @@ def _alert_object(fx: TenantFixture) -> Obj:
     return Obj(alert.pk, (f"walk alert of {fx.slug}",))
 
 
+_notify_ids = itertools.count(1)
+
+
+def _notify_base(fx: TenantFixture) -> int:
+    """Ids no other tenant has (each tenant numbers its rows from 1)."""
+    return 1_000_000 * (1 + sorted(("alpha", "beta")).index(fx.slug)) if fx.slug in ("alpha", "beta") else 3_000_000
+
+
+def _subscription_object(fx: TenantFixture, caller=None) -> Obj:
+    """The calling member's own in-app subscription (members manage their own; another member's is
+    not there for them), or the tenant's for an API key."""
+    from django_tenants.utils import schema_context
+
+    from notifications.models import Subscription
+
+    n = next(_notify_ids)
+    person = caller is None or caller.kind == "role"
+    user = fx.users[caller.name if caller is not None and person else Role.OWNER]
+    with schema_context(fx.tenant.schema_name):
+        sub = Subscription.objects.create(
+            id=_notify_base(fx) + n, name=f"walk subscription of {fx.slug}", user_id=user.pk if person else None,
+            events=["model.deployed"], channel="inapp", created_by="walk",
+        )  # fmt: skip
+    return Obj(sub.pk, (f"walk subscription of {fx.slug}",))
+
+
+def _webhook_object(fx: TenantFixture) -> Obj:
+    from django_tenants.utils import schema_context
+
+    from compliance.credentials import credential_create
+    from notifications.models import WebhookEndpoint
+
+    n = next(_notify_ids)
+    with schema_context(fx.tenant.schema_name):
+        secret = f"whsec_{uuid.uuid4().hex}"
+        credential = credential_create(name=f"webhook-walk-{fx.slug}-{n}", kind="webhook", secret=secret, actor="walk")
+        hook = WebhookEndpoint.objects.create(
+            id=_notify_base(fx) + n, name=f"walkhook-{fx.slug}-{n}", url=f"http://127.0.0.1:9/walk-{fx.slug}",
+            credential=credential, created_by="walk",
+        )  # fmt: skip
+    return Obj(hook.pk, (f"walk-{fx.slug}",))
+
+
+def _delivery_object(fx: TenantFixture) -> Obj:
+    """A dead delivery (the dead-letter list's retry needs one)."""
+    from django_tenants.utils import schema_context
+
+    from notifications.models import Delivery, Event
+
+    n = next(_notify_ids)
+    with schema_context(fx.tenant.schema_name):
+        event = Event.objects.create(type="model.deployed", data={"name": f"walk-{fx.slug}", "version": n})
+        d = Delivery.objects.create(
+            id=_notify_base(fx) + n, event=event, channel="inapp", target=f"inapp:{fx.users[Role.OWNER].pk}",
+            idempotency_key=f"walk-{fx.slug}-{n}", status=Delivery.Status.DEAD, last_error=f"walk error of {fx.slug}",
+        )  # fmt: skip
+    return Obj(d.pk, (f"walk error of {fx.slug}",))
+
+
 _telegram_ids = itertools.count(1)
 _telegram_api: list = []  # the walk's sandbox Bot API (see _telegram_on_a_local_api)
 
@@ -572,6 +631,9 @@ OBJECT_FACTORIES: dict[str, Callable[[TenantFixture], Obj]] = {
     "invoice_id": _invoice_object,
     "rule_name": _alert_rule_object,
     "alert_id": _alert_object,
+    "subscription_id": _subscription_object,
+    "webhook_id": _webhook_object,
+    "delivery_id": _delivery_object,
     "bot_id": _telegram_bot_object,
     "chat_id": _telegram_chat_object,
 }
@@ -603,12 +665,17 @@ def _object_from_collection(fx: TenantFixture, op: Operation, name: str) -> Obj:
     return Obj(item.get(name, item.get("id")), tuple(v for v in item.values() if isinstance(v, str) and len(v) >= 6))
 
 
-def _path_values(fx: TenantFixture, op: Operation) -> dict[str, Obj]:
+# objects that belong to a member, not the tenant: their factory makes the calling member's own
+CALLER_OWNED = {"subscription_id"}
+
+
+def _path_values(fx: TenantFixture, op: Operation, caller=None) -> dict[str, Obj]:
     values = {}
     for p in op.path_params:
         name = p["name"]
         if name in OBJECT_FACTORIES:
-            values[name] = OBJECT_FACTORIES[name](fx)
+            factory = OBJECT_FACTORIES[name]
+            values[name] = factory(fx, caller) if name in CALLER_OWNED else factory(fx)
         elif _is_object_param(p):
             values[name] = _object_from_collection(fx, op, name)
         else:
@@ -835,6 +902,13 @@ READ_ONLY_MAY_WRITE: dict[str, str] = {
     "ws_tickets_create": "issues a one-use 60-second handshake ticket and writes no data",
     "inference_create": "predicts and writes nothing",
     "notifications_telegram_link": "a member's own one-time link code (10 minutes in Redis) and its audit record",
+    # a member's own notification settings: their in-app centre, own address, a chat linked to them
+    # (tenant-wide subscriptions, webhooks and other targets need an admin: the service checks)
+    "notifications_subscriptions_create": "a member's own subscription",
+    "notifications_subscriptions_update": "a member's own subscription",
+    "notifications_subscriptions_delete": "a member's own subscription",
+    "notifications_subscriptions_test": "a test message to the member's own subscription's target",
+    "notifications_inbox_read": "marks the member's own notifications read",
 }
 
 
@@ -863,7 +937,7 @@ PLAN_GATES = {"agent_not_in_plan"}
 def test_tenant_operation_as_caller(op, tenant, caller, tenants):
     # Given the caller's own tenant's objects in the path and a minimal valid body
     fx = tenants[tenant]
-    values = _path_values(fx, op)
+    values = _path_values(fx, op, caller)
     before = _snapshot(fx, op, values)
     # When the caller sends the request
     body = BODY_HINTS[op.id](fx) if op.id in BODY_HINTS else _generated_body(op)

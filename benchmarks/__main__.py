@@ -189,6 +189,7 @@ if __name__ == "__main__":
     from benchmarks.decisions import bench_decide
     from benchmarks.features import bench_features
     from benchmarks.live import bench_live
+    from benchmarks.notifications import bench_notifications
     from benchmarks.review import bench_review
     from benchmarks.stream import bench_stream
     from benchmarks.usage import bench_usage
@@ -198,6 +199,7 @@ if __name__ == "__main__":
     bench_http()
     bench_usage()
     bench_controls()
+    bench_notifications()
     bench_review()
     bench_features()
     bench_marketdata()

@@ -96,6 +96,12 @@ def test_changelist_and_change_page_of_every_registered_model_render_for_a_super
 
     with schema_context(alpha.tenant.schema_name):  # a configuration version (configuration.ConfigVersion)
         config_set(tenant=alpha.tenant, environment="dev", values={"feed": {"publish": False}}, partial=True, actor="t")
+    with schema_context(alpha.tenant.schema_name):  # a subscription and a delivery (notifications)
+        from notifications.models import Delivery, Event, Subscription
+
+        Subscription.objects.create(events=["model.deployed"], channel="inapp", user_id=1, created_by="t")
+        event = Event.objects.create(type="model.deployed", data={"name": "m", "version": 1})
+        Delivery.objects.create(event=event, channel="inapp", target="inapp:1", idempotency_key=f"{event.pk}:inapp:1")
     from tests.review.conftest import decide, index
 
     decide(alpha.tenant, 1)  # a decision in the compliance review index (review.ReviewItem)

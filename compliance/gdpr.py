@@ -238,8 +238,9 @@ def gdpr_erase(*, user, actor) -> dict:
                     n = model.objects.filter(**{f"{field}__iexact": email}).update(**{field: p})
                     count(_label(model, field), n)
                     touched += n
+                forgot = _notifications_forget(user, email, count)
                 legacy += _chained_mentions(user)
-                if tenant.pk in concerned or touched or _their_records(user).exists():
+                if tenant.pk in concerned or touched or forgot or _their_records(user).exists():
                     audit_record(actor, "gdpr.erased", user, {"subject": p, "rows_pseudonymised": touched})
                     count("tenants", 1)
         user.email = erased_email(user)
@@ -250,6 +251,23 @@ def gdpr_erase(*, user, actor) -> dict:
                                  "password"])  # fmt: skip
     # records written before pseudonyms ("user:<id>:<email>") are chained and can't be edited
     return {"subject": p, "counts": counts, "legacy_chained_records_naming_them": legacy}
+
+
+def _notifications_forget(user, email: str, count) -> int:
+    """Nothing more goes to them: their subscriptions (and any to their address) deleted, their
+    in-app notifications deleted, Telegram chats linked to them unlinked, and the delivery log's
+    messages to their address addressed to the pseudonym."""
+    from notifications.models import Delivery, InAppNotification, Subscription, TelegramChat
+
+    logged = Delivery.objects.filter(target__iexact=f"email:{email}").update(target=f"email:{pseudonym(user)}")
+    count("notification_deliveries", logged)
+    subs = Subscription.objects.filter(Q(user_id=user.pk) | Q(email__iexact=email)).delete()[0]
+    inapp = InAppNotification.objects.filter(user_id=user.pk).delete()[0]
+    chats = TelegramChat.objects.filter(user_id=user.pk).update(user_id=None)
+    count("notification_subscriptions", subs)
+    count("inapp_notifications", inapp)
+    count("telegram_chats_unlinked", chats)
+    return logged + subs + inapp + chats
 
 
 def _chained_mentions(user) -> int:

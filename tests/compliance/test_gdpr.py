@@ -73,6 +73,14 @@ def ada(alpha, beta, django_capture_on_commit_callbacks):
         Flow.objects.create(name="gdpr-flow", version=1, config={}, created_by=actor_display(user))
         model = RegisteredModel.objects.create(name="gdpr-model", created_by=actor_display(user))
         AliasEvent.objects.create(model=model, alias="production", to_version=1, action="assign", actor=EMAIL)
+        # notifications to her: an e-mail subscription, an in-app message, a linked Telegram chat
+        from notifications.models import Delivery, Event, InAppNotification, Subscription
+
+        Subscription.objects.create(user_id=user.pk, events=["decision"], channel="email", email=EMAIL, created_by="t")
+        event = Event.objects.create(type="model.deployed", data={"name": "m", "version": 1})
+        d = Delivery.objects.create(event=event, channel="inapp", target=f"inapp:{user.pk}", idempotency_key="gdpr-1")
+        InAppNotification.objects.create(user_id=user.pk, delivery=d, title=f"for {SURNAME}")
+        Delivery.objects.create(event=event, channel="email", target=f"email:{EMAIL}", idempotency_key="gdpr-2")
     user.key = key
     return user
 
@@ -196,6 +204,9 @@ def test_erasure_leaves_the_email_nowhere_and_the_chain_verifying(ada, alpha, be
     assert KillSwitch.objects.get(tenant=alpha.tenant, reason="drill").engaged_by == p
     with schema_context(alpha.tenant.schema_name):
         assert BacktestRun.objects.get(symbol="GDPR").created_by == p
+        from notifications.models import InAppNotification, Subscription
+
+        assert not Subscription.objects.exists() and not InAppNotification.objects.exists()  # nothing more to her
         erased = AuditRecord.objects.get(action="gdpr.erased")
         assert erased.details["subject"] == p and erased.details["rows_pseudonymised"] == 4
         assert AuditRecord.objects.filter(action="api_key.revoked", object_id=str(ada.key.pk)).exists()

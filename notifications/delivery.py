@@ -253,8 +253,12 @@ def deliver(delivery_id: int) -> str:
     d = Delivery.objects.select_related("event", "subscription__telegram_chat__bot", "subscription__webhook").get(
         pk=delivery_id
     )
-    wait = ratelimit.acquire(ratelimit.limits_for(d.channel, d.target, connection.schema_name))
-    if wait > 0:  # not an attempt: back in the queue for when the rate allows it
+    booked, wait = ratelimit.reserve(
+        ratelimit.limits_for(d.channel, d.target, connection.schema_name), book_within=settings.NOTIFY_RATE_SLEEP_S
+    )
+    if booked and wait > 0:  # a slot a moment away is ours: wait for it here
+        time.sleep(wait)
+    elif not booked:  # not an attempt: back in the queue for about when the rate allows it
         with _bookkeeping():
             Delivery.objects.filter(pk=d.pk, status=Delivery.Status.SENDING).update(
                 status=Delivery.Status.PENDING, next_attempt_at=now + dt.timedelta(seconds=wait), claimed_until=None

@@ -76,6 +76,8 @@ NOTIFY_WEBHOOK_TIMEOUT_S = float(env_str("NOTIFY_WEBHOOK_TIMEOUT_S", "5"))
 NOTIFY_WEBHOOK_RATE = float(env_str("NOTIFY_WEBHOOK_RATE", "10"))  # per endpoint, messages/s
 NOTIFY_EMAIL_RATE = float(env_str("NOTIFY_EMAIL_RATE", "5"))  # per tenant, messages/s
 NOTIFY_SECRET_CACHE_S = env_int("NOTIFY_SECRET_CACHE_S", 300)
+# a rate-limited message whose slot is at most this far away waits for it in the worker's thread
+NOTIFY_RATE_SLEEP_S = float(env_str("NOTIFY_RATE_SLEEP_S", "2"))
 NOTIFY_DAILY_DIGEST_HOUR = env_int("NOTIFY_DAILY_DIGEST_HOUR", 8)  # local time of the subscription
 # http:// webhook URLs (else https only): for local receivers in development and tests
 NOTIFY_WEBHOOK_ALLOW_HTTP = env_str("NOTIFY_WEBHOOK_ALLOW_HTTP", "1") == "1"

@@ -386,3 +386,12 @@ def test_the_kill_switch_is_a_critical_notification(alpha, django_capture_on_com
     with schema_context(alpha.tenant.schema_name):
         event = Event.objects.get(type="kill_switch.engaged")
     assert event.severity == "critical" and event.data["reason"] == "drawdown limit"
+
+
+def test_a_short_wait_is_booked_so_a_queue_to_one_chat_goes_out_a_second_apart():
+    chat = ratelimit.limits_for("telegram", "telegram:9:100", "s")
+    assert ratelimit.reserve(chat, now=1000.0, book_within=2) == (True, 0.0)
+    booked = [ratelimit.reserve(chat, now=1000.1 + i / 10, book_within=2) for i in range(3)]
+    assert [b for b, _ in booked] == [True, True, False]  # slots at 1001 and 1002; 1003 is too far
+    assert [round(w, 6) for _, w in booked[:2]] == [0.9, 1.8]
+    assert booked[2][1] == pytest.approx(2.7)  # not booked: the caller asks again about then

@@ -8,6 +8,7 @@ from . import (
     decisions_views,
     models_views,
     notifications_views,
+    telegram_views,
     usage_views,
     views,
 )
@@ -76,6 +77,7 @@ urlpatterns = [
         notifications_views.delivery_retry,
         name="notification-delivery-retry",
     ),
+    path("notifications/telegram/", telegram_views.telegram, name="notifications-telegram"),
     path("notifications/alerts/", alerts_views.alerts, name="alerts"),
     path("notifications/alerts/<int:alert_id>/ack/", alerts_views.alert_acknowledge, name="alert-acknowledge"),
     path("notifications/alert-rules/", alerts_views.alert_rules, name="alert-rules"),

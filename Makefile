@@ -11,6 +11,15 @@ COV := --cov=tenants --cov=compliance --cov=accounts --cov=api --cov=ops --cov-r
 
 .PHONY: install run test test-slow bench screenshots lint stop services migrate demo clean help
 
+# Telegram: with no TELEGRAM_API_BASE in the environment, `make run` (and `make demo`) talk to the local
+# sandbox Bot API (Procfile 'telegram', notifications/sandbox.py) on TELEGRAM_SANDBOX_PORT, where the demo
+# tenant's bot and chat live; every process gets TELEGRAM_API_BASE through the environment honcho passes on.
+TELEGRAM_SANDBOX_PORT ?= 8081
+export TELEGRAM_SANDBOX_PORT
+ifeq ($(origin TELEGRAM_API_BASE),undefined)
+run demo: export TELEGRAM_API_BASE = http://127.0.0.1:$(TELEGRAM_SANDBOX_PORT)
+endif
+
 help:
 	@echo "make run        start everything (embedded PostgreSQL/Redis if DATABASE_URL/REDIS_URL unset)"
 	@echo "make test       full test suite against real PostgreSQL and Redis (what CI runs)"

@@ -522,3 +522,29 @@ def test_only_the_high_confidence_decision_reaches_the_members_chat(alpha, sandb
     assert d.status == Delivery.Status.SENT and d.channel == "telegram" and d.provider_id
     (text,) = sandbox.texts(CHAT)[before:]
     assert text.startswith("BUY BTC-USD (86%)")
+
+
+# --- the offline demo -----------------------------------------------------------------------------------
+
+
+def test_the_demo_bot_chat_and_subscription_are_set_up_once(alpha, sandbox):
+    from notifications import demo
+
+    sandbox.add_bot(demo.DEMO_BOT_TOKEN, demo.DEMO_BOT_USERNAME)
+    sandbox.add_chat(demo.DEMO_CHAT_ID, demo.DEMO_CHAT_TITLE)
+    owner = alpha.users[Role.OWNER]
+    said = demo.telegram_demo_ensure(alpha.tenant, owner)
+    assert "registered" in said and "linked" in said and "subscribed to decisions >= 58%" in said
+    first_secret = sandbox.bots[demo.DEMO_BOT_TOKEN].secret_token
+    # a restarted sandbox forgot the webhook: the next start sets it again, and adds nothing else
+    sandbox.bots[demo.DEMO_BOT_TOKEN].webhook_url = ""
+    said = demo.telegram_demo_ensure(alpha.tenant, owner)
+    assert said == "Telegram demo: bot @ati_demo_bot's webhook set"
+    hook = sandbox.bots[demo.DEMO_BOT_TOKEN]
+    assert hook.webhook_url.endswith("/hooks/telegram/alpha/" + str(_rows(alpha, TelegramBot)[0].pk) + "/")
+    assert hook.secret_token != first_secret
+    (chat,) = _rows(alpha, TelegramChat)
+    (sub,) = _rows(alpha, Subscription)
+    assert chat.user_id == owner.pk and chat.chat_id == str(demo.DEMO_CHAT_ID)
+    assert sub.telegram_chat_id == chat.pk and sub.min_confidence == demo.DEMO_MIN_CONFIDENCE
+    assert sub.events == ["decision"] and sub.user_id == owner.pk

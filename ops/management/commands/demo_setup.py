@@ -123,6 +123,9 @@ class Command(BaseCommand):
         w(f"  Revenue      {d['base_url']}/app/staff/revenue/   (staff: the admin login above)")
         w(f"  Decisions    {d.get('feed_url', '')}?api_key=<api_key>   (live feed; REST: /api/v1/decisions/)")
         w(f"  WebSockets   {d['ws_url']}/ws/training/   (training progress)")
+        if settings.TELEGRAM_API_BASE.startswith(("http://127.0.0.1:", "http://localhost:")):
+            w(f"  Telegram     {settings.TELEGRAM_API_BASE}/   (sandbox Bot API: the demo bot's chat gets confident "
+              "decisions; send /status as the user)")  # fmt: skip
         w(f"  Demo login   {d['email']} / {d['password']}   (tenant: {d['tenant']})")
         w(f"  API key      {d['api_key']}")
         w(f"  Try:  curl -H 'Authorization: Api-Key {d['api_key']}' {d['base_url']}/api/v1/tenant/")

@@ -171,15 +171,17 @@ def telegram_bot_delete(*, bot: TelegramBot, actor) -> None:
 @sensitive_variables("token")
 def paced_send(bot: TelegramBot, token: str, chat_id, text: str) -> dict:
     """sendMessage within the rates notifications keep to (per chat and per bot, shared through
-    Redis), waiting a few seconds at most; a 429 Telegram still gives is waited out once."""
+    Redis): a slot a few seconds away at most is booked and waited for; a 429 Telegram still gives
+    is waited out once."""
     from . import ratelimit
 
     limits = ratelimit.limits_for("telegram", f"telegram:{bot.pk}:{chat_id}", connection.schema_name)
     for _ in range(PACE_TRIES):
-        wait = ratelimit.acquire(limits)
-        if wait <= 0:
+        booked, wait = ratelimit.reserve(limits, book_within=PACE_MAX_WAIT_S)
+        if booked:  # the slot is ours: wait for it, then send
+            time.sleep(wait)
             break
-        time.sleep(min(wait, PACE_MAX_WAIT_S))
+        time.sleep(PACE_MAX_WAIT_S)
     try:
         return telegram.send_message(token, chat_id, text)
     except telegram.TelegramError as exc:

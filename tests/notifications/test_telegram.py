@@ -516,8 +516,9 @@ def test_only_the_high_confidence_decision_reaches_the_members_chat(alpha, sandb
         low = emit("decision", _decision(2, 0.55, "SELL"), dedupe_key="decision:2")
         assert fanout(high.pk) == 1 and fanout(low.pk) == 0
         (d,) = Delivery.objects.filter(event=high)
-        # the bot answered /start in this chat a moment ago: the per-chat rate makes the message wait first
-        assert _deliver_when_allowed(d.pk) == ["rate_limited", "sent"]
+        # the bot answered /start in this chat a moment ago: the per-chat rate makes the message wait
+        # (in the task, or back in the queue), never fail
+        assert _deliver_when_allowed(d.pk)[-1] == "sent"
         d.refresh_from_db()
     assert d.status == Delivery.Status.SENT and d.channel == "telegram" and d.provider_id
     (text,) = sandbox.texts(CHAT)[before:]

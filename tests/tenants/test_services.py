@@ -1,6 +1,5 @@
 """Provisioning, plan limits and usage counters."""
 
-import time
 
 import pytest
 from django.db import connection
@@ -18,11 +17,9 @@ pytestmark = pytest.mark.django_db
 
 
 class TestProvision:
-    def test_creates_schema_domain_owner_key_and_audit_fast(self, tenants_ab):
-        start = time.perf_counter()
+    def test_creates_schema_domain_owner_key_and_audit(self, tenants_ab):
+        # (its speed -- a clone of the migrated template -- is a benchmark: `make bench`, provision_tenant)
         tenant, key = tenant_provision(slug="gamma-one", plan="enterprise", owner_email="Boss@Gamma.test")
-        elapsed = time.perf_counter() - start
-        assert elapsed < 2.0  # measured ~0.1 s: the schema is cloned from the migrated template
         assert tenant.schema_name == "t_gamma_one" and schema_exists("t_gamma_one")
         assert Domain.objects.get(tenant=tenant).domain == "gamma-one.localhost"
         owner = Membership.objects.get(tenant=tenant)

@@ -134,6 +134,18 @@ def test_a_failing_endpoint_is_retried_with_backoff_then_dead_lettered_and_retri
     assert len(receiver.received) == 1
 
 
+def test_a_4xx_answer_is_retried_too_and_its_body_is_logged(alpha, receiver):
+    receiver.mode = "reject"  # 400: a receiver's bug today may be fixed before the last attempt
+    with schema_context(alpha.tenant.schema_name):
+        _webhook_sub(alpha, receiver)
+        event = emit("model.deployed", {"name": "btc", "version": 8})
+        fanout(event.pk)
+        (d,) = _deliveries(event)
+        assert delivery.deliver(d.pk) == "retrying"
+        d.refresh_from_db()
+    assert d.status == Delivery.Status.PENDING and d.last_error == "HTTP 400 from the endpoint: not today"
+
+
 @override_settings(NOTIFY_WEBHOOK_TIMEOUT_S=0.3)
 def test_a_timeout_is_a_failed_attempt(alpha, receiver):
     receiver.mode, receiver.slow_s = "slow", 1.5

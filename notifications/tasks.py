@@ -34,11 +34,3 @@ def sweep_task() -> dict:
     from .delivery import sweep
 
     return sweep()
-
-
-@shared_task(name="notifications.telegram_update", fair=False, acks_late=True, reject_on_worker_lost=True)
-def telegram_update_task(bot_id: int, update: dict) -> str:
-    """An update from a tenant bot's webhook (a command): answered in the chat it came from."""
-    from .telegram_commands import handle_update
-
-    return handle_update(bot_id, update)

@@ -1,5 +1,5 @@
-"""What the bot answers in a chat: an update from Telegram's webhook (verified by
-``notifications.api.telegram``, handled by a task on the ``notify`` queue) becomes a reply through
+"""What the bot answers in a chat: an update from Telegram's webhook (verified, and handled right
+after Telegram got its 200, by ``notifications.api.telegram``) becomes a reply through
 ``sendMessage``.
 
 A private chat linked to a member (``/start <code>``, or added by an admin for them) acts as that
@@ -305,7 +305,7 @@ def parse(text: str, username: str) -> tuple[str, str] | None:
 
 
 def handle_update(bot_pk: int, update: dict) -> str:
-    """Answer one update (in the bot's tenant schema); the outcome, for the task result."""
+    """Answer one update (in the bot's tenant schema); the outcome (for the log)."""
     bot = TelegramBot.objects.select_related("credential").filter(pk=bot_pk).first()
     message = update.get("message") if isinstance(update, dict) else None
     if bot is None or not isinstance(message, dict) or not isinstance(message.get("text"), str):

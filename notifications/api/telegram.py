@@ -4,8 +4,8 @@ see them), the chats they write to (admins add and remove them; members see thei
 
 And the webhook Telegram calls, ``POST /hooks/telegram/<tenant>/<bot id>/`` (public: no tenant,
 no credentials; the secret token Telegram was given proves the caller). It checks the header in
-constant time (403 otherwise, nothing done), drops repeats of an update, hands the update to the
-``notify`` queue and answers 200 at once; the task answers the command (``telegram_commands``)."""
+constant time (403 otherwise, nothing done), drops repeats of an update, answers 200 at once and
+then the command (``telegram_commands``), in this process (not behind the notification queue)."""
 
 from __future__ import annotations
 
@@ -276,14 +276,31 @@ def _expected_secret(tenant_slug: str, bot_id: int):
     return tenant, digest or None
 
 
+class _AnswerAfterwards(JsonResponse):
+    """Telegram's 200 first; the command is handled once the response is out (a WSGI server calls
+    ``close()`` after the last byte), in this process. A command never waits behind the
+    notification queue (a chat with thousands of messages due would hold a /pause for minutes
+    there), and /pause works while the notify worker is busy or down."""
+
+    def __init__(self, work, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._work = work
+
+    def close(self):
+        try:
+            self._work()
+        except Exception:  # noqa: BLE001 - Telegram has its 200; the log gets the trace
+            log.exception("telegram update not handled")
+        finally:
+            super().close()
+
+
 @csrf_exempt
 @require_POST
 def telegram_webhook(request, tenant: str, bot_id: int):
     """Telegram's update for bot ``bot_id`` of ``tenant``: 403 unless the secret header matches
     (compared in constant time; an unknown tenant or bot is a 403 too), 400 for a body that is
-    not an update, else 200 at once (the command is answered by a task)."""
-    from django_tenants.utils import tenant_context
-
+    not an update, else 200 at once; the command is answered right after (``_AnswerAfterwards``)."""
     given = request.headers.get(SECRET_HEADER, "")
     tenant_row, expected = _expected_secret(tenant, bot_id)
     digest = hashlib.sha256(given.encode()).hexdigest()
@@ -296,11 +313,19 @@ def telegram_webhook(request, tenant: str, bot_id: int):
         update = None
     if not isinstance(update, dict) or not isinstance(update.get("update_id"), int):
         return JsonResponse(envelope("invalid_update", "Expected a Telegram Update (JSON with update_id)."), status=400)
-    with tenant_context(tenant_row):
-        if _seen(tenant_row.schema_name, bot_id, update["update_id"]):
-            return JsonResponse({"ok": True, "duplicate": True})
-        _dispatch(bot_id, update)
-    return JsonResponse({"ok": True})
+    if _seen(tenant_row.schema_name, bot_id, update["update_id"]):
+        return JsonResponse({"ok": True, "duplicate": True})
+    return _AnswerAfterwards(lambda: _handle(tenant_row, bot_id, update), {"ok": True})
+
+
+def _handle(tenant, bot_id: int, update: dict) -> None:
+    from django_tenants.utils import tenant_context
+
+    from ..telegram_commands import handle_update
+
+    with tenant_context(tenant):
+        outcome = handle_update(bot_id, update)
+    log.info("telegram update %s of bot %s (%s): %s", update.get("update_id"), bot_id, tenant.slug, outcome)
 
 
 def _seen(schema: str, bot_id: int, update_id: int) -> bool:
@@ -310,18 +335,3 @@ def _seen(schema: str, bot_id: int, update_id: int) -> bool:
         return not redis_client().set(f"tgupd:{schema}:{bot_id}:{update_id}", "1", nx=True, ex=UPDATE_SEEN_S)
     except Exception:  # noqa: BLE001 - without Redis an update may be answered twice, never lost
         return False
-
-
-def _dispatch(bot_id: int, update: dict) -> None:
-    """To the notify queue; with the broker down, answered here (late rather than never)."""
-    from kombu.exceptions import OperationalError
-
-    from ..tasks import telegram_update_task
-
-    try:
-        telegram_update_task.apply_async(args=[bot_id, update])
-    except (OperationalError, OSError) as exc:
-        log.warning("telegram update %s not queued (%s): answering it in the request", update.get("update_id"), exc)
-        from ..telegram_commands import handle_update
-
-        handle_update(bot_id, update)

@@ -1,1 +1,1 @@
-from .telegram_helpers import eager_tasks, sandbox  # noqa: F401 - fixtures of the Telegram tests
+from .telegram_helpers import sandbox  # noqa: F401 - the Telegram tests' sandbox Bot API

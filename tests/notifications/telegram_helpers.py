@@ -1,7 +1,7 @@
 """Fixtures for the Telegram tests: the sandbox Bot API (notifications.sandbox) on a local port with
 the settings pointed at it, webhooks delivered to this test's Django in-process (so they see the
-test's transaction), Celery tasks run eagerly where a test drives commands end to end, and a
-registered bot with a member's linked chat."""
+test's transaction; the command is answered as the response closes, before the POST returns), and
+a registered bot with a member's linked chat."""
 
 from __future__ import annotations
 
@@ -47,17 +47,6 @@ def _telegram_keys_reset():
     keys = [*client.scan_iter("tglink:*"), *client.scan_iter("tgupd:*")]
     if keys:
         client.delete(*keys)
-
-
-@pytest.fixture
-def eager_tasks():
-    """Tasks run where they are queued (the webhook's update is answered within the request)."""
-    from config.celery import app
-
-    saved = app.conf.task_always_eager, app.conf.task_eager_propagates
-    app.conf.task_always_eager = app.conf.task_eager_propagates = True
-    yield
-    app.conf.task_always_eager, app.conf.task_eager_propagates = saved
 
 
 def register_bot(fx, name: str = "alerts", token: str = TOKEN):

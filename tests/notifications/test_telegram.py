@@ -263,7 +263,7 @@ def test_chats_wrong_role_and_other_tenant(alpha, beta, sandbox):
 # --- linking a member's own chat ------------------------------------------------------------------------
 
 
-def test_a_member_links_their_chat_with_a_one_time_code(alpha, sandbox, eager_tasks):
+def test_a_member_links_their_chat_with_a_one_time_code(alpha, sandbox):
     bot = register_bot(alpha)
     viewer = alpha.users[Role.VIEWER]
     link = link_chat(alpha, sandbox, bot, Role.VIEWER)
@@ -287,7 +287,7 @@ def test_a_member_links_their_chat_with_a_one_time_code(alpha, sandbox, eager_ta
     assert [c["id"] for c in listed] == [chat.pk]
 
 
-def test_a_code_is_only_for_a_private_chat(alpha, sandbox, eager_tasks):
+def test_a_code_is_only_for_a_private_chat(alpha, sandbox):
     bot = register_bot(alpha)
     code = alpha.client(role=Role.VIEWER).post(LINK, {"bot": bot.pk}, format="json").json()["code"]
     sandbox.add_chat(-100200, "Trading desk")
@@ -333,7 +333,7 @@ def _hook_post(client, bot, fx, body: dict, secret: str | None):
 
 
 @pytest.mark.parametrize("secret", [None, "", "wrong-secret"])
-def test_a_wrong_or_missing_secret_is_403_and_nothing_happens(alpha, sandbox, eager_tasks, client, secret):
+def test_a_wrong_or_missing_secret_is_403_and_nothing_happens(alpha, sandbox, client, secret):
     bot = register_bot(alpha)
     update = {"update_id": 1, "message": {"message_id": 1, "chat": {"id": CHAT, "type": "private"},
                                           "from": {"id": CHAT}, "date": 0, "text": "/pause"}}  # fmt: skip
@@ -342,7 +342,7 @@ def test_a_wrong_or_missing_secret_is_403_and_nothing_happens(alpha, sandbox, ea
     assert sandbox.texts(CHAT) == [] and _actions(alpha)[-1][0] == "telegram.bot_registered"
 
 
-def test_the_right_secret_for_another_tenant_or_bot_is_403(alpha, beta, sandbox, eager_tasks, client):
+def test_the_right_secret_for_another_tenant_or_bot_is_403(alpha, beta, sandbox, client):
     bot = register_bot(alpha)
     secret = sandbox.bots[TOKEN].secret_token
     update = {"update_id": 1, "message": {"chat": {"id": CHAT, "type": "private"}, "text": "/help"}}
@@ -355,7 +355,7 @@ def test_the_right_secret_for_another_tenant_or_bot_is_403(alpha, beta, sandbox,
     assert sandbox.texts(CHAT) == []
 
 
-def test_an_update_telegram_delivers_twice_is_answered_once(alpha, sandbox, eager_tasks, client):
+def test_an_update_telegram_delivers_twice_is_answered_once(alpha, sandbox, client):
     bot = register_bot(alpha)
     secret = sandbox.bots[TOKEN].secret_token
     update = {"update_id": 9, "message": {"chat": {"id": CHAT, "type": "private"}, "from": {"id": CHAT},
@@ -365,7 +365,7 @@ def test_an_update_telegram_delivers_twice_is_answered_once(alpha, sandbox, eage
     assert len(sandbox.texts(CHAT)) == 1
 
 
-def test_help_answers_anyone_and_other_commands_ask_an_unlinked_chat_to_link(alpha, sandbox, eager_tasks):
+def test_help_answers_anyone_and_other_commands_ask_an_unlinked_chat_to_link(alpha, sandbox):
     register_bot(alpha)
     sandbox.user_says(TOKEN, CHAT, "/help")
     help_text = sandbox.texts(CHAT)[-1]
@@ -394,7 +394,7 @@ def _decisions(fx, rows):
                                     action=action, confidence=confidence)  # fmt: skip
 
 
-def test_status_decisions_and_pnl_for_a_linked_viewer(alpha, sandbox, eager_tasks):
+def test_status_decisions_and_pnl_for_a_linked_viewer(alpha, sandbox):
     from analytics.models import Alert
     from intelligence.models import Position
 
@@ -425,7 +425,7 @@ def test_status_decisions_and_pnl_for_a_linked_viewer(alpha, sandbox, eager_task
     assert outcomes[-3:] == [(viewer, "status", "ok"), (viewer, "decisions", "ok"), (viewer, "pnl", "ok")]
 
 
-def test_pause_is_refused_to_a_viewer(alpha, sandbox, eager_tasks):
+def test_pause_is_refused_to_a_viewer(alpha, sandbox):
     bot = register_bot(alpha)
     link_chat(alpha, sandbox, bot, Role.VIEWER)
     sandbox.user_says(TOKEN, CHAT, "/pause market looks wrong")
@@ -435,7 +435,7 @@ def test_pause_is_refused_to_a_viewer(alpha, sandbox, eager_tasks):
     assert last[1] == f"user:{alpha.users[Role.VIEWER].pk}" and last[2]["outcome"] == "denied"
 
 
-def test_pause_by_an_admin_engages_the_kill_switch_audited(alpha, sandbox, eager_tasks):
+def test_pause_by_an_admin_engages_the_kill_switch_audited(alpha, sandbox):
     from compliance import controls
 
     bot = register_bot(alpha)
@@ -458,7 +458,7 @@ def test_pause_by_an_admin_engages_the_kill_switch_audited(alpha, sandbox, eager
     assert "Trading: HALTED by this tenant's kill switch" in sandbox.texts(CHAT)[-1]
 
 
-def test_a_group_chat_linked_to_an_admin_does_not_act_for_them(alpha, sandbox, eager_tasks):
+def test_a_group_chat_linked_to_an_admin_does_not_act_for_them(alpha, sandbox):
     bot = register_bot(alpha)
     sandbox.add_chat(-100300, "Desk")
     assert _add_chat(alpha, bot, chat_id=-100300, user_id=alpha.users[Role.ADMIN].pk).status_code == 201
@@ -467,7 +467,7 @@ def test_a_group_chat_linked_to_an_admin_does_not_act_for_them(alpha, sandbox, e
     assert not KillSwitch.objects.filter(tenant=alpha.tenant, lifted_at=None).exists()
 
 
-def test_a_member_who_left_cannot_command_from_their_chat(alpha, sandbox, eager_tasks):
+def test_a_member_who_left_cannot_command_from_their_chat(alpha, sandbox):
     bot = register_bot(alpha)
     link_chat(alpha, sandbox, bot, Role.ANALYST)
     Membership.objects.filter(tenant=alpha.tenant, user=alpha.users[Role.ANALYST]).delete()
@@ -506,7 +506,7 @@ def _decision(decision_id, confidence, action="BUY", symbol="BTC-USD"):
             "confidence": confidence, "price": 42_000.0}  # fmt: skip
 
 
-def test_only_the_high_confidence_decision_reaches_the_members_chat(alpha, sandbox, eager_tasks):
+def test_only_the_high_confidence_decision_reaches_the_members_chat(alpha, sandbox):
     bot = register_bot(alpha)
     link_chat(alpha, sandbox, bot, Role.ANALYST)
     before = len(sandbox.texts(CHAT))

@@ -54,6 +54,11 @@ class Command(BaseCommand):
         )  # fmt: skip
 
     def handle(self, *args, **o):
+        self._stop = threading.Event()
+        try:  # first thing: honcho may stop us at any moment
+            signal.signal(signal.SIGTERM, lambda *_: self._stop.set())
+        except ValueError:  # not the main thread (a test calling the command)
+            pass
         box = TelegramSandbox(o["host"], o["port"])
         own = {f"http://{o['host']}:{o['port']}", f"http://localhost:{o['port']}", f"http://127.0.0.1:{o['port']}"}
         if o["optional"] and settings.TELEGRAM_API_BASE.rstrip("/") not in own:
@@ -119,13 +124,8 @@ class Command(BaseCommand):
                 connection.close()
 
     def _wait(self, box: TelegramSandbox | None) -> None:
-        stop = threading.Event()
         try:
-            signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        except ValueError:  # not the main thread (a test calling the command)
-            pass
-        try:
-            while not stop.wait(0.5):
+            while not self._stop.wait(0.5):
                 pass
         except KeyboardInterrupt:
             pass

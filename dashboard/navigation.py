@@ -92,6 +92,7 @@ AREAS = [
             ("Subscriptions", "dashboard:notification-subscriptions"),
             ("Deliveries", "dashboard:notification-deliveries"),
             ("Webhooks", "dashboard:notification-webhooks"),
+            ("Telegram", "dashboard:notifications-telegram"),
             ("Alerts", "dashboard:alerts"),
             ("Alert rules", "dashboard:alert-rules"),
         ),

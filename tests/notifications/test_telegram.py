@@ -149,6 +149,11 @@ def test_another_tenants_bot_is_404_and_untouched(alpha, beta, sandbox):
         assert r.status_code == 404 and _code(r) == "not_found"
     assert beta.client().get(BOTS).json()["results"] == []
     assert alpha.client().get(BOTS, HTTP_HOST="beta.localhost").status_code == 404
+    # a key without the read scope lists nothing; chats are listed to people and admin keys
+    r = alpha.client(scope="trade").get(BOTS)
+    assert r.status_code == 403 and _code(r) == "insufficient_scope"
+    r = alpha.client(scope="read").get(CHATS)
+    assert r.status_code == 403 and _code(r) == "insufficient_scope"
     assert len(_rows(alpha, TelegramBot)) == 1 and sandbox.bots[TOKEN].webhook_url
 
 

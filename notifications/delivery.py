@@ -259,6 +259,8 @@ def deliver(delivery_id: int) -> str:
     if booked and wait > 0:  # a slot a moment away is ours: wait for it here
         time.sleep(wait)
     elif not booked:  # not an attempt: back in the queue for about when the rate allows it
+        if _collapse_backlog(d, now):
+            return "collapsed"
         with _bookkeeping():
             Delivery.objects.filter(pk=d.pk, status=Delivery.Status.SENDING).update(
                 status=Delivery.Status.PENDING, next_attempt_at=now + dt.timedelta(seconds=wait), claimed_until=None
@@ -281,6 +283,23 @@ def deliver(delivery_id: int) -> str:
     with _bookkeeping():
         _sent(d, result, started)
     return "sent"
+
+
+def _collapse_backlog(d: Delivery, now: dt.datetime) -> bool:
+    """Messages arriving faster than their target may receive them (a chat's one a second) would
+    queue without end: past ``NOTIFY_BACKLOG_DIGEST`` waiting for one target, the non-critical ones
+    (this one included) are held for the next sweep, which sends them as one digest."""
+    waiting = Delivery.objects.filter(target=d.target, status=Delivery.Status.PENDING).exclude(
+        event__severity=Severity.CRITICAL
+    )
+    if d.event.severity == Severity.CRITICAL or waiting.count() < settings.NOTIFY_BACKLOG_DIGEST:
+        return False
+    with _bookkeeping():
+        waiting.update(status=Delivery.Status.HELD, due_at=now, claimed_until=None, note="collapsed into a digest")
+        Delivery.objects.filter(pk=d.pk, status=Delivery.Status.SENDING).update(
+            status=Delivery.Status.HELD, due_at=now, claimed_until=None, note="collapsed into a digest"
+        )
+    return True
 
 
 def _sent(d: Delivery, result: channels.Sent, started: float) -> None:

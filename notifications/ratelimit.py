@@ -48,10 +48,10 @@ def _redis_script():
 def limits_for(channel: str, target: str, schema: str) -> list[tuple[str, float, int]]:
     """(key, messages per second, burst) for each rate a message to ``target`` counts against."""
     if channel == "telegram":
-        _, bot, chat = target.split(":", 2)
+        _, bot, chat = target.split(":", 2)  # the bot's row id: unique within the tenant's schema
         return [
-            (f"nrl:tg:{bot}", settings.TELEGRAM_RATE_GLOBAL, 1),
-            (f"nrl:tg:{bot}:{chat}", settings.TELEGRAM_RATE_PER_CHAT, 1),
+            (f"nrl:tg:{schema}:{bot}", settings.TELEGRAM_RATE_GLOBAL, 1),
+            (f"nrl:tg:{schema}:{bot}:{chat}", settings.TELEGRAM_RATE_PER_CHAT, 1),
         ]
     if channel == "webhook":
         return [(f"nrl:wh:{schema}:{target}", settings.NOTIFY_WEBHOOK_RATE, 2)]

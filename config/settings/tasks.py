@@ -78,6 +78,8 @@ NOTIFY_EMAIL_RATE = float(env_str("NOTIFY_EMAIL_RATE", "5"))  # per tenant, mess
 NOTIFY_SECRET_CACHE_S = env_int("NOTIFY_SECRET_CACHE_S", 300)
 # a rate-limited message whose slot is at most this far away waits for it in the worker's thread
 NOTIFY_RATE_SLEEP_S = float(env_str("NOTIFY_RATE_SLEEP_S", "2"))
+# more than this many messages waiting for one target's rate: held and sent as one digest instead
+NOTIFY_BACKLOG_DIGEST = env_int("NOTIFY_BACKLOG_DIGEST", 10)
 NOTIFY_DAILY_DIGEST_HOUR = env_int("NOTIFY_DAILY_DIGEST_HOUR", 8)  # local time of the subscription
 # http:// webhook URLs (else https only): for local receivers in development and tests
 NOTIFY_WEBHOOK_ALLOW_HTTP = env_str("NOTIFY_WEBHOOK_ALLOW_HTTP", "1") == "1"

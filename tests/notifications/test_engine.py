@@ -407,3 +407,30 @@ def test_a_short_wait_is_booked_so_a_queue_to_one_chat_goes_out_a_second_apart()
     assert [b for b, _ in booked] == [True, True, False]  # slots at 1001 and 1002; 1003 is too far
     assert [round(w, 6) for _, w in booked[:2]] == [0.9, 1.8]
     assert booked[2][1] == pytest.approx(2.7)  # not booked: the caller asks again about then
+
+
+@override_settings(NOTIFY_WEBHOOK_RATE=0.001, NOTIFY_BACKLOG_DIGEST=5)
+def test_a_backlog_past_the_targets_rate_is_collapsed_into_one_digest(alpha, receiver):
+    with schema_context(alpha.tenant.schema_name):
+        _webhook_sub(alpha, receiver)
+        events = [emit("model.deployed", {"name": "btc", "version": v}) for v in range(12)]
+        for e in events:
+            fanout(e.pk)
+        ds = [_deliveries(e)[0] for e in events]
+        outcomes = [delivery.deliver(d.pk) for d in ds[:3]]
+        assert outcomes == ["sent", "sent", "collapsed"]  # a burst of 2, then 10 waiting: one digest
+        held = Delivery.objects.filter(status=Delivery.Status.HELD)
+        assert held.count() == 10 and set(held.values_list("note", flat=True)) == {"collapsed into a digest"}
+        assert [delivery.deliver(d.pk) for d in ds[3:5]] == ["skipped", "skipped"]  # their tasks find them held
+        assert release_held(now=timezone.now()) == 1
+        digest = Event.objects.get(type="digest")
+        assert digest.data["count"] == 10
+
+
+def test_plain_text_is_not_html_escaped_but_the_html_part_is(alpha):
+    from notifications.render import render
+
+    event = Event(type="training.failed", data={"job_id": "j", "message": "accuracy >= 0.6 & <b>no</b>"})
+    message = render(event)
+    assert "accuracy >= 0.6 & <b>no</b>" in message.text
+    assert "accuracy &gt;= 0.6 &amp; &lt;b&gt;no&lt;/b&gt;" in message.html

@@ -32,24 +32,6 @@ def _wait(check, seconds=60):
 
 
 @pytest.fixture(scope="module")
-def own_tenant(django_db_setup, django_db_blocker):
-    """A tenant of this module's own, committed (the worker's threads must see its rows)."""
-    from tenants.models import Tenant
-    from tenants.services import tenant_provision, tenant_template_ensure
-
-    stamp = int(time.time())
-    with django_db_blocker.unblock():
-        tenant_template_ensure()
-        tenant, _ = tenant_provision(
-            slug=f"tgworker{stamp}", plan="pro", owner_email=f"owner{stamp}@tgworker.test",
-            owner_password="correct-horse-battery-9",
-        )  # fmt: skip
-    yield tenant
-    with django_db_blocker.unblock():
-        Tenant.objects.get(pk=tenant.pk).delete(force_drop=True)
-
-
-@pytest.fixture(scope="module")
 def scenario(own_tenant, worker_thread, django_db_blocker):
     """Committed before any test transaction: the tenant's bot on the sandbox, the owner's private
     chat subscribed to BTC-USD decisions >= 0.7, a group chat to ETH-USD decisions >= 0.7."""

@@ -16,23 +16,6 @@ from tenants.models import Role
 from .receivers import WebhookReceiver
 
 
-@pytest.fixture(scope="module")
-def own_tenant(django_db_setup, django_db_blocker):
-    """A tenant of this module's own, committed (the worker's threads must see its rows)."""
-    from tenants.models import Tenant
-    from tenants.services import tenant_provision, tenant_template_ensure
-
-    with django_db_blocker.unblock():
-        tenant_template_ensure()
-        tenant, _ = tenant_provision(
-            slug=f"notify{int(time.time())}", plan="pro", owner_email=f"owner{int(time.time())}@notify.test",
-            owner_password="correct-horse-battery-9",
-        )  # fmt: skip
-    yield tenant
-    with django_db_blocker.unblock():
-        Tenant.objects.get(pk=tenant.pk).delete(force_drop=True)
-
-
 def _wait(check, seconds=60):
     deadline = time.monotonic() + seconds
     while not check():

@@ -107,7 +107,6 @@ def _fresh_tenant_state():
     from features import cache as features_cache
     from intelligence import services as intelligence_services
     from marketdata import selectors as md_selectors
-
     from notifications import channels as notify_channels
     from notifications import decisions as notify_decisions
 

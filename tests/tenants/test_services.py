@@ -1,6 +1,5 @@
 """Provisioning, plan limits and usage counters."""
 
-
 import pytest
 from django.db import connection
 from django_tenants.utils import schema_context, schema_exists

@@ -49,7 +49,8 @@ def test_weights_page_empty_state_says_what_to_do(alpha):
     r = dashboard_client(alpha, "viewer").get("/app/decisions/weights/")
     page = r.content.decode()
     assert r.status_code == 200 and 'data-empty="weights"' in page
-    assert "start the live stream" in page and "POST /api/v1/decisions/" in page and "<svg" not in page
+    main = page.split("<main")[1].split("</main>")[0]  # (the header's bell is an icon of its own)
+    assert "start the live stream" in main and "POST /api/v1/decisions/" in main and "<svg" not in main
 
 
 def test_weights_page_charts_each_agent_and_shows_hit_rates(alpha, beta):
@@ -68,7 +69,7 @@ def test_weights_page_charts_each_agent_and_shows_hit_rates(alpha, beta):
     # When a viewer opens the page (the first instrument by default)
     page = viewer.get("/app/decisions/weights/").content.decode()
     # Then a chart drawn on the server, one line per agent, a selector, and the hit rates
-    assert 'data-weights-chart="BTC"' in page and "<svg" in page and "<script" not in page.split("<main")[1]
+    assert 'data-weights-chart="BTC"' in page and "<svg" in page and "<script" not in page.split("<main")[1].split("</main>")[0]
     assert 'data-agent-line="technical"' in page and 'data-agent-line="trend"' in page
     points = re.search(r'data-agent-line="technical"[^>]*points="([^"]+)"', page).group(1).split()
     assert len(points) == 3 and float(points[0].split(",")[1]) > float(points[-1].split(",")[1])  # rising

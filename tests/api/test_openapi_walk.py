@@ -413,13 +413,18 @@ def _invoice_object(fx: TenantFixture) -> Obj:
 _decision_ids = itertools.count(1)
 
 
+def _id_base(fx: TenantFixture) -> int:
+    """Ids no other tenant has (each tenant numbers its rows from 1)."""
+    return 1_000_000 * (1 + sorted(("alpha", "beta")).index(fx.slug)) if fx.slug in ("alpha", "beta") else 3_000_000
+
+
 def _decision_object(fx: TenantFixture) -> Obj:
     """A decision with an id no other tenant has (each tenant numbers its decisions from 1)."""
     from django_tenants.utils import schema_context
 
     from intelligence.models import Decision
 
-    base = 1_000_000 * (1 + sorted(("alpha", "beta")).index(fx.slug)) if fx.slug in ("alpha", "beta") else 3_000_000
+    base = _id_base(fx)
     with schema_context(fx.tenant.schema_name):
         d = Decision.objects.create(
             id=base + next(_decision_ids),
@@ -509,7 +514,7 @@ def _alert_object(fx: TenantFixture) -> Obj:
 
     from analytics.models import Alert
 
-    base = 1_000_000 * (1 + sorted(("alpha", "beta")).index(fx.slug)) if fx.slug in ("alpha", "beta") else 3_000_000
+    base = _id_base(fx)
     n = next(_alert_ids)
     with schema_context(fx.tenant.schema_name):
         alert = Alert.objects.create(  # a rule of its own: one alert fires per rule
@@ -520,11 +525,6 @@ def _alert_object(fx: TenantFixture) -> Obj:
 
 
 _notify_ids = itertools.count(1)
-
-
-def _notify_base(fx: TenantFixture) -> int:
-    """Ids no other tenant has (each tenant numbers its rows from 1)."""
-    return 1_000_000 * (1 + sorted(("alpha", "beta")).index(fx.slug)) if fx.slug in ("alpha", "beta") else 3_000_000
 
 
 def _subscription_object(fx: TenantFixture, caller=None) -> Obj:
@@ -539,7 +539,7 @@ def _subscription_object(fx: TenantFixture, caller=None) -> Obj:
     user = fx.users[caller.name if caller is not None and person else Role.OWNER]
     with schema_context(fx.tenant.schema_name):
         sub = Subscription.objects.create(
-            id=_notify_base(fx) + n, name=f"walk subscription of {fx.slug}", user_id=user.pk if person else None,
+            id=_id_base(fx) + n, name=f"walk subscription of {fx.slug}", user_id=user.pk if person else None,
             events=["model.deployed"], channel="inapp", created_by="walk",
         )  # fmt: skip
     return Obj(sub.pk, (f"walk subscription of {fx.slug}",))
@@ -556,7 +556,7 @@ def _webhook_object(fx: TenantFixture) -> Obj:
         secret = f"whsec_{uuid.uuid4().hex}"
         credential = credential_create(name=f"webhook-walk-{fx.slug}-{n}", kind="webhook", secret=secret, actor="walk")
         hook = WebhookEndpoint.objects.create(
-            id=_notify_base(fx) + n, name=f"walkhook-{fx.slug}-{n}", url=f"http://127.0.0.1:9/walk-{fx.slug}",
+            id=_id_base(fx) + n, name=f"walkhook-{fx.slug}-{n}", url=f"http://127.0.0.1:9/walk-{fx.slug}",
             credential=credential, created_by="walk",
         )  # fmt: skip
     return Obj(hook.pk, (f"walk-{fx.slug}",))
@@ -572,7 +572,7 @@ def _delivery_object(fx: TenantFixture) -> Obj:
     with schema_context(fx.tenant.schema_name):
         event = Event.objects.create(type="model.deployed", data={"name": f"walk-{fx.slug}", "version": n})
         d = Delivery.objects.create(
-            id=_notify_base(fx) + n, event=event, channel="inapp", target=f"inapp:{fx.users[Role.OWNER].pk}",
+            id=_id_base(fx) + n, event=event, channel="inapp", target=f"inapp:{fx.users[Role.OWNER].pk}",
             idempotency_key=f"walk-{fx.slug}-{n}", status=Delivery.Status.DEAD, last_error=f"walk error of {fx.slug}",
         )  # fmt: skip
     return Obj(d.pk, (f"walk error of {fx.slug}",))
@@ -590,7 +590,7 @@ def _telegram_bot_object(fx: TenantFixture) -> Obj:
     from compliance.credentials import credential_create
     from notifications.models import TelegramBot
 
-    base = 1_000_000 * (1 + sorted(("alpha", "beta")).index(fx.slug)) if fx.slug in ("alpha", "beta") else 3_000_000
+    base = _id_base(fx)
     n = next(_telegram_ids)
     token, username = f"{700_000_000 + n}:AAwalk{uuid.uuid4().hex}", f"walk_{fx.slug}_{n}_bot"
     if _telegram_api:

@@ -17,6 +17,7 @@ app_name = "dashboard"
 
 urlpatterns = [
     path("", views.overview, name="overview"),
+    path("onboarding/<slug:action>/", views.onboarding_step, name="onboarding-step"),
     path("area/<slug:key>/", views.area, name="area"),
     path("api-keys/", views.api_keys, name="api-keys"),
     path("api-keys/<int:key_id>/revoke/", views.api_key_revoke_view, name="api-key-revoke"),

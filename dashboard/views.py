@@ -19,13 +19,14 @@ from accounts.models import Invitation
 from api.errors import ApplicationError
 from tenants import limits
 from tenants.middleware import SESSION_TENANT_KEY
-from tenants.models import Role
+from tenants.models import Role, Scope
 from tenants.selectors import api_key_list, membership_list, tenant_list_for_user
 from tenants.services import api_key_create, api_key_revoke
 
 from .access import can, forbidden, tenant_page
 from .forms import DataImportForm, FeatureSetForm
 from .navigation import AREAS, AREAS_BY_KEY
+from .paging import Choice, Dates, ListSpec, Search
 
 
 def _is_htmx(request) -> bool:
@@ -42,16 +43,62 @@ def home(request):
 
 @tenant_page()
 def overview(request):
+    """The tenant's home: is everything OK and what is it doing. The status panel re-renders every
+    few seconds (htmx); the decision ticker is live over the feed's WebSocket."""
+    from analytics.selectors import tenant_dashboard
+    from compliance.controls import kill_state
+    from intelligence import selectors as intel
+
+    from . import onboarding
+    from .decisions_views import _feed_base, _ticket
+
     tenant = request.tenant
-    usage = limits.usage_get(tenant, "decisions")
+    status = tenant_dashboard(tenant=tenant)
+    for q in status["quotas"]:
+        q["percent"] = min(100, round(q["share"] * 100)) if q["share"] is not None else None
     context = {
-        "areas": AREAS,
-        "members": membership_list(tenant=tenant).count(),
-        "active_keys": api_key_list(tenant=tenant).filter(revoked_at__isnull=True).count(),
-        "decisions_today": usage,
+        "s": status,
+        "kill": kill_state(tenant.schema_name),
+        "checklist": onboarding.checklist(tenant),
         "plan": tenant.plan,
+        "can_onboard": can(request, Role.ANALYST),
+        "can_deploy": can(request, Role.ADMIN),
     }
+    if _is_htmx(request):
+        return render(request, "dashboard/_overview_panel.html", context)
+    recent = [intel.decision_payload(d) for d in intel.decision_list(limit=8)]
+    for d in recent:  # the same formatting the ticker's script gives live rows
+        d["bar"] = d["ts"][:16].replace("T", " ")
+        d["confidence_pct"] = f"{d['confidence'] * 100:.1f} %"
+    context.update(
+        decisions=recent,
+        last_id=recent[0]["id"] if recent else 0,
+        ws_url=f"{_feed_base(request)}/ws/decisions/",
+        ticket=_ticket(request),
+        areas=AREAS,
+    )
     return render(request, "dashboard/overview.html", context)
+
+
+@require_POST
+@tenant_page()
+def onboarding_step(request, action: str):
+    """A first-run checklist step's one-click action (see ``dashboard.onboarding``)."""
+    from . import onboarding
+
+    try:
+        message, url = onboarding.action_run(tenant=request.tenant, user=request.user, role=request.role, action=action)
+    except ApplicationError as exc:
+        if exc.status == 403:
+            return forbidden(request, Role.ADMIN if action == "deploy" else Role.ANALYST)
+        if exc.status == 404:
+            raise Http404(exc.message) from exc
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, message)
+        if url:
+            return redirect(url)
+    return redirect("dashboard:overview")
 
 
 @tenant_page()
@@ -65,16 +112,29 @@ def area(request, key: str):
 # --- API keys ----------------------------------------------------------------------------------
 
 
+KEY_LIST = ListSpec(
+    "keys",
+    "API keys",
+    search=Search(("name", "prefix"), "Name or prefix", "e.g. trading bot"),
+    filters=(
+        Choice("state", "State", (("active", "Active"), ("revoked", "Revoked")),
+               apply=lambda rows, v: rows.filter(revoked_at__isnull=v == "active")),
+        Choice("scope", "Scope", Scope.choices, apply=lambda rows, v: rows.filter(scopes__contains=[v])),
+        Dates("created_at", "Created"),
+    ),
+)  # fmt: skip
+
+
 def _keys_context(request, form=None, new_key=None, new_raw=None) -> dict:
-    keys = list(api_key_list(tenant=request.tenant).order_by("revoked_at", "-created_at"))
+    rows = api_key_list(tenant=request.tenant).select_related("created_by")
     return {
-        "keys": keys,
+        "keys": KEY_LIST.apply(request, rows.order_by("revoked_at", "-created_at")),
         "form": form or ApiKeyForm(),
         "new_key": new_key,
         "new_raw": new_raw,
         "can_manage": can(request, Role.ADMIN),
         "key_limit": limits.plan_limit(request.tenant, "api_keys"),
-        "active_count": sum(1 for k in keys if k.is_active),
+        "active_count": rows.filter(revoked_at__isnull=True).count(),
     }
 
 
@@ -119,10 +179,19 @@ def api_key_revoke_view(request, key_id: int):
 # --- members -----------------------------------------------------------------------------------
 
 
+MEMBER_LIST = ListSpec(
+    "members",
+    "members",
+    search=Search(("user__email", "user__first_name", "user__last_name"), "Name or e-mail"),
+    filters=(Choice("role", "Role", Role.choices), Dates("created_at", "Joined")),
+)
+
+
 def _members_context(request, invite_form=None, invite_link=None) -> dict:
     tenant = request.tenant
-    members = list(membership_list(tenant=tenant).order_by("user__email"))
-    owners = sum(1 for m in members if m.role == Role.OWNER)
+    rows = membership_list(tenant=tenant)
+    members = MEMBER_LIST.apply(request, rows.select_related("user").order_by("user__email"))
+    owners = rows.filter(role=Role.OWNER).count()
     invitations = list(
         Invitation.objects.filter(tenant=tenant, accepted_at__isnull=True, revoked_at__isnull=True)
         .select_related("invited_by")
@@ -139,6 +208,7 @@ def _members_context(request, invite_form=None, invite_link=None) -> dict:
         "is_owner": request.role == Role.OWNER,
         "role_choices": role_choices,
         "member_limit": limits.plan_limit(tenant, "members"),
+        "member_count": rows.count(),
     }
 
 
@@ -291,10 +361,22 @@ def _sparkline(closes, width: int = 160, height: int = 32) -> str:
     return _polyline(closes, float(min(closes)), float(max(closes)), width, height)
 
 
+def _instrument_list_spec() -> ListSpec:
+    from marketdata.models import AssetClass
+
+    return ListSpec(
+        "instruments",
+        "instruments",
+        search=Search(("symbol", "name", "exchange"), "Symbol, name or exchange", "e.g. BTC"),
+        filters=(Choice("asset_class", "Class", AssetClass.choices),),
+    )
+
+
 def _data_context(request, form=None, result=None, error=None) -> dict:
     from marketdata import selectors as md
 
-    instruments = list(md.instrument_list())
+    listed = _instrument_list_spec().apply(request, md.instrument_list())
+    instruments = listed.rows  # coverage and sparklines for the page shown only
     coverage = md.coverage(instrument_ids=[i.pk for i in instruments])
     starts = [c["first"] for covs in coverage.values() for c in covs]
     ends = [c["last"] for covs in coverage.values() for c in covs]
@@ -309,7 +391,7 @@ def _data_context(request, form=None, result=None, error=None) -> dict:
             recent = md.bars_frame(instrument=inst, timeframe=inst.cov[-1]["timeframe"], limit=120)
             inst.spark = _sparkline(recent["close"].tolist())
     return {
-        "instruments": instruments,
+        "instruments": listed,
         "range": (lo, hi),
         "form": form or DataImportForm(),
         "result": result,

@@ -64,3 +64,22 @@ class Bar(models.Model):
 
     def __str__(self) -> str:
         return f"{self.instrument_id} {self.timeframe} {self.ts:%Y-%m-%d %H:%M}"
+
+
+class LiveReplay(models.Model):
+    """An instrument's stored series continued as a live market (``intelligence.replay`` live mode),
+    published by the ``replay_market --all`` process while ``enabled``. The sample-data onboarding
+    step turns one on, so a new tenant sees live decisions without an external feed."""
+
+    instrument = models.ForeignKey(Instrument, on_delete=models.CASCADE, related_name="live_replays")
+    timeframe = models.CharField(max_length=4, choices=Timeframe.choices)
+    speed = models.FloatField(default=1.0, help_text="Bars per second.")
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["instrument", "timeframe"], name="live_replay_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.instrument.symbol} {self.timeframe} @ {self.speed:g}/s"

@@ -17,7 +17,7 @@ from api.errors import ApplicationError
 from compliance.services import audit_record
 from tenants import limits
 
-from .models import AssetClass, Bar, Instrument
+from .models import AssetClass, Bar, Instrument, LiveReplay
 from .validation import Report, bar_problem, validate
 
 SYMBOL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/\-]{0,31}$")
@@ -323,3 +323,51 @@ def bars_retention_apply(*, tenant, now=None) -> int:
                              {"before": cutoff.isoformat(), "rows": deleted, "retention_days": days})  # fmt: skip
         total += deleted
     return total
+
+
+# --- live replay (a stored series continued as a live market) -----------------------------------
+
+REPLAY_SPEED_MAX = 50.0
+
+
+def live_replay_set(
+    *, symbol: str, timeframe: str, enabled: bool = True, speed: float | None = None, actor=None
+) -> LiveReplay:
+    """Turn the live replay of an instrument's series on or off (the ``replay_market --all``
+    process picks the change up within seconds). It needs at least two stored bars to continue."""
+    from django.conf import settings
+
+    from .models import Timeframe
+
+    if timeframe not in Timeframe.values:
+        raise ApplicationError(
+            "invalid_timeframe", f"timeframe is one of {', '.join(Timeframe.values)}.", {"timeframe": timeframe}
+        )
+    speed = settings.LIVE_REPLAY_SPEED if speed is None else float(speed)
+    if not (0 < speed <= REPLAY_SPEED_MAX):
+        raise ApplicationError(
+            "invalid_speed", f"speed is bars per second, above 0 and at most {REPLAY_SPEED_MAX:g}.", {"speed": speed}
+        )
+    instrument = Instrument.objects.filter(symbol=symbol_clean(symbol)).first()
+    if instrument is None:
+        raise ApplicationError("instrument_not_found", f"{symbol} has no bars here; import some first.", status=404)
+    if enabled and Bar.objects.filter(instrument=instrument, timeframe=timeframe).count() < 2:
+        raise ApplicationError(
+            "not_enough_data",
+            f"{instrument.symbol} {timeframe} needs at least 2 stored bars to continue live; import more bars.",
+        )
+    with transaction.atomic():
+        replay, created = LiveReplay.objects.select_for_update().get_or_create(
+            instrument=instrument, timeframe=timeframe, defaults={"speed": speed, "enabled": enabled}
+        )
+        if not created and (replay.enabled, replay.speed) == (enabled, speed):
+            return replay
+        replay.enabled, replay.speed = enabled, speed
+        replay.save(update_fields=["enabled", "speed", "updated_at"])
+        audit_record(
+            actor,
+            "live_replay.started" if enabled else "live_replay.stopped",
+            instrument,
+            {"timeframe": timeframe, "speed": speed},
+        )
+    return replay

@@ -93,6 +93,9 @@ WS_CLIENT_BUFFER = env_int("WS_CLIENT_BUFFER", 4 * 1024 * 1024)
 # external market feed for `ingest_feed` (marketdata/feeds.py): ws(s):// or http(s):// URL, may carry
 # credentials (never printed); empty = no feed
 LEVEL3_DATA_STREAM_URL = env_str("LEVEL3_DATA_STREAM_URL", "")
+# bars per second of a live replay turned on without a speed (the onboarding's sample data);
+# `replay_market --all` publishes every tenant's enabled replays (marketdata.LiveReplay)
+LIVE_REPLAY_SPEED = float(env_str("LIVE_REPLAY_SPEED", "1") or 1)
 # approximate cap per event stream (XADD MAXLEN ~): about a day of 1-minute bars for 70 symbols
 EVENTBUS_MAXLEN = env_int("EVENTBUS_MAXLEN", 100_000)
 

@@ -1,11 +1,11 @@
-// The Decisions page's live feed: the edge server's WebSocket with a one-use ticket, resumed after
+// A live decision feed (the Decisions page's, the overview's ticker): the edge server's WebSocket with a one-use ticket, resumed after
 // the last id shown; rows from the <template id="decision-row">.
 (function () {
   var body = document.querySelector("[data-feed]"), state = document.querySelector("[data-feed-state]");
   var lastId = parseInt(body.dataset.lastId || "0", 10), ticket = body.dataset.ticket, tpl = document.getElementById("decision-row");
   function row(d) {
     var tr = tpl.content.firstElementChild.cloneNode(true), cells = tr.children;
-    var a = cells[0].querySelector("a"); a.href = d.id + "/"; a.textContent = d.id;
+    var a = cells[0].querySelector("a"); a.href = (body.dataset.detailBase || "") + d.id + "/"; a.textContent = d.id;
     cells[1].textContent = d.symbol + " " + d.timeframe + " " + (d.ts || "").slice(0, 16).replace("T", " ");
     var badge = cells[2].querySelector(".badge"); badge.textContent = d.action;
     if (d.action === "BUY") badge.classList.add("badge-ok"); if (d.action === "SELL") badge.classList.add("badge-bad");
@@ -23,7 +23,7 @@
       var empty = body.querySelector("[data-empty]"); if (empty) empty.remove();
       body.insertBefore(row(m.data), body.firstChild);
       lastId = Math.max(lastId, m.id);
-      while (body.children.length > 200) body.removeChild(body.lastChild);
+      while (body.children.length > parseInt(body.dataset.max || "200", 10)) body.removeChild(body.lastChild);
     };
     ws.onclose = function () {
       state.textContent = "reconnecting…"; state.classList.remove("badge-ok");

@@ -103,6 +103,14 @@ class Command(BaseCommand):
         outcome = demo_model_ensure(tenant, echo=echo)
         self.stderr.write("")  # end the progress line
         self.stdout.write(outcome)
+        from django_tenants.utils import schema_context
+
+        from marketdata.services import live_replay_set
+
+        speed = float(os.environ.get("REPLAY_SPEED") or 5)
+        with schema_context(tenant.schema_name):  # `replay_market --all` (make run) continues it live
+            live_replay_set(symbol="BTC-USD", timeframe="1d", speed=speed, actor="system:demo")
+        self.stdout.write(f"live replay: BTC-USD 1d at {speed:g} bars/s")
         from billing.revenue import sample_history_seed
         from billing.services import subscription_ensure
 

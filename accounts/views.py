@@ -64,7 +64,8 @@ def signup(request):
             else:
                 _session_start(request, user, tenant)
                 messages.success(
-                    request, f"Welcome! {tenant.name} is ready. Next: create an API key or invite your team."
+                    request,
+                    f"Welcome! {tenant.name} is ready. Next: the Getting started steps below lead to live decisions.",
                 )
                 return redirect("dashboard:overview")
         status = 400

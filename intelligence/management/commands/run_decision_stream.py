@@ -25,6 +25,12 @@ class Command(BaseCommand):
         parser.add_argument("--batch", type=int, default=500, help="Events per read batch (500).")
         parser.add_argument("--partitions", type=int, default=1, help="How many processes share the work (1).")
         parser.add_argument("--partition", type=int, default=0, help="This process's partition, 0..N-1 (0).")
+        parser.add_argument(
+            "--rescan",
+            type=float,
+            default=5.0,
+            help="Seconds between looks for new tenants (5): a tenant signed up now is decided within that.",
+        )
 
     def handle(self, *args, **o):
         if not 0 <= o["partition"] < o["partitions"]:
@@ -35,7 +41,7 @@ class Command(BaseCommand):
         refreshed = 0.0
         try:
             while not stop["now"]:
-                if time.monotonic() - refreshed > 30:
+                if time.monotonic() - refreshed > o["rescan"]:
                     qs = Tenant.objects.filter(status=Tenant.Status.ACTIVE).exclude(schema_name="public")
                     if o["tenant"]:
                         qs = qs.filter(slug=o["tenant"])

@@ -242,6 +242,10 @@ def model_version(request, name: str, version: int):
         ],
         "trading": _trading_rows(report.get("trading") or {}),
         "significance": _significance_text(report.get("significance") or {}),
+        # the aliases on this version, and (admins) a deploy form posting to the model page
+        "version_aliases": sorted(a for a, n in selectors.alias_map(model=model).items() if n == v.version),
+        "can_deploy": can(request, Role.ADMIN) and v.status == "ready" and v.pruned_at is None,
+        "deploy_form": DeployForm(prefix="deploy", initial={"version": v.version, "alias": "production"}),
     }
     return render(request, "dashboard/model_version.html", context)
 

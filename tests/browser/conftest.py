@@ -19,6 +19,7 @@ from tests.conftest import service_env
 
 from .support import (
     DESKTOP,
+    CeleryWorker,
     ChannelsServer,
     Dashboard,
     FeedEdge,
@@ -116,6 +117,14 @@ def channels_server(web):
     server = ChannelsServer(web.env).start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def celery_worker(web):
+    """A Celery worker process on the server's broker and database: jobs the pages queue really run."""
+    worker = CeleryWorker(web.env).start()
+    yield worker
+    worker.stop()
 
 
 @pytest.fixture(scope="session")

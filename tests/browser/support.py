@@ -171,6 +171,43 @@ class ChannelsServer:
         _terminate(self.proc)
 
 
+class CeleryWorker:
+    """A Celery worker (the Procfile's ``worker``, threads pool) in a subprocess with ``env``: it
+    consumes what the server under test queues (same broker, no test key prefix) and runs it on the
+    test database. Stale messages of an earlier session are purged at start."""
+
+    def __init__(self, env: dict[str, str], queues: str = "celery"):
+        self.env = env
+        self.queues = queues
+        self.proc: subprocess.Popen | None = None
+        self.log = ROOT / ".data" / f"browser-worker-{os.getpid()}.log"
+
+    def start(self, timeout: float = 60) -> CeleryWorker:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        self.log.write_bytes(b"")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", self.queues, "--pool", "threads",
+             "--concurrency", "2", "--purge", "--without-gossip", "--without-mingle", "-l", "info",
+             "-n", f"browser-{os.getpid()}@%h"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self.log.open("wb"),
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"celery worker exited early; see {self.log}:\n{self.log.read_text()[-2000:]}")
+            if b" ready." in self.log.read_bytes():
+                return self
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"celery worker was not ready within {timeout}s; see {self.log}")
+
+    def stop(self) -> None:
+        _terminate(self.proc)
+
+
 def mail_texts(directory: Path) -> list[str]:
     """Plain-text bodies of the messages Django's file e-mail backend wrote (decoded)."""
     import email

@@ -14,10 +14,14 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from api.errors import ApplicationError, NotFound
+from intelligence.models import Action
 from tenants.models import Role
 
 from .access import can, forbidden, tenant_page
 from .forms import FlowForm
+from .paging import Choice, Dates, ListSpec, Search
+
+POSITIONS_ASIDE = 20  # positions beside the feed; the Positions page has them all
 
 
 def _feed_base(request) -> str:
@@ -36,20 +40,40 @@ def _ticket(request) -> str:
     return ws_ticket_issue(tenant_id=request.tenant.pk, user_id=request.user.pk, key_id=None)
 
 
+OUTCOMES = {"right": {"correct": True}, "wrong": {"correct": False}, "open": {"resolved_at": None}}
+DECISION_LIST = ListSpec(
+    "decisions",
+    "decisions",
+    search=Search(("symbol",), "Symbol", "e.g. BTC-USD"),
+    filters=(
+        Choice("action", "Action", Action.choices),
+        Choice("outcome", "Outcome", (("right", "Right"), ("wrong", "Wrong"), ("open", "Not resolved yet")),
+               apply=lambda rows, v: rows.filter(**OUTCOMES[v])),
+        Choice("source", "Source", (("stream", "Live stream"), ("api", "API"))),
+        Dates("created_at", "Decided"),
+    ),
+    htmx=False,  # the first, unfiltered page is the live feed (its script binds on load)
+)  # fmt: skip
+
+
 @tenant_page()
 def decisions(request):
     from intelligence import selectors
     from intelligence.ledger import position_state
     from intelligence.services import pipeline_load
 
-    recent = [selectors.decision_payload(d) for d in selectors.decision_list(limit=50)]
+    listed = DECISION_LIST.apply(request, selectors.decision_list(limit=None))
+    recent = [selectors.decision_payload(d) for d in listed.rows]
     for d in recent:  # the same formatting the page's script gives live rows
         d["bar"] = d["ts"][:16].replace("T", " ")
         d["confidence_pct"] = f"{d['confidence'] * 100:.1f} %"
     cfg = pipeline_load(request.tenant).ledger
-    positions = [{"p": p, **position_state(p, cfg)} for p in selectors.position_list()]
+    positions = [{"p": p, **position_state(p, cfg)} for p in selectors.position_list()[:POSITIONS_ASIDE]]
     context = {
         "decisions": recent,
+        "listed": listed,
+        # new decisions stream in on the first page of the whole list; a filtered or older page stays put
+        "live": not listed.active and listed.page.number == 1,
         "last_id": recent[0]["id"] if recent else 0,
         "positions": positions,
         "ws_url": f"{_feed_base(request)}/ws/decisions/",
@@ -200,6 +224,25 @@ def _reliability(table: list[dict]) -> dict | None:
 # --- positions and P&L -------------------------------------------------------------------------
 
 
+POSITION_LIST = ListSpec(
+    "positions",
+    "positions",
+    search=Search(("p__symbol",), "Symbol"),
+    filters=(Choice("side", "Side", (("long", "Long"), ("short", "Short"), ("flat", "Flat"))),),
+)
+FILL_LIST = ListSpec(
+    "fills",
+    "fills",
+    search=Search(("symbol",), "Symbol"),
+    filters=(
+        Choice("side", "Side", (("buy", "Buy"), ("sell", "Sell")),
+               apply=lambda rows, v: rows.filter(qty__gt=0) if v == "buy" else rows.filter(qty__lt=0)),
+        Dates("at", "Filled"),
+    ),
+    prefix="fill_",
+)  # fmt: skip
+
+
 @tenant_page()
 def positions(request):
     from intelligence import selectors
@@ -233,10 +276,13 @@ def positions(request):
     totals["total"] = totals["realized"] + totals["unrealized"]
     totals["gross_exposure_pct"] = totals["gross_exposure"] * 100
     totals["net_exposure_pct"] = totals["net_exposure"] * 100
-    fills = list(selectors.fill_list(limit=50))
-    for f in fills:
+    fills = FILL_LIST.apply(request, selectors.fill_list(limit=None))
+    for f in fills.rows:
         f.notional = abs(f.qty) * f.price
-    context = {"rows": rows, "totals": totals, "fills": fills, "ledger": cfg}
+    context = {
+        "rows": POSITION_LIST.apply(request, rows), "traded": len(rows), "totals": totals, "fills": fills,
+        "ledger": cfg,
+    }  # fmt: skip
     return render(request, "dashboard/positions.html", context)
 
 
@@ -278,6 +324,18 @@ def _error_path(exc: ApplicationError, config: dict) -> str:
     return "agents" if d.get("agent") else ""
 
 
+FLOW_LIST = ListSpec(
+    "flows",
+    "flow versions",
+    search=Search(("name", "created_by"), "Name or author"),
+    filters=(
+        Choice("state", "State", (("active", "Active"), ("inactive", "Inactive")),
+               apply=lambda rows, v: rows.filter(active=v == "active")),
+        Dates("created_at", "Stored"),
+    ),
+)  # fmt: skip
+
+
 def _flows_context(request, form=None, error=None) -> dict:
     from intelligence import selectors
 
@@ -288,7 +346,7 @@ def _flows_context(request, form=None, error=None) -> dict:
         name = active.name if active else "main"
         form = FlowForm(initial={"name": name, "config": json.dumps(config, indent=2), "activate": True})
     return {
-        "flows": list(selectors.flow_list()),
+        "flows": FLOW_LIST.apply(request, selectors.flow_list()),
         "active": active,
         "agents": selectors.agent_catalog(tenant=request.tenant),
         "plan": request.tenant.plan,
@@ -378,6 +436,18 @@ def flow_activate(request, name: str, version: int):
     return redirect("dashboard:flows")
 
 
+KILL_SWITCH_LIST = ListSpec(
+    "kill-switches",
+    "engagements",
+    search=Search(("reason", "engaged_by", "lifted_by"), "Reason or person"),
+    filters=(
+        Choice("state", "State", (("engaged", "Engaged"), ("lifted", "Lifted")),
+               apply=lambda rows, v: rows.filter(lifted_at__isnull=v == "engaged")),
+        Dates("engaged_at", "Engaged"),
+    ),
+)  # fmt: skip
+
+
 @tenant_page()
 def kill_switch(request):
     """Halt this tenant's trading now (admins); its history. Lifting is for platform staff."""
@@ -394,6 +464,10 @@ def kill_switch(request):
         else:
             messages.success(request, "Trading is halted: no decision is made until platform staff lift the switch.")
         return redirect("dashboard:kill-switch")
-    history = list(KillSwitch.objects.filter(tenant=request.tenant)[:20])
-    context = {"history": history, "can_engage": can(request, Role.ADMIN), "engaged": any(s.active for s in history)}
+    switches = KillSwitch.objects.filter(tenant=request.tenant)
+    context = {
+        "history": KILL_SWITCH_LIST.apply(request, switches),
+        "can_engage": can(request, Role.ADMIN),
+        "engaged": switches.filter(lifted_at=None).exists(),
+    }
     return render(request, "dashboard/kill_switch.html", context)

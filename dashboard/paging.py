@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import reduce
 from operator import or_
 from typing import Any
@@ -96,7 +96,7 @@ class ListView:
     page_param: str
     per_page: int
     dom_id: str = ""
-    extra: dict = field(default_factory=dict)
+    htmx: bool = True
 
     @property
     def total(self) -> int:
@@ -132,6 +132,7 @@ class ListSpec:
     filters: tuple[Choice | Dates, ...] = ()
     prefix: str = ""
     per_page: int = PER_PAGE
+    htmx: bool = True  # False: the form and links load whole pages (a page whose scripts own the list)
 
     def _key(self, name: str) -> str:
         return f"{self.prefix}{name}"
@@ -203,7 +204,7 @@ class ListSpec:
             name=self.name, noun=self.noun, page=page, rows=list(page.object_list), q=q, values=values,
             active=bool(q or values), problems=problems, controls=controls, hidden=others,
             page_query=keep.urlencode(), clear_url=f"?{cleared.urlencode()}" if cleared else request.path,
-            page_param=self._key("page"), per_page=per_page, dom_id=dom,
+            page_param=self._key("page"), per_page=per_page, dom_id=dom, htmx=self.htmx,
         )  # fmt: skip
 
     def _dates(self, get, f: Dates, rows, values, problems, controls, dom):

@@ -113,7 +113,7 @@ def area(request, key: str):
 
 
 KEY_LIST = ListSpec(
-    "keys",
+    "api-keys",
     "API keys",
     search=Search(("name", "prefix"), "Name or prefix", "e.g. trading bot"),
     filters=(
@@ -430,6 +430,18 @@ def data(request):
     return _page(request, "dashboard/data.html", "dashboard/_data_panel.html", context, 201)
 
 
+FEATURE_SET_LIST = ListSpec(
+    "feature-sets",
+    "feature sets",
+    search=Search(("name", "description"), "Name or description"),
+    filters=(
+        Choice("locked", "Locked", (("yes", "Locked (a model uses it)"), ("no", "Not locked")),
+               apply=lambda rows, v: rows.filter(locked_at__isnull=v == "no")),
+        Dates("created_at", "Created"),
+    ),
+)  # fmt: skip
+
+
 @tenant_page()
 def features(request):
     from features import selectors as fs_selectors
@@ -461,8 +473,10 @@ def features(request):
                 return redirect("dashboard:features")
     from marketdata import selectors as md
 
+    everything = fs_selectors.feature_set_list()
     context = {
-        "feature_sets": list(fs_selectors.feature_set_list()),
+        "feature_sets": FEATURE_SET_LIST.apply(request, everything),
+        "all_feature_sets": list(everything.only("name", "version")),  # the preview's choice
         "instruments": list(md.instrument_list()),
         "form": form,
         "can_edit": can(request, Role.ANALYST),

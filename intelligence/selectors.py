@@ -35,8 +35,11 @@ def decision_payload(d: Decision) -> dict:
     }
 
 
-def decision_list(*, symbol: str | None = None, after: int | None = None, limit: int = 100) -> QuerySet[Decision]:
-    """Newest first; with ``after``, the decisions after that id, oldest first (to resume a feed)."""
+def decision_list(
+    *, symbol: str | None = None, after: int | None = None, limit: int | None = 100
+) -> QuerySet[Decision]:
+    """Newest first; with ``after``, the decisions after that id, oldest first (to resume a feed).
+    ``limit=None``: all of them, still a QuerySet to filter and page."""
     qs = Decision.objects.all().defer("features")
     if symbol:
         qs = qs.filter(symbol=symbol.upper())
@@ -132,8 +135,8 @@ def flow_get(*, name: str, version: int) -> Flow:
     return row
 
 
-def fill_list(*, symbol: str | None = None, limit: int = 50) -> QuerySet[Fill]:
-    """The most recent paper fills, newest first."""
+def fill_list(*, symbol: str | None = None, limit: int | None = 50) -> QuerySet[Fill]:
+    """The most recent paper fills, newest first (``limit=None``: all, a QuerySet to filter and page)."""
     qs = Fill.objects.order_by("-id")
     if symbol:
         qs = qs.filter(symbol=symbol.upper())

@@ -12,6 +12,7 @@ from compliance.api.views import MeExportApi
 from dashboard import views as dashboard
 from notifications.api.telegram import telegram_webhook
 from ops import views as ops
+from ops.api.views import ServicesHealthApi
 
 handler404 = "api.errors.not_found"
 handler500 = "api.errors.server_error"
@@ -41,6 +42,8 @@ urlpatterns = [
     path("api/v1/platform/revenue/", PlatformRevenueApi.as_view(), name="platform-revenue"),
     path("api/v1/platform/usage/", PlatformUsageApi.as_view(), name="platform-usage"),
     path("api/v1/platform/kill-switch/", PlatformKillSwitchApi.as_view(), name="platform-kill-switch"),
+    # staff: every dependency and tenant judged against the seed thresholds (ops/health.py)
+    path("api/v1/services-health/", ServicesHealthApi.as_view(), name="services-health"),
     # a person's own GDPR export (session or Bearer token; routed with or without a tenant)
     path("api/v1/me/export/", MeExportApi.as_view(), name="me-export"),
     path("admin/", admin.site.urls),

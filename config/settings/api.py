@@ -43,6 +43,9 @@ SPECTACULAR_SETTINGS = {
         "CredentialKindEnum": "compliance.models.Credential.Kind",
         "AlertComparatorEnum": "analytics.models.AlertRule.Comparator",
         "AlertMetricEnum": "analytics.metrics.METRICS",
+        "HealthStatusEnum": "ops.health.CHECK_STATUSES",
+        "HealthFigureStatusEnum": "ops.health.FIGURE_STATUSES",
+        "TenantHealthEnum": "ops.health.TENANT_STATUSES",
     },
 }
 

@@ -17,6 +17,7 @@ urlpatterns = [
     path("api/v1/", include("configuration.api.urls")),
     path("api/v1/", include("notifications.api.urls")),
     path("api/v1/", include("analytics.api.urls")),
+    path("api/v1/", include("orchestration.api.urls")),
     path("api/v1/", include("billing.api.urls")),
     path("api/v1/", include("compliance.api.urls")),
     path("api/v1/", include("compliance.api.credential_urls")),

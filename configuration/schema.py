@@ -87,6 +87,8 @@ FIELDS: tuple[Field, ...] = (
           "realised and unrealised), the tenant's kill switch engages.", nullable=True, min=0.0, exclusive_min=True),
     Field("controls.max_drawdown_pct", float, None, "Halt: when the paper equity is this percentage below its "
           "peak, the tenant's kill switch engages.", nullable=True, min=0.0, max=100.0, exclusive_min=True),
+    Field("workflows.require_approval", bool, False, "Deploy workflows wait for an admin's approval "
+          "(POST /api/v1/workflows/{id}/approve/) before they promote a version to production."),
 )  # fmt: skip
 BY_PATH = {f.path: f for f in FIELDS}
 _checks: dict[str, Callable[[object, object], None]] = {}

@@ -45,6 +45,7 @@ TENANT_APPS = [
     "backtesting",
     "analytics",
     "notifications",
+    "orchestration",  # train → validate → backtest → compare → deploy → approve → promote workflows
 ]
 INSTALLED_APPS = list(SHARED_APPS) + [app for app in TENANT_APPS if app not in SHARED_APPS]
 

@@ -92,3 +92,11 @@ TELEGRAM_RATE_PER_CHAT = float(env_str("TELEGRAM_RATE_PER_CHAT", "1"))
 # where links in messages point (and the Telegram webhook, unless TELEGRAM_WEBHOOK_BASE says otherwise)
 PUBLIC_BASE_URL = env_str("PUBLIC_BASE_URL", f"http://127.0.0.1:{env_str('HTTP_PORT', '8000')}")
 TELEGRAM_WEBHOOK_BASE = env_str("TELEGRAM_WEBHOOK_BASE", PUBLIC_BASE_URL)
+
+# Orchestration (orchestration/): workflow steps on the default queue; a transient error (database
+# or Redis unreachable) is retried with exponential backoff from ORCHESTRATION_RETRY_BASE_S; a step
+# 'running' without a heartbeat for ORCHESTRATION_STEP_STALE_S, its lock free, is queued again.
+ORCHESTRATION_MAX_RETRIES = env_int("ORCHESTRATION_MAX_RETRIES", 5)
+ORCHESTRATION_RETRY_BASE_S = float(env_str("ORCHESTRATION_RETRY_BASE_S", "2"))
+ORCHESTRATION_STEP_STALE_S = env_int("ORCHESTRATION_STEP_STALE_S", 300)
+CELERY_BEAT_SCHEDULE["orchestration-sweep"] = {"task": "orchestration.sweep", "schedule": 60.0}

@@ -25,7 +25,7 @@ from tenants.services import api_key_create, api_key_revoke
 
 from .access import can, forbidden, tenant_page
 from .forms import DataImportForm, FeatureSetForm
-from .navigation import AREAS, AREAS_BY_KEY
+from .navigation import AREAS_BY_KEY
 from .paging import Choice, Dates, ListSpec, Search
 
 
@@ -56,6 +56,9 @@ def overview(request):
     status = tenant_dashboard(tenant=tenant)
     for q in status["quotas"]:
         q["percent"] = min(100, round(q["share"] * 100)) if q["share"] is not None else None
+        q["label"] = q["quota"].replace("_", " ").capitalize()
+        q["used_display"] = f"{q['used']:,}"
+        q["limit_display"] = f"{q['limit']:,}" if q["limit"] is not None else ""
     context = {
         "s": status,
         "kill": kill_state(tenant.schema_name),
@@ -65,7 +68,7 @@ def overview(request):
         "can_deploy": can(request, Role.ADMIN),
     }
     if _is_htmx(request):
-        return render(request, "dashboard/_overview_panel.html", context)
+        return render(request, "dashboard/_overview_panel.html", context)  # the ticker is kept (hx-preserve)
     recent = [intel.decision_payload(d) for d in intel.decision_list(limit=8)]
     for d in recent:  # the same formatting the ticker's script gives live rows
         d["bar"] = d["ts"][:16].replace("T", " ")
@@ -75,7 +78,7 @@ def overview(request):
         last_id=recent[0]["id"] if recent else 0,
         ws_url=f"{_feed_base(request)}/ws/decisions/",
         ticket=_ticket(request),
-        areas=AREAS,
+        ticker=True,
     )
     return render(request, "dashboard/overview.html", context)
 

@@ -180,6 +180,8 @@ def test_the_status_panel_renders_alone_for_htmx_and_shows_the_kill_switch(
     r = c.get("/app/", **HX)
     html = r.content.decode()
     assert html.startswith('<div id="overview-panel"') and "<main" not in html
+    # the live ticker is kept as it is in the page (hx-preserve): the partial holds only its place
+    assert 'id="overview-ticker" hx-preserve="true"' in html and "data-feed" not in html
     assert 'data-stat="trading"' in html and "Live" in html
     with django_capture_on_commit_callbacks(execute=True):
         controls.kill_engage(tenant=alpha.tenant, reason="drill", actor=alpha.users[Role.ADMIN])
@@ -211,9 +213,12 @@ def test_firing_alerts_and_quota_bars_show(alpha):
         )
     html = _main(dashboard_client(alpha, Role.VIEWER).get("/app/"))
     assert "data-alerts" in html and "error_rate" in html and "5xx share 7 %" in html
+    from analytics.selectors import QUOTAS
     from tenants import limits
 
-    for quota in ("decisions", "training_jobs"):
-        u = limits.usage_get(alpha.tenant, quota)
-        # a quota with a limit has its bar; an unlimited one says so
-        assert (f'aria-label="{quota} used"' in html) == (u.limit is not None)
+    limited = [q for q in QUOTAS if limits.usage_get(alpha.tenant, q).limit is not None]
+    assert limited  # the pro plan has limits
+    for quota in QUOTAS:
+        # a quota with a limit has its bar; an unlimited one has none
+        assert (f'aria-label="{quota} used"' in html) == (quota in limited)
+    assert "Decisions per day" in html

@@ -331,6 +331,19 @@ def _throughput(Decision) -> dict:
 # --- the tenant dashboard (seed ``tenant-dashboard``) ----------------------------------------------
 
 
+def _workflow_jobs() -> list[dict]:
+    """Running workflows (and those awaiting approval) as jobs, with their overall percent."""
+    from orchestration import selectors as orchestration
+
+    out = []
+    for wf in orchestration.workflows_active()[:20]:
+        steps = list(wf.steps.all())
+        percent = orchestration.workflow_percent(steps, orchestration.stored_percents(steps))
+        out.append({"kind": "workflow", "id": str(wf.pk), "name": wf.model_name, "state": wf.state,
+                    "percent": percent})  # fmt: skip
+    return out
+
+
 def tenant_dashboard(*, tenant, now: dt.datetime | None = None) -> dict:
     """Is everything OK and what is it doing: today's decisions, accuracy and P&L, production
     models with their live accuracy and circuit, running jobs, firing alerts, quotas, the stream,
@@ -375,7 +388,7 @@ def tenant_dashboard(*, tenant, now: dt.datetime | None = None) -> dict:
         {"kind": "backtest", "id": str(b.pk), "name": f"{b.strategy} {b.symbol}", "state": b.state,
          "percent": b.percent}
         for b in BacktestRun.objects.filter(state__in=(JobState.QUEUED, JobState.RUNNING)).order_by("-created_at")[:20]
-    ]  # fmt: skip
+    ] + _workflow_jobs()  # fmt: skip
     last_stream = Decision.objects.filter(source="stream").order_by("-id").values_list("created_at", flat=True).first()
     probes = AvailabilityProbe.objects.filter(at__gte=now - dt.timedelta(hours=24))
     counted = probes.count()

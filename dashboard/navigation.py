@@ -44,6 +44,7 @@ AREAS = [
         "Start a training job on a feature set; the best honest model lands in the registry.",
         "/api/docs/#/models",
         "dashboard:models",
+        (("Workflows", "dashboard:workflows"),),
     ),
     Area(
         "decisions",

@@ -11,6 +11,7 @@ from . import (
     telegram_views,
     usage_views,
     views,
+    workflows_views,
 )
 
 app_name = "dashboard"
@@ -83,6 +84,11 @@ urlpatterns = [
     path("notifications/alerts/<int:alert_id>/ack/", alerts_views.alert_acknowledge, name="alert-acknowledge"),
     path("notifications/alert-rules/", alerts_views.alert_rules, name="alert-rules"),
     path("notifications/alert-rules/<slug:name>/", alerts_views.alert_rule_change, name="alert-rule-change"),
+    path("workflows/", workflows_views.workflows, name="workflows"),
+    path("workflows/<uuid:workflow_id>/", workflows_views.workflow_detail, name="workflow"),
+    path(
+        "workflows/<uuid:workflow_id>/<slug:action>/", workflows_views.workflow_action, name="workflow-action"
+    ),
     path("models/", models_views.models_home, name="models"),
     path("models/jobs/<uuid:job_id>/", models_views.training_job, name="training-job"),
     path("models/<slug:name>/", models_views.model_detail, name="model"),

@@ -48,3 +48,29 @@ def drive(workflow_id, *, stop_before: str | None = None, limit: int = 20) -> Wo
 
 def states(wf: Workflow) -> dict[str, str]:
     return dict(wf.steps.order_by("position").values_list("name", "state"))
+
+
+def workflow_row(model_name: str = "rowflow", state: str = WorkflowState.AWAITING_APPROVAL, **step_states) -> Workflow:
+    """A workflow as the engine leaves it, without running anything: steps before the current one
+    succeeded, the current one in ``state``'s step state (approval when awaiting), the rest pending.
+    ``step_states`` overrides single steps (``backtest="failed"``)."""
+    from orchestration.models import WorkflowStep
+    from orchestration.services import STEPS
+
+    current = {WorkflowState.AWAITING_APPROVAL: "approval", WorkflowState.FAILED: "backtest"}.get(state, "train")
+    step_state = {
+        WorkflowState.AWAITING_APPROVAL: StepState.AWAITING_APPROVAL,
+        WorkflowState.FAILED: StepState.FAILED,
+        WorkflowState.RUNNING: StepState.RUNNING,
+    }.get(state, StepState.PENDING)
+    wf = Workflow.objects.create(
+        model_name=model_name, state=state, current_step=current, version=1,
+        params={"auto_promote": True, "canary_percent": 0, "training": {}, "starter_can_manage": False},
+        created_by="test", error="backtest: it broke" if state == WorkflowState.FAILED else "",
+    )  # fmt: skip
+    at = STEPS.index(current)
+    for i, name in enumerate(STEPS):
+        s = StepState.SUCCEEDED if i < at else step_state if i == at else StepState.PENDING
+        WorkflowStep.objects.create(workflow=wf, position=i, name=name, state=step_states.get(name, s),
+                                    error="it broke" if s == StepState.FAILED else "")  # fmt: skip
+    return wf

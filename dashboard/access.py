@@ -48,6 +48,7 @@ def tenant_page(min_role: str = Role.VIEWER):
             add_never_cache_headers(response)
             return response
 
+        wrapped.min_role = min_role  # the menu leaves out pages a member's role can't open
         return wrapped
 
     return decorator
@@ -61,3 +62,20 @@ def can(request, at_least: str) -> bool:
 def forbidden(request, required_role: str):
     """The 403 page for a member whose role is below ``required_role`` (what they have, what it needs)."""
     return render(request, "403.html", {"role": request.role, "required_role": required_role}, status=403)
+
+
+def staff_page(view):
+    """Decorate a platform-staff page (/app/staff/…): not logged in, the log-in page; logged in
+    without ``is_staff`` (a tenant's member), 403. Needs no tenant; never cached."""
+
+    @wraps(view)
+    def wrapped(request, *args, **kwargs):
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        if not (request.user.is_active and request.user.is_staff):
+            return render(request, "403.html", {"staff_only": True}, status=403)
+        response = view(request, *args, **kwargs)
+        add_never_cache_headers(response)
+        return response
+
+    return wrapped

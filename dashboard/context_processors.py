@@ -1,5 +1,8 @@
-from django.urls import reverse
+from dataclasses import replace
 
+from django.urls import NoReverseMatch, resolve, reverse
+
+from tenants.models import ROLE_RANK
 from tenants.selectors import tenant_list_for_user
 
 from .navigation import AREAS
@@ -14,12 +17,29 @@ def shell(request):
         "shell_tenants": list(tenant_list_for_user(user=user).order_by("name")),
         "active_tenant": getattr(request, "tenant", None),
         "active_role": getattr(request, "role", None),
-        "nav_areas": [
-            (a, reverse(a.url_name) if a.url_name else reverse("dashboard:area", args=[a.key])) for a in AREAS
-        ],
+        "nav_areas": _nav_areas(getattr(request, "role", None)),
         "kill_switch": _kill_switch(request),
         "notify": _notify(request),
     }
+
+
+def _nav_areas(role: str | None) -> list:
+    """The areas with their URLs; an area's further pages only if ``role`` may open them (a page
+    for admins is not offered to a viewer: it would answer 403)."""
+    out = []
+    for a in AREAS:
+        url = reverse(a.url_name) if a.url_name else reverse("dashboard:area", args=[a.key])
+        pages = tuple(p for p in a.pages if _may_open(p[1], role))
+        out.append((a if pages == a.pages else replace(a, pages=pages), url))
+    return out
+
+
+def _may_open(url_name: str, role: str | None) -> bool:
+    try:
+        need = getattr(resolve(reverse(url_name)).func, "min_role", None)
+    except NoReverseMatch:
+        return True  # the menu's own {% url … as %} leaves it out
+    return role is None or need is None or ROLE_RANK[role] >= ROLE_RANK[need]
 
 
 def _kill_switch(request) -> dict | None:

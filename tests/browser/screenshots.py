@@ -31,6 +31,19 @@ PAGES = {
     "model-report": "/app/models/btc-daily/v/1/",
     "data": "/app/data/",
     "features": "/app/features/",
+    "backtests": "/app/backtests/",
+    "performance": "/app/performance/",
+    "config": "/app/config/",
+    "kill-switch": "/app/kill-switch/",
+    "usage": "/app/usage/",
+    "billing": "/app/billing/",
+    "notifications": "/app/notifications/",
+    "subscriptions": "/app/notifications/subscriptions/",
+    "deliveries": "/app/notifications/deliveries/",
+    "webhooks": "/app/notifications/webhooks/",
+    "telegram": "/app/notifications/telegram/",
+    "alerts": "/app/notifications/alerts/",
+    "alert-rules": "/app/notifications/alert-rules/",
 }
 ADMIN_PAGES = {
     "admin": "/admin/",
@@ -51,6 +64,7 @@ def main() -> int:
     server = WebServer({}).start()
     total = 2 * (len(PAGES) + len(PUBLIC_PAGES)) + len(ADMIN_PAGES)
     done = 0
+    failed: list[str] = []  # pages that did not answer 200 (their PNG shows the error page)
     try:
         with sync_playwright() as p:
             browser = browser_launch(p)
@@ -60,7 +74,9 @@ def main() -> int:
                 user.login(demo["email"], demo["password"])
                 for who, pages in ((anon, PUBLIC_PAGES), (user, PAGES)):
                     for name, path in pages.items():
-                        who.goto(path)
+                        response = who.goto(path)
+                        if response is None or response.status != 200:
+                            failed.append(f"{path}: {response.status if response else 'no response'}")
                         target = out / f"{name}-{viewport['width']}.png"
                         who.screenshot(target)
                         done += 1
@@ -72,7 +88,9 @@ def main() -> int:
             staff.page.fill("#id_password", demo["admin_password"])
             staff.page.locator("input[type=submit]").click()
             for name, path in ADMIN_PAGES.items():
-                staff.goto(path)
+                response = staff.goto(path)
+                if response is None or response.status != 200:
+                    failed.append(f"{path}: {response.status if response else 'no response'}")
                 staff.screenshot(out / f"{name}-1280.png")
                 done += 1
                 print(f"\r[{'#' * (20 * done // total):<20}] {done}/{total} .data/screenshots/{name}-1280.png", end="")
@@ -80,6 +98,9 @@ def main() -> int:
     finally:
         server.stop()
     print(f"\n{total} screenshots in {out}")
+    if failed:
+        print("not 200: " + "; ".join(failed), file=sys.stderr)
+        return 1
     return 0
 
 

@@ -17,23 +17,37 @@ from api.errors import ApplicationError
 from tenants.models import Role
 
 from .access import can, forbidden, tenant_page
+from .paging import Choice, Dates, ListSpec, Search
 
-HISTORY = 100  # resolved alerts shown
+HISTORY_LIST = ListSpec(
+    "alerts",
+    "resolved alerts",
+    search=Search(("rule", "label", "message"), "Rule or message"),
+    filters=(
+        Choice("severity", "Severity", Severity.choices),
+        Choice("acknowledged", "Acknowledged", (("yes", "Acknowledged"), ("no", "Not acknowledged")),
+               apply=lambda rows, v: rows.filter(acknowledged_at__isnull=v == "no")),
+        Dates("started_at", "Fired"),
+    ),
+)  # fmt: skip
 
 
 @tenant_page()
 def alerts(request):
+    """The alerts firing now (one at most per rule: never many) above the resolved ones, which page
+    and filter; ``?state=`` shows one of the two."""
     state = request.GET.get("state", "")
     if state not in Alert.State.values:
         state = ""
     firing = list(selectors.alert_list(state=Alert.State.FIRING)) if state in ("", Alert.State.FIRING) else []
-    history = list(selectors.alert_list(state=Alert.State.RESOLVED)[:HISTORY]) if state != Alert.State.FIRING else []
+    history = HISTORY_LIST.apply(request, selectors.alert_list(state=Alert.State.RESOLVED))
     rules = {r.name: r for r in selectors.alert_rule_list()}
     context = {
         "state": state,
         "states": Alert.State.values,
         "firing": [_row(a, rules) for a in firing],
-        "history": [_row(a, rules) for a in history],
+        "history": history,
+        "history_rows": [_row(a, rules) for a in history.rows],
         "can_acknowledge": can(request, Role.ANALYST),
     }
     return render(request, "dashboard/alerts.html", context)
@@ -65,6 +79,20 @@ def alert_acknowledge(request, alert_id: int):
     return redirect("dashboard:alerts")
 
 
+RULE_LIST = ListSpec(
+    "alert-rules",
+    "rules",
+    search=Search(("name", "label", "metric"), "Name or metric"),
+    filters=(
+        Choice("severity", "Severity", Severity.choices),
+        Choice("enabled", "On", (("yes", "Enabled"), ("no", "Disabled")),
+               apply=lambda rows, v: rows.filter(enabled=v == "yes")),
+        Choice("kind", "Kind", (("builtin", "Built-in"), ("custom", "Yours")),
+               apply=lambda rows, v: rows.filter(builtin=v == "builtin")),
+    ),
+)  # fmt: skip
+
+
 @tenant_page()
 def alert_rules(request):
     can_manage = can(request, Role.ADMIN)
@@ -80,11 +108,13 @@ def alert_rules(request):
             messages.success(request, f"Rule {rule.name} added: it is judged every minute.")
         return redirect("dashboard:alert-rules")
     values = {m["name"]: m for m in selectors.metric_catalogue()}
+    listed = RULE_LIST.apply(request, selectors.alert_rule_list())
     rules = [
         {"rule": r, "metric": METRICS.get(r.metric), "now": values.get(r.metric, {}).get("display", "")}
-        for r in selectors.alert_rule_list()
+        for r in listed.rows
     ]
     context = {
+        "listed": listed,
         "rules": rules,
         "metrics": list(METRICS.values()),
         "comparators": AlertRule.Comparator.values,

@@ -9,10 +9,12 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 
 from api.errors import ApplicationError, NotFound
+from models_registry.models import JobState
 from tenants.models import Role
 
 from .access import can, forbidden, tenant_page
 from .forms import BacktestForm
+from .paging import Choice, Dates, ListSpec, Search
 from .views import _is_htmx
 
 STATS = (
@@ -37,6 +39,23 @@ STATS = (
     ("Exposure", "exposure_pct", "pct"),
     ("Commissions", "commissions", "money"),
 )
+
+
+def _run_list_spec() -> ListSpec:
+    from backtesting.strategies import STRATEGIES
+
+    strategies = [(s.name, s.title) for s in STRATEGIES.values()]
+    strategies += [("model", "A model version"), ("consensus", "The live consensus")]
+    return ListSpec(
+        "backtests",
+        "backtests",
+        search=Search(("symbol", "strategy", "name"), "Symbol or strategy", "e.g. BTC-USD"),
+        filters=(
+            Choice("state", "State", JobState.choices),
+            Choice("strategy", "Strategy", strategies),
+            Dates("created_at", "Started"),
+        ),
+    )
 
 
 @tenant_page()
@@ -74,7 +93,7 @@ def backtests(request):
                 messages.success(request, f"Backtest of {run.strategy} on {run.symbol} started.")
                 return redirect("dashboard:backtest", run_id=run.pk)
     context = {
-        "runs": list(selectors.run_list()[:30]),
+        "runs": _run_list_spec().apply(request, selectors.run_list().order_by("-created_at")),
         "form": form,
         "instruments": list(md.instrument_list()),
         "can_run": can(request, Role.ANALYST),

@@ -14,6 +14,21 @@ from api.errors import ApplicationError
 from tenants.models import Role
 
 from .access import can, forbidden, tenant_page
+from .paging import Choice, Dates, ListSpec, Search
+
+
+def _invoice_statuses():
+    from billing.models import Invoice
+
+    return Invoice.Status.choices
+
+
+INVOICE_LIST = ListSpec(
+    "invoices",
+    "invoices",
+    search=Search(("number", "plan"), "Number or plan"),
+    filters=(Choice("status", "Status", _invoice_statuses()), Dates("issued_at", "Issued")),
+)
 
 
 @tenant_page()
@@ -26,7 +41,7 @@ def billing(request):
     context = {
         "sub": sub,
         "plans": list(Plan.objects.order_by("price")),
-        "invoices": list(Invoice.objects.filter(tenant=request.tenant)[:24]),
+        "invoices": INVOICE_LIST.apply(request, Invoice.objects.filter(tenant=request.tenant).order_by("-issued_at")),
         "can_manage": can(request, Role.ADMIN),
     }
     return render(request, "dashboard/billing.html", context)

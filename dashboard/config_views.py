@@ -10,9 +10,11 @@ from django.views.decorators.http import require_POST
 
 from api.errors import ApplicationError
 from configuration import schema, selectors, services
+from configuration.models import ConfigVersion
 from tenants.models import Role
 
 from .access import can, forbidden, tenant_page
+from .paging import Choice, Dates, ListSpec, Search
 
 
 def _form_values(post) -> dict:
@@ -35,6 +37,14 @@ def _form_values(post) -> dict:
     return schema.nest(flat)
 
 
+CONFIG_HISTORY_LIST = ListSpec(
+    "config-history",
+    "versions",
+    search=Search(("comment", "created_by", "based_on"), "Comment or person"),
+    filters=(Choice("source", "How", ConfigVersion.Source.choices), Dates("created_at", "Saved")),
+)
+
+
 @tenant_page()
 def config(request):
     from intelligence.selectors import flow_list
@@ -54,7 +64,7 @@ def config(request):
         "current": current,
         "fields": [{**f.describe(), "value": values.get(f.path), "input": f.type.__name__} for f in schema.FIELDS],
         "flows": [row.ref for row in flow_list()],
-        "history": list(selectors.config_versions(env)[:20]),
+        "history": CONFIG_HISTORY_LIST.apply(request, selectors.config_versions(env)),
         "incoming": incoming,
         "can_change": can(request, Role.ADMIN),
     }

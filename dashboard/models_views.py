@@ -10,10 +10,12 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 
 from api.errors import ApplicationError, NotFound
+from models_registry.models import JobState, VersionStatus
 from tenants.models import Role
 
 from .access import can, forbidden, tenant_page
 from .forms import DeployForm, RollbackForm, TrainForm
+from .paging import Choice, Dates, ListSpec, Search
 from .views import _is_htmx
 
 
@@ -22,6 +24,37 @@ def _or_404(selector, **kwargs):
         return selector(**kwargs)
     except NotFound as exc:
         raise Http404(exc.message) from exc
+
+
+DEPLOYED = {"production": {"aliases__name": "production"}, "challenger": {"aliases__name": "challenger"},
+            "none": {"aliases__isnull": True}}  # fmt: skip
+MODEL_LIST = ListSpec(
+    "models",
+    "models",
+    search=Search(("name", "description"), "Name or description"),
+    filters=(
+        Choice("deployed", "Deployed", (("production", "In production"), ("challenger", "Has a challenger"),
+                                        ("none", "Not deployed")), apply=lambda rows, v: rows.filter(**DEPLOYED[v])),
+    ),
+)  # fmt: skip
+JOB_LIST = ListSpec(
+    "jobs",
+    "training jobs",
+    search=Search(("model_name", "created_by"), "Model or person"),
+    filters=(Choice("state", "State", JobState.choices), Dates("created_at", "Started")),
+    prefix="job_",
+)
+VERSION_LIST = ListSpec(
+    "versions",
+    "versions",
+    search=Search(("symbol", "timeframe"), "Symbol or timeframe"),
+    filters=(
+        Choice("verdict", "Verdict", (("edge", "Edge"), ("no-edge", "No edge")),
+               apply=lambda rows, v: rows.filter(no_edge=v == "no-edge")),
+        Choice("status", "Status", VersionStatus.choices),
+        Dates("created_at", "Trained"),
+    ),
+)  # fmt: skip
 
 
 @tenant_page()
@@ -57,13 +90,13 @@ def models_home(request):
                 messages.success(request, f"Training job started for {job.model_name}.")
                 return redirect("dashboard:training-job", job_id=job.pk)
     context = {
-        "models": list(selectors.model_list()),
-        "jobs": list(selectors.job_list()[:20]),
+        "models": MODEL_LIST.apply(request, selectors.model_list()),
+        "jobs": JOB_LIST.apply(request, selectors.job_list()),
         "form": form,
         "instruments": list(md.instrument_list()),
         "can_train": can(request, Role.ANALYST),
     }
-    for model in context["models"]:
+    for model in context["models"].rows:
         model.alias_list = sorted((a.name, a.version.version) for a in model.aliases.all())
         model.latest = selectors.version_list(model=model).first()
     return render(request, "dashboard/models.html", context, status=status)
@@ -152,9 +185,11 @@ def model_detail(request, name: str):
             form = deploy_form if action == "deploy" else rollback_form
             form.add_error(None, exc.message)
             status = exc.status
-    versions = list(selectors.version_list(model=model).defer(None).defer("artifact", "reference"))
+    versions = VERSION_LIST.apply(
+        request, selectors.version_list(model=model).defer(None).defer("artifact", "reference")
+    )
     ab = _ab(model)
-    for v in versions:
+    for v in versions.rows:
         v.oos = (v.report or {}).get("oos") or {}
         v.best_baseline = _best_baseline(v.report or {})
     context = {

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib import messages
-from django.core.paginator import Paginator
-from django.db.models import F
+from django.db.models import F, Q
 from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -22,13 +21,13 @@ from django.views.decorators.http import require_POST
 from api.errors import ApplicationError, NotFound
 from notifications import selectors, services
 from notifications.events import EVENTS, SUBSCRIBABLE
-from notifications.models import Channel, Delivery, Subscription, TelegramChat, WebhookEndpoint
+from notifications.models import Channel, Delivery, Severity, Subscription, TelegramChat, WebhookEndpoint
 from notifications.services import ACTIONS
 from tenants.models import Role
 
 from .access import can, forbidden, tenant_page
+from .paging import Choice, Dates, ListSpec, Search
 
-INBOX_PAGE = 30
 LOG_PAGE = 50
 CHANNEL_LABELS = {
     Channel.INAPP: "In-app (notification centre)",
@@ -40,10 +39,6 @@ CHANNEL_LABELS = {
 
 def _error_status(exc: ApplicationError) -> int:
     return exc.status if 400 <= exc.status < 500 else 400
-
-
-def _page_number(request) -> str:
-    return request.GET.get("page") or "1"
 
 
 # --- the live bell -------------------------------------------------------------------------------
@@ -79,12 +74,30 @@ def notifications_ticket(request):
 # --- the notification centre ---------------------------------------------------------------------
 
 
+INBOX_LIST = ListSpec(
+    "notifications",
+    "notifications",
+    search=Search(("title", "body"), "Title or text"),
+    filters=(
+        Choice("state", "State", (("unread", "Unread"), ("read", "Read")),
+               apply=lambda rows, v: rows.filter(read_at__isnull=v == "unread")),
+        Choice("severity", "Severity", Severity.choices),
+        Dates("created_at", "Received"),
+    ),
+)  # fmt: skip
+
+
 @tenant_page()
 def notifications(request):
     """The member's inbox: unread first, newest first."""
     rows = selectors.inbox(user_id=request.user.pk).order_by(F("read_at").asc(nulls_first=True), "-id")
-    page = Paginator(rows, INBOX_PAGE).get_page(_page_number(request))
-    context = {"page": page, "unread": selectors.unread_count(user_id=request.user.pk)}
+    listed = INBOX_LIST.apply(request, rows)
+    context = {
+        "inbox": listed,
+        # new notifications are added on top of the whole inbox's first page, not of a filtered one
+        "live": not listed.active and listed.page.number == 1,
+        "unread": selectors.unread_count(user_id=request.user.pk),
+    }
     return render(request, "dashboard/notifications.html", context)
 
 
@@ -101,8 +114,11 @@ def notifications_read(request):
     if not raw.isdigit() or not selectors.inbox(user_id=uid).filter(pk=int(raw)).exists():
         raise Http404("No such notification.")
     services.inapp_read(user_id=uid, ids=[int(raw)])
+    inbox_url, back = reverse("dashboard:notifications"), request.POST.get("next", "")
+    if back.startswith(inbox_url + "?"):  # the page as it was filtered (never another site)
+        return redirect(back)
     page = request.POST.get("page", "")
-    return redirect(f"{reverse('dashboard:notifications')}?page={page if page.isdigit() else 1}")
+    return redirect(f"{inbox_url}?page={page if page.isdigit() else 1}")
 
 
 # --- subscriptions -------------------------------------------------------------------------------
@@ -137,15 +153,39 @@ def _sub_form_data(post) -> tuple[dict, bool]:
     return data, post.get("tenant_wide") == "on"
 
 
+WHOSE_LABELS = (("mine", "Yours"), ("tenant", "Tenant-wide"), ("others", "Members'"))
+
+
+def _subscription_list_spec(uid: int, admin: bool) -> ListSpec:
+    whose = {"mine": Q(user_id=uid), "tenant": Q(user_id=None), "others": Q(user_id__isnull=False) & ~Q(user_id=uid)}
+    return ListSpec(
+        "subscriptions",
+        "subscriptions",
+        search=Search(("name", "email"), "Name or e-mail address"),
+        filters=(
+            Choice("channel", "Channel", [(c.value, CHANNEL_LABELS[c.value]) for c in Channel]),
+            Choice("event", "Event", [(name, EVENTS[name].label) for name in SUBSCRIBABLE],
+                   apply=lambda rows, v: rows.filter(events__contains=[v])),
+            Choice("state", "State", (("enabled", "Enabled"), ("disabled", "Disabled")),
+                   apply=lambda rows, v: rows.filter(enabled=v == "enabled")),
+            Choice("whose", "Whose", WHOSE_LABELS if admin else WHOSE_LABELS[:2],
+                   apply=lambda rows, v: rows.filter(whose[v])),
+        ),
+    )  # fmt: skip
+
+
 def _subscriptions_context(request, *, form: dict | None = None, error: ApplicationError | None = None) -> dict:
     admin = can(request, Role.ADMIN)
     uid = request.user.pk
-    subs = list(selectors.subscriptions_visible(user_id=uid, is_admin=admin).select_related("telegram_chat__bot"))
+    rows = selectors.subscriptions_visible(user_id=uid, is_admin=admin).select_related("telegram_chat__bot")
+    listed = _subscription_list_spec(uid, admin).apply(request, rows.order_by("-id"))
+    subs = listed.rows
     chats = TelegramChat.objects.select_related("bot").order_by("bot__username", "title")
     if not admin:
         chats = chats.filter(user_id=uid)
     owners = _emails({s.user_id for s in subs if s.user_id})
     return {
+        "listed": listed,
         "subs": [
             {
                 "s": s,
@@ -246,9 +286,21 @@ def subscription_action(request, subscription_id: int, action: str):
 # --- webhooks (admins) ---------------------------------------------------------------------------
 
 
+WEBHOOK_LIST = ListSpec(
+    "webhooks",
+    "webhook endpoints",
+    search=Search(("name", "url"), "Name or URL"),
+    filters=(
+        Choice("state", "State", (("enabled", "Enabled"), ("disabled", "Disabled")),
+               apply=lambda rows, v: rows.filter(enabled=v == "enabled")),
+        Dates("created_at", "Added"),
+    ),
+)  # fmt: skip
+
+
 def _webhooks_context(request, *, secret: str = "", endpoint=None, form=None, error=None) -> dict:
     return {
-        "webhooks": list(WebhookEndpoint.objects.all()),
+        "webhooks": WEBHOOK_LIST.apply(request, WebhookEndpoint.objects.order_by("name")),
         "secret": secret,
         "secret_for": endpoint,
         "form": form or {},
@@ -314,47 +366,42 @@ def _target_label(target: str, emails: dict[int, str], hooks: dict[int, str]) ->
     return rest or target
 
 
+def _delivery_list_spec() -> ListSpec:
+    return ListSpec(
+        "deliveries",
+        "deliveries",
+        search=Search(("target", "last_error", "note"), "Target or error", "e.g. webhook, an address"),
+        filters=(
+            Choice("status", "Status", Delivery.Status.choices),
+            Choice("channel", "Channel", Channel.choices),
+            Choice("event_type", "Event type", [(e, e) for e in sorted(EVENTS)], field="event__type"),
+            Dates("created_at", "Sent"),
+        ),
+        per_page=LOG_PAGE,
+    )
+
+
 @tenant_page()
 def deliveries(request):
     admin = can(request, Role.ADMIN)
-    status, channel = request.GET.get("status", ""), request.GET.get("channel", "")
-    event_type = request.GET.get("event_type", "")
-    problems = []
-    if status and status not in Delivery.Status.values:
-        problems.append(f"Status is one of {', '.join(Delivery.Status.values)}.")
-    if channel and channel not in Channel.values:
-        problems.append(f"Channel is one of {', '.join(Channel.values)}.")
-    if event_type and event_type not in EVENTS:
-        problems.append("Unknown event type.")
     mine = None if admin else request.user.pk
-    rows = selectors.deliveries(
-        user_id=mine, status=None if problems else status or None, channel=None if problems else channel or None,
-        event_type=None if problems else event_type or None,
-    ).order_by("-id")  # fmt: skip
-    page = Paginator(rows, LOG_PAGE).get_page(_page_number(request))
-    items = list(page.object_list)
+    listed = _delivery_list_spec().apply(request, selectors.deliveries(user_id=mine).order_by("-id"))
+    status, channel = listed.values.get("status", ""), listed.values.get("channel", "")
+    items = listed.rows
     inapp_ids = {int(t[6:]) for t in (d.target for d in items) if t.startswith("inapp:") and t[6:].isdigit()}
     emails = _emails(inapp_ids)
     hooks = (
         dict(WebhookEndpoint.objects.values_list("pk", "name")) if any(d.channel == "webhook" for d in items) else {}
     )
-    query = request.GET.copy()
-    query.pop("page", None)
     context = {
-        "page": page,
+        "listed": listed,
         "rows": [{"d": d, "target": _target_label(d.target, emails, hooks)} for d in items],
         "status": status,
         "channel": channel,
-        "event_type": event_type,
-        "statuses": Delivery.Status.values,
-        "channels": Channel.values,
-        "event_types": sorted(EVENTS),
         "dead": selectors.deliveries(user_id=mine, status=Delivery.Status.DEAD).count(),
         "can_retry": admin,
-        "query": query.urlencode(),
-        "problems": problems,
     }
-    return render(request, "dashboard/notification_deliveries.html", context, status=400 if problems else 200)
+    return render(request, "dashboard/notification_deliveries.html", context)
 
 
 def _back_to_log(request):

@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.shortcuts import render
 
 from .access import tenant_page
+from .paging import Choice, ListSpec, Search
 
 UNIT_LABELS = {
     "request": "API requests",
@@ -14,6 +15,24 @@ UNIT_LABELS = {
     "training_trial": "Training trials",
     "backtest_bar": "Backtest bars",
 }
+
+
+ENDPOINT_LIST = ListSpec(
+    "endpoints",
+    "endpoints",
+    search=Search(("endpoint",), "Endpoint", "e.g. decisions"),
+    filters=(
+        Choice("errors", "Answers", (("server", "With server errors"), ("client", "With client errors"),
+                                     ("limited", "Rate-limited")),
+               apply=lambda rows, v: [r for r in rows if _has(r, v)]),
+    ),
+)  # fmt: skip
+
+
+def _has(row: dict, kind: str) -> bool:
+    if kind == "limited":
+        return bool(row.get("rate_limited"))
+    return bool(row.get("error_rate" if kind == "server" else "client_error_rate"))
 
 
 @tenant_page()
@@ -45,7 +64,7 @@ def usage(request):
             for q in report["quotas"]
         ],  # fmt: skip
         "charts": charts,
-        "endpoints": report["endpoints"][:50],
+        "endpoints": ENDPOINT_LIST.apply(request, report["endpoints"]),
         "keys": [{**k, "name": names.get(k["api_key_id"], f"key #{k['api_key_id']}")} for k in report["api_keys"]],
         "plan": request.tenant.plan,
     }

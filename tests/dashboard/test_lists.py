@@ -44,6 +44,7 @@ class Case:
     bad: dict = field(default_factory=dict)  # nonsense values the page ignores
     prefix: str = ""
     role: str = "owner"
+    base: dict = field(default_factory=dict)  # query every request carries (the page's own state)
 
     def key(self, name: str) -> str:
         return f"{self.prefix}{name}"
@@ -165,6 +166,191 @@ def _kill_switches(fx):
     return needle, KillSwitch.objects.bulk_create([ks(f"hay halted {i}") for i in range(HAY)])
 
 
+def _backtests(fx):
+    from backtesting.models import BacktestRun
+
+    def run(symbol, state):
+        return BacktestRun(strategy="sma_cross", symbol=symbol, timeframe="1d", state=state)
+
+    needle = BacktestRun.objects.bulk_create([run("NEEDLE", "succeeded")])[0]
+    return needle, BacktestRun.objects.bulk_create([run(f"HAY{i}", "failed") for i in range(HAY)])
+
+
+def _feature_set():
+    from features.models import FeatureSet
+
+    return FeatureSet.objects.create(name="list-fs", version=1, spec={}, spec_hash="1" * 64, columns=["f"], warmup=1)
+
+
+def _version(model, number, *, fs, symbol="NEEDLE", no_edge=False):
+    from models_registry.models import ModelVersion
+
+    return ModelVersion(model=model, version=number, status="ready", task="binary", target={}, feature_set=fs,
+                        symbol=symbol, timeframe="1d", no_edge=no_edge)  # fmt: skip
+
+
+def _models(fx):
+    from models_registry.models import ModelAlias, ModelVersion, RegisteredModel
+
+    needle = RegisteredModel.objects.create(name="needle")
+    version = ModelVersion.objects.bulk_create([_version(needle, 1, fs=_feature_set())])[0]
+    ModelAlias.objects.create(model=needle, name="production", version=version)
+    return needle, RegisteredModel.objects.bulk_create([RegisteredModel(name=f"hay-{i}") for i in range(HAY)])
+
+
+def _jobs(fx):
+    from models_registry.models import TrainingJob
+
+    needle = TrainingJob.objects.bulk_create([TrainingJob(model_name="needle", params={}, state="succeeded")])[0]
+    return needle, TrainingJob.objects.bulk_create(
+        [TrainingJob(model_name=f"hay-{i}", params={}, state="failed") for i in range(HAY)]
+    )
+
+
+def _list_model(fx):
+    from models_registry.models import RegisteredModel
+
+    return RegisteredModel.objects.create(name="list-model")
+
+
+def _versions(fx):
+    from models_registry.models import ModelVersion
+
+    model, fs = _list_model(fx), _feature_set()
+    needle = ModelVersion.objects.bulk_create([_version(model, 1, fs=fs)])[0]
+    hay = [_version(model, n, fs=fs, symbol="HAY", no_edge=True) for n in range(2, HAY + 2)]
+    return needle, ModelVersion.objects.bulk_create(hay)
+
+
+def _events(n):
+    from notifications.models import Event
+
+    return Event.objects.bulk_create([Event(type="model.deployed", data={}) for _ in range(n)])
+
+
+def _inbox(fx):
+    from notifications.models import Delivery, InAppNotification
+
+    uid = fx.users["owner"].pk
+    deliveries = Delivery.objects.bulk_create(
+        [Delivery(event=e, channel="inapp", target=f"inapp:{uid}", idempotency_key=f"list:{e.pk}", status="sent")
+         for e in _events(HAY + 1)]
+    )  # fmt: skip
+    notes = [
+        InAppNotification(user_id=uid, delivery=d, title="needle note" if i == 0 else f"hay note {i}",
+                          severity="critical" if i == 0 else "info", read_at=None if i == 0 else timezone.now())
+        for i, d in enumerate(deliveries)
+    ]  # fmt: skip
+    rows = InAppNotification.objects.bulk_create(notes)
+    return rows[0], rows[1:]
+
+
+def _deliveries(fx):
+    from notifications.models import Delivery
+
+    rows = Delivery.objects.bulk_create(
+        [Delivery(event=e, channel="email" if i == 0 else "inapp", status="sent" if i == 0 else "dead",
+                  target="email:needle@list.test" if i == 0 else f"inapp:{900000 + i}", idempotency_key=f"list:{e.pk}")
+         for i, e in enumerate(_events(HAY + 1))]
+    )  # fmt: skip
+    return rows[0], rows[1:]
+
+
+def _subscriptions(fx):
+    from notifications.models import Subscription
+
+    uid = fx.users["owner"].pk
+    needle = Subscription.objects.bulk_create(
+        [Subscription(name="needle sub", user_id=uid, events=["decision"], channel="email", email="n@list.test")]
+    )[0]
+    hay = [Subscription(name=f"hay sub {i}", user_id=uid, events=["decision"], channel="inapp", enabled=False)
+           for i in range(HAY)]  # fmt: skip
+    return needle, Subscription.objects.bulk_create(hay)
+
+
+def _webhooks(fx):
+    from compliance.models import Credential
+    from notifications.models import WebhookEndpoint
+
+    cred = Credential.objects.create(name="list-hooks", kind="webhook", ciphertext=b"x", created_by="test")
+
+    def hook(name, enabled):
+        return WebhookEndpoint(name=name, url=f"https://{name}.test/h", credential=cred, enabled=enabled)
+
+    needle = WebhookEndpoint.objects.bulk_create([hook("needle", True)])[0]
+    return needle, WebhookEndpoint.objects.bulk_create([hook(f"hay-{i}", False) for i in range(HAY)])
+
+
+def _alerts(fx):
+    from analytics.models import Alert
+
+    def alert(rule, severity):
+        return Alert(rule=rule, severity=severity, state="resolved", value=1.0, threshold=2.0, message=f"{rule} gone",
+                     last_seen_at=timezone.now(), resolved_at=timezone.now())  # fmt: skip
+
+    needle = Alert.objects.bulk_create([alert("needle", "critical")])[0]
+    return needle, Alert.objects.bulk_create([alert(f"hay-{i}", "info") for i in range(HAY)])
+
+
+def _alert_rules(fx):
+    from analytics.models import AlertRule
+
+    def rule(name, severity, enabled):
+        return AlertRule(name=name, label=name, metric="accuracy", comparator="below", threshold=0.5,
+                         severity=severity, enabled=enabled, created_by="test")  # fmt: skip
+
+    needle = AlertRule.objects.bulk_create([rule("needle", "critical", True)])[0]
+    return needle, AlertRule.objects.bulk_create([rule(f"hay-{i}", "info", False) for i in range(HAY)])
+
+
+def _endpoints(fx):
+    from analytics.models import UsageDaily
+
+    today = timezone.now().date()
+
+    def usage(name, status):
+        return UsageDaily(day=today, kind="request", name=name, status=status, count=3)
+
+    needle = UsageDaily.objects.bulk_create([usage("GET /api/v1/needle/", "5xx")])[0]
+    return needle, UsageDaily.objects.bulk_create([usage(f"GET /api/v1/hay-{i}/", "429") for i in range(HAY)])
+
+
+def _endpoints_clear(fx):
+    from analytics.models import UsageDaily
+    from tenants import limits
+
+    UsageDaily.objects.all().delete()
+    limits._redis().flushdb()  # counts not yet rolled up
+
+
+def _invoices(fx):
+    from billing.models import Invoice
+
+    def invoice(i, number, status):
+        start = OLD + dt.timedelta(days=31 * i)
+        return Invoice(number=number, tenant=fx.tenant, plan="pro", period_start=start,
+                       period_end=start + dt.timedelta(days=30), total=10, status=status, due_at=start)  # fmt: skip
+
+    needle = Invoice.objects.bulk_create([invoice(0, "INV-NEEDLE", "paid")])[0]
+    return needle, Invoice.objects.bulk_create([invoice(i + 1, f"INV-HAY-{i}", "open") for i in range(HAY)])
+
+
+def _invoices_clear(fx):
+    from billing.models import Invoice
+
+    Invoice.objects.filter(tenant=fx.tenant).delete()
+
+
+def _config_versions(fx):
+    from configuration.models import ConfigVersion
+
+    def version(n, comment, source):
+        return ConfigVersion(environment="dev", version=n, values={}, comment=comment, source=source)
+
+    needle = ConfigVersion.objects.bulk_create([version(1, "needle change", "rollback")])[0]
+    return needle, ConfigVersion.objects.bulk_create([version(n, f"hay {n}", "edit") for n in range(2, HAY + 2)])
+
+
 def _delete(model_path: str) -> Callable:
     def clear(fx):
         module, name = model_path.rsplit(".", 1)
@@ -203,12 +389,49 @@ CASES = [
     Case("kill-switches", "/app/kill-switch/", _kill_switches, lambda k: f'data-kill-switch-row="{k.pk}"', "needle",
          {"from": "2020-01-01", "to": "2020-01-31"}, {"state": "lifted", "from": "2021-01-01"}, "Never engaged",
          _delete("tenants.models.KillSwitch"), {**BAD, "state": "off", "from": "2021-01-01", "to": "2020-01-01"}),
+    Case("backtests", "/app/backtests/", _backtests, lambda r: f'data-backtest="{r.pk}"', "needle",
+         {"state": "succeeded"}, {"state": "failed"}, "No backtests yet", _delete("backtesting.models.BacktestRun"),
+         {**BAD, "state": "won", "strategy": "magic"}),
+    Case("models", "/app/models/", _models, lambda m: f'data-model="{m.name}"', "needle",
+         {"deployed": "production"}, {"deployed": "none"}, "No models yet",
+         _delete("models_registry.models.RegisteredModel"), {**BAD, "deployed": "moon"}),
+    Case("jobs", "/app/models/", _jobs, lambda j: f'data-job="{j.pk}"', "needle",
+         {"job_state": "succeeded"}, {"job_state": "failed"}, "No training jobs yet",
+         _delete("models_registry.models.TrainingJob"), {"job_state": "x", "job_to": "soon"}, prefix="job_"),
+    Case("versions", "/app/models/list-model/", _versions, lambda v: f'data-version="{v.version}"', "needle",
+         {"verdict": "edge"}, {"verdict": "no-edge"}, "No versions yet", _list_model,
+         {**BAD, "verdict": "?", "status": "?"}),
+    Case("notifications", "/app/notifications/", _inbox, lambda n: f'data-notification="{n.pk}"', "needle",
+         {"state": "unread", "severity": "critical"}, {"state": "read"}, "No notifications yet",
+         _delete("notifications.models.InAppNotification"), {**BAD, "state": "new", "severity": "loud"}),
+    Case("deliveries", "/app/notifications/deliveries/", _deliveries, lambda d: f'data-delivery="{d.pk}"', "needle",
+         {"channel": "email"}, {"status": "dead"}, "Nothing delivered yet", _delete("notifications.models.Delivery"),
+         {**BAD, "channel": "pigeon", "event_type": "made.up"}),
+    Case("subscriptions", "/app/notifications/subscriptions/", _subscriptions, lambda s: f'data-subscription="{s.pk}"',
+         "needle", {"channel": "email"}, {"state": "disabled"}, "No subscriptions yet",
+         _delete("notifications.models.Subscription"), {**BAD, "channel": "x", "whose": "x", "event": "x"}),
+    Case("webhooks", "/app/notifications/webhooks/", _webhooks, lambda w: f'data-webhook="{w.name}"', "needle",
+         {"state": "enabled"}, {"state": "disabled"}, "No webhook endpoints yet",
+         _delete("notifications.models.WebhookEndpoint"), {**BAD, "state": "x"}),
+    Case("alerts", "/app/notifications/alerts/", _alerts, lambda a: f'data-alert="{a.pk}"', "needle",
+         {"severity": "critical"}, {"severity": "info"}, "No resolved alerts yet", _delete("analytics.models.Alert"),
+         {**BAD, "severity": "x", "acknowledged": "x"}),
+    Case("alert-rules", "/app/notifications/alert-rules/", _alert_rules, lambda r: f'data-rule="{r.name}"', "needle",
+         {"severity": "critical", "kind": "custom"}, {"enabled": "no"}, None, bad={**BAD, "kind": "x", "enabled": "x"}),
+    Case("endpoints", "/app/usage/", _endpoints, lambda u: f'data-endpoint="{u.name}"', "needle",
+         {"errors": "server"}, {"errors": "limited"}, "No API requests in the last 30 days", _endpoints_clear,
+         {**BAD, "errors": "x"}),
+    Case("invoices", "/app/billing/", _invoices, lambda i: f'data-invoice="{i.number}"', "needle",
+         {"status": "paid"}, {"status": "open"}, "No invoices yet", _invoices_clear, {**BAD, "status": "x"}),
+    Case("config-history", "/app/config/", _config_versions, lambda v: f'data-config-version="{v.version}"', "needle",
+         {"source": "rollback"}, {"source": "edit"}, "Nothing stored yet",
+         _delete("configuration.models.ConfigVersion"), {**BAD, "source": "x"}, base={"env": "dev"}),
 ]  # fmt: skip
 
 
 def _get(fx, case: Case, params: dict | str):
     client = dashboard_client(fx, case.role)
-    r = client.get(case.url, params) if isinstance(params, dict) else client.get(case.url + params)
+    r = client.get(case.url, {**case.base, **params}) if isinstance(params, dict) else client.get(case.url + params)
     assert r.status_code == 200, (r.status_code, case.url, params)
     return r.content.decode()
 

@@ -8,6 +8,7 @@ from . import (
     decisions_views,
     models_views,
     notifications_views,
+    staff_views,
     telegram_views,
     usage_views,
     views,
@@ -52,6 +53,9 @@ urlpatterns = [
     path("billing/plan/", billing_views.billing_plan, name="billing-plan"),
     path("billing/invoices/<uuid:invoice_id>/pay/", billing_views.billing_pay, name="billing-pay"),
     path("staff/revenue/", billing_views.staff_revenue, name="staff-revenue"),
+    path("staff/health/", staff_views.staff_health, name="staff-health"),
+    path("staff/tenants/", staff_views.staff_tenants, name="staff-tenants"),
+    path("staff/tenants/<slug:slug>/", staff_views.staff_tenant, name="staff-tenant"),
     path("performance/", usage_views.performance, name="performance"),
     path("notifications/", notifications_views.notifications, name="notifications"),
     path("notifications/read/", notifications_views.notifications_read, name="notifications-read"),
@@ -86,9 +90,7 @@ urlpatterns = [
     path("notifications/alert-rules/<slug:name>/", alerts_views.alert_rule_change, name="alert-rule-change"),
     path("workflows/", workflows_views.workflows, name="workflows"),
     path("workflows/<uuid:workflow_id>/", workflows_views.workflow_detail, name="workflow"),
-    path(
-        "workflows/<uuid:workflow_id>/<slug:action>/", workflows_views.workflow_action, name="workflow-action"
-    ),
+    path("workflows/<uuid:workflow_id>/<slug:action>/", workflows_views.workflow_action, name="workflow-action"),
     path("models/", models_views.models_home, name="models"),
     path("models/jobs/<uuid:job_id>/", models_views.training_job, name="training-job"),
     path("models/<slug:name>/", models_views.model_detail, name="model"),

@@ -508,7 +508,7 @@ def _postgres_check() -> dict:
     )
 
 
-def _union(sql: str, schemas: list[str], params) -> list[tuple]:
+def per_schema(sql: str, schemas: list[str], params) -> list[tuple]:
     """``sql`` (with ``{schema}`` for the quoted schema, first column the schema's name) over every
     schema at once: one round trip, UNION ALL."""
     if not schemas:
@@ -531,24 +531,24 @@ def _tenant_tables(schemas: list[str], now: dt.datetime) -> dict:
 
     window = _window_start(now)
     out: dict = {"requests": defaultdict(lambda: [0, 0]), "bins": defaultdict(list), "alerts": {}, "last": {}}
-    for schema, total, errors in _union(
+    for schema, total, errors in per_schema(
         f"SELECT %s, coalesce(sum(count), 0), coalesce(sum(count) FILTER (WHERE status = '5xx'), 0) "
         f"FROM {{schema}}.{UsageHourly._meta.db_table} WHERE kind = 'request' AND hour >= %s",
         schemas, [window],
     ):  # fmt: skip
         out["requests"][schema][0] += int(total)
         out["requests"][schema][1] += int(errors)
-    for schema, bins in _union(
+    for schema, bins in per_schema(
         f"SELECT %s, bins FROM {{schema}}.{LatencyHourly._meta.db_table} WHERE hour >= %s", schemas, [window]
     ):
         out["bins"][schema].append(list(bins))
-    for schema, severity, n in _union(
+    for schema, severity, n in per_schema(
         f"SELECT %s, severity, count(*) FROM {{schema}}.{Alert._meta.db_table} WHERE state = 'firing' "
         "GROUP BY severity",
         schemas, [],
     ):  # fmt: skip
         out["alerts"].setdefault(schema, {})[severity] = int(n)
-    for schema, at in _union(
+    for schema, at in per_schema(
         f"SELECT %s, created_at FROM {{schema}}.{Decision._meta.db_table} ORDER BY id DESC LIMIT 1", schemas, []
     ):
         out["last"][schema] = at

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import redirect, render
 
@@ -101,6 +100,28 @@ def backtests(request):
     return render(request, "dashboard/backtests.html", context, status=status)
 
 
+def _trade_reasons():
+    from backtesting.engine import REASONS
+
+    return [(r, r.replace("_", " ")) for r in REASONS.values()]
+
+
+TRADE_LIST = ListSpec(
+    "trades",
+    "trades",
+    search=Search(("reason",), "Exit reason", "e.g. stop"),
+    filters=(
+        Choice("result", "Result", (("won", "Won"), ("lost", "Lost")),
+               apply=lambda rows, v: rows.filter(pnl__gt=0) if v == "won" else rows.filter(pnl__lte=0)),
+        Choice("side", "Side", (("long", "Long"), ("short", "Short")),
+               apply=lambda rows, v: rows.filter(size__gt=0) if v == "long" else rows.filter(size__lt=0)),
+        Choice("reason", "Exit by", _trade_reasons()),
+        Dates("entry_time", "Entered"),
+    ),
+    per_page=50,
+)  # fmt: skip
+
+
 @tenant_page()
 def backtest_detail(request, run_id):
     from backtesting import selectors
@@ -129,8 +150,7 @@ def backtest_detail(request, run_id):
         "fill_label": "the signal bar's close" if (run.broker or {}).get("fill") == "close" else "the next bar's open",
     }
     if run.state == "succeeded":
-        pages = Paginator(run.trades.order_by("n"), 50)
-        context["trades"] = pages.get_page(request.GET.get("page"))
+        context["trades"] = TRADE_LIST.apply(request, run.trades.order_by("n"))
     template = "dashboard/_backtest_panel.html" if _is_htmx(request) else "dashboard/backtest.html"
     return render(request, template, context)
 

@@ -56,6 +56,18 @@ VERSION_LIST = ListSpec(
     ),
 )  # fmt: skip
 
+ALIAS_HISTORY_LIST = ListSpec(
+    "alias-history",
+    "alias moves",
+    search=Search(("reason", "actor"), "Reason or person"),
+    filters=(
+        Choice("alias", "Alias", (("production", "production"), ("challenger", "challenger"))),
+        Choice("action", "Action", [(a, a) for a in ("deploy", "rollback", "assign", "remove", "retrain")]),
+        Dates("at", "Moved"),
+    ),
+    prefix="h_",
+)
+
 
 @tenant_page()
 def models_home(request):
@@ -196,7 +208,7 @@ def model_detail(request, name: str):
         "model": model,
         "aliases": selectors.alias_map(model=model),
         "versions": versions,
-        "history": list(selectors.alias_history(model=model, limit=30)),
+        "history": ALIAS_HISTORY_LIST.apply(request, selectors.alias_history(model=model, limit=None)),
         "ab": ab,
         "ab_rows": [("production", ab["production"]), ("challenger", ab["challenger"])],
         "production_share": 100 - (ab["challenger_percent"] if ab["challenger"] else 0),

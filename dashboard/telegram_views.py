@@ -15,6 +15,7 @@ from notifications.models import TelegramBot, TelegramChat
 from tenants.models import Membership, Role
 
 from .access import can, forbidden, tenant_page
+from .paging import Choice, ListSpec, Search
 
 ADMIN_ACTIONS = ("register", "webhook", "delete_bot", "add_chat", "delete_chat")
 
@@ -26,6 +27,19 @@ def _int(value) -> int | None:
         return None
 
 
+def _chat_list_spec(bots) -> ListSpec:
+    return ListSpec(
+        "chats",
+        "chats",
+        search=Search(("title", "chat_id"), "Title or chat id"),
+        filters=(
+            Choice("bot", "Bot", [(str(b.pk), f"@{b.username}") for b in bots], field="bot_id"),
+            Choice("verified", "Verified", (("yes", "Verified"), ("no", "Not verified")),
+                   apply=lambda rows, v: rows.filter(verified_at__isnull=v == "no")),
+        ),
+    )  # fmt: skip
+
+
 def _context(request, **extra) -> dict:
     members = dict(
         Membership.objects.filter(tenant=request.tenant, user__is_active=True)
@@ -34,7 +48,10 @@ def _context(request, **extra) -> dict:
     )
     bots = list(services.telegram_bot_list())
     is_admin = can(request, Role.ADMIN)
-    chats = list(services.telegram_chat_list(user_id=request.user.pk, is_admin=is_admin))
+    listed = _chat_list_spec(bots).apply(
+        request, services.telegram_chat_list(user_id=request.user.pk, is_admin=is_admin)
+    )
+    chats = listed.rows
     for chat in chats:
         chat.member = members.get(chat.user_id, "") if chat.user_id else ""
         chat.member_left = bool(chat.user_id) and chat.user_id not in members
@@ -46,7 +63,7 @@ def _context(request, **extra) -> dict:
     error = extra.get("error")
     return {
         "bots": bots,
-        "chats": chats,
+        "chats": listed,
         "members": sorted(members.items(), key=lambda m: m[1]),
         "can_manage": is_admin,
         "form": {},

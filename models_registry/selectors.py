@@ -44,7 +44,8 @@ def alias_map(*, model: RegisteredModel) -> dict[str, int]:
     return dict(ModelAlias.objects.filter(model=model).values_list("name", "version__version"))
 
 
-def alias_history(*, model: RegisteredModel, limit: int = 100) -> QuerySet[AliasEvent]:
+def alias_history(*, model: RegisteredModel, limit: int | None = 100) -> QuerySet[AliasEvent]:
+    """Newest first; ``limit=None``: all of them, a QuerySet to filter and page."""
     return AliasEvent.objects.filter(model=model)[:limit]
 
 

@@ -33,7 +33,7 @@ class Case:
     the HTML that shows a row is listed; ``clear(fx)`` removes every row (the empty state)."""
 
     id: str
-    url: str
+    url: str | Callable  # a callable gets the needle (or what ``clear`` returns): a page of one object
     seed: Callable
     marker: Callable
     search: str
@@ -351,6 +351,53 @@ def _config_versions(fx):
     return needle, ConfigVersion.objects.bulk_create([version(n, f"hay {n}", "edit") for n in range(2, HAY + 2)])
 
 
+def _trades(fx):
+    from backtesting.models import BacktestRun, BacktestTrade
+
+    run = BacktestRun.objects.create(strategy="sma_cross", symbol="LIST", timeframe="1d", state="succeeded")
+
+    def trade(n, pnl, reason):
+        return BacktestTrade(run=run, n=n, entry_time=OLD, exit_time=OLD, entry_price=1, exit_price=1, size=1,
+                             pnl=pnl, return_pct=pnl, commission=0, reason=reason)  # fmt: skip
+
+    needle = BacktestTrade.objects.bulk_create([trade(1, 5.0, "stop_loss")])[0]
+    return needle, BacktestTrade.objects.bulk_create([trade(n, -1.0, "signal") for n in range(2, HAY + 2)])
+
+
+def _trades_clear(fx):
+    from backtesting.models import BacktestRun, BacktestTrade
+
+    run = BacktestRun.objects.create(strategy="sma_cross", symbol="LIST", timeframe="1d", state="succeeded")
+    return BacktestTrade(run=run)  # where the page is: a run without trades
+
+
+def _chats(fx):
+    from compliance.models import Credential
+    from notifications.models import TelegramBot, TelegramChat
+
+    cred = Credential.objects.create(name="list-bot", kind="telegram", ciphertext=b"x", created_by="test")
+    bot = TelegramBot.objects.create(name="list-bot", credential=cred, bot_id=1, username="list_bot", created_by="t")
+
+    def chat(chat_id, title, verified):
+        return TelegramChat(bot=bot, chat_id=chat_id, title=title, created_by="t",
+                            verified_at=timezone.now() if verified else None)  # fmt: skip
+
+    needle = TelegramChat.objects.bulk_create([chat("-100777", "needle group", True)])[0]
+    return needle, TelegramChat.objects.bulk_create([chat(f"-200{i}", f"hay group {i}", False) for i in range(HAY)])
+
+
+def _alias_history(fx):
+    from models_registry.models import AliasEvent
+
+    model = _list_model(fx)
+
+    def event(alias, action, reason):
+        return AliasEvent(model=model, alias=alias, action=action, reason=reason, to_version=1, actor="t")
+
+    needle = AliasEvent.objects.bulk_create([event("production", "deploy", "needle reason")])[0]
+    return needle, AliasEvent.objects.bulk_create([event("challenger", "assign", f"hay {i}") for i in range(HAY)])
+
+
 def _delete(model_path: str) -> Callable:
     def clear(fx):
         module, name = model_path.rsplit(".", 1)
@@ -426,13 +473,23 @@ CASES = [
     Case("config-history", "/app/config/", _config_versions, lambda v: f'data-config-version="{v.version}"', "needle",
          {"source": "rollback"}, {"source": "edit"}, "Nothing stored yet",
          _delete("configuration.models.ConfigVersion"), {**BAD, "source": "x"}, base={"env": "dev"}),
+    Case("trades", lambda t: f"/app/backtests/{t.run_id}/", _trades, lambda t: f'data-trade="{t.n}"', "stop",
+         {"result": "won"}, {"result": "lost"}, "No trade closed", _trades_clear,
+         {**BAD, "result": "x", "reason": "x"}),
+    Case("chats", "/app/notifications/telegram/", _chats, lambda c: f'data-chat="{c.chat_id}"', "needle",
+         {"verified": "yes"}, {"verified": "no"}, "No chats yet", _delete("notifications.models.TelegramChat"),
+         {**BAD, "bot": "0", "verified": "x"}),
+    Case("alias-history", "/app/models/list-model/", _alias_history, lambda e: f'data-alias-event="{e.pk}"', "needle",
+         {"h_alias": "production"}, {"h_action": "assign"}, "No alias has moved yet", _list_model,
+         {"h_alias": "x", "h_from": "x"}, prefix="h_"),
 ]  # fmt: skip
 
 
-def _get(fx, case: Case, params: dict | str):
+def _get(fx, case: Case, params: dict | str, on=None):
+    url = case.url(on) if callable(case.url) else case.url
     client = dashboard_client(fx, case.role)
-    r = client.get(case.url, {**case.base, **params}) if isinstance(params, dict) else client.get(case.url + params)
-    assert r.status_code == 200, (r.status_code, case.url, params)
+    r = client.get(url, {**case.base, **params}) if isinstance(params, dict) else client.get(url + params)
+    assert r.status_code == 200, (r.status_code, url, params)
     return r.content.decode()
 
 
@@ -448,7 +505,7 @@ def _listed(page: str, case: Case, rows) -> list:
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
 def test_the_search_narrows_the_list(alpha, case):
     needle, hay = _seed(alpha, case)
-    page = _get(alpha, case, {case.key("q"): case.search})
+    page = _get(alpha, case, {case.key("q"): case.search}, needle)
     assert case.marker(needle) in page and _listed(page, case, hay) == []
     assert f'value="{case.search}"' in page and "data-clear-filters" in page  # the box keeps it; one link clears it
 
@@ -456,21 +513,21 @@ def test_the_search_narrows_the_list(alpha, case):
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
 def test_a_filter_narrows_the_list(alpha, case):
     needle, hay = _seed(alpha, case)
-    page = _get(alpha, case, case.filter)
+    page = _get(alpha, case, case.filter, needle)
     assert case.marker(needle) in page and _listed(page, case, hay) == []
-    page = _get(alpha, case, case.hay_filter)
+    page = _get(alpha, case, case.hay_filter, needle)
     assert case.marker(needle) not in page and _listed(page, case, hay)
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
 def test_page_two_exists_and_its_links_keep_the_filters(alpha, case):
     needle, hay = _seed(alpha, case)
-    first = _get(alpha, case, {**case.hay_filter, case.key("per_page"): "10"})
+    first = _get(alpha, case, {**case.hay_filter, case.key("per_page"): "10"}, needle)
     assert "Page 1 of 2" in first
     nxt = html_lib.unescape(re.search(r'href="([^"]*)"[^>]*data-page-next', first).group(1))
     assert f"{case.key('page')}=2" in nxt and f"{case.key('per_page')}=10" in nxt
     assert all(f"{k}={v}" in nxt for k, v in case.hay_filter.items())
-    second = _get(alpha, case, nxt)
+    second = _get(alpha, case, nxt, needle)
     assert "Page 2 of 2" in second and "data-page-prev" in second and "data-page-next" not in second
     on_first, on_second = _listed(first, case, hay), _listed(second, case, hay)
     assert len(on_first) + len(on_second) == HAY and not set(on_first) & set(on_second)
@@ -479,8 +536,8 @@ def test_page_two_exists_and_its_links_keep_the_filters(alpha, case):
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
 def test_a_search_without_match_says_so_and_offers_to_clear(alpha, case):
-    _seed(alpha, case)
-    page = _get(alpha, case, {case.key("q"): "zz-nothing-like-this", **case.filter})
+    needle, _ = _seed(alpha, case)
+    page = _get(alpha, case, {case.key("q"): "zz-nothing-like-this", **case.filter}, needle)
     assert "match these filters" in page and "data-clear-filters" in page
     assert f'data-no-match="{case.id}"' in page
     if case.empty:
@@ -490,8 +547,8 @@ def test_a_search_without_match_says_so_and_offers_to_clear(alpha, case):
 @pytest.mark.parametrize("case", [c for c in CASES if c.empty], ids=lambda c: c.id)
 def test_an_empty_list_says_what_to_do_next(alpha, case):
     with schema_context(alpha.tenant.schema_name):
-        case.clear(alpha)
-    page = _get(alpha, case, {})
+        where = case.clear(alpha)
+    page = _get(alpha, case, {}, where)
     assert case.empty in page and "match these filters" not in page
     assert f'data-form="filter-{case.id}"' not in page  # nothing to search yet
 
@@ -499,6 +556,6 @@ def test_an_empty_list_says_what_to_do_next(alpha, case):
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
 def test_nonsense_filter_values_are_ignored_with_a_message(alpha, case):
     needle, hay = _seed(alpha, case)
-    page = _get(alpha, case, case.bad)
+    page = _get(alpha, case, case.bad, needle)
     assert "data-list-problems" in page and "Ignored" in page
     assert case.marker(needle) in page  # the list as if unfiltered

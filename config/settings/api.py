@@ -46,6 +46,9 @@ SPECTACULAR_SETTINGS = {
         "HealthStatusEnum": "ops.health.CHECK_STATUSES",
         "HealthFigureStatusEnum": "ops.health.FIGURE_STATUSES",
         "TenantHealthEnum": "ops.health.TENANT_STATUSES",
+        "WorkflowStateEnum": "orchestration.models.WorkflowState",
+        "WorkflowStepStateEnum": "orchestration.models.StepState",
+        "WorkflowKindEnum": "orchestration.models.Kind",
     },
 }
 

@@ -617,6 +617,17 @@ def _telegram_chat_object(fx: TenantFixture) -> Obj:
     return Obj(chat.pk, (f"walk chat of {fx.slug}",))
 
 
+def _workflow_object(fx: TenantFixture) -> Obj:
+    """A workflow awaiting approval (so approve, reject and cancel reach their 200); uuids are unique."""
+    from django_tenants.utils import schema_context
+
+    from tests.orchestration.support import workflow_row
+
+    with schema_context(fx.tenant.schema_name):
+        wf = workflow_row(f"walkflow-{fx.slug}")
+    return Obj(str(wf.pk), (f"walkflow-{fx.slug}",))
+
+
 OBJECT_FACTORIES: dict[str, Callable[[TenantFixture], Obj]] = {
     "config_version": _config_version_object,
     "credential_id": _credential_object,
@@ -639,6 +650,7 @@ OBJECT_FACTORIES: dict[str, Callable[[TenantFixture], Obj]] = {
     "delivery_id": _delivery_object,
     "bot_id": _telegram_bot_object,
     "chat_id": _telegram_chat_object,
+    "workflow_id": _workflow_object,
 }
 
 # Request bodies that reach further than a generated one (a real login reaches the 200).

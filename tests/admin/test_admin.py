@@ -102,6 +102,10 @@ def test_changelist_and_change_page_of_every_registered_model_render_for_a_super
         Subscription.objects.create(events=["model.deployed"], channel="inapp", user_id=1, created_by="t")
         event = Event.objects.create(type="model.deployed", data={"name": "m", "version": 1})
         Delivery.objects.create(event=event, channel="inapp", target="inapp:1", idempotency_key=f"{event.pk}:inapp:1")
+    with schema_context(alpha.tenant.schema_name):  # a workflow with its steps (orchestration.Workflow)
+        from tests.orchestration.support import workflow_row
+
+        workflow_row("admin-page")
     from tests.review.conftest import decide, index
 
     decide(alpha.tenant, 1)  # a decision in the compliance review index (review.ReviewItem)

@@ -187,9 +187,10 @@ class ListSpec:
             else:
                 sizes = ", ".join(map(str, PER_PAGE_CHOICES))
                 problems.append(f"Ignored rows a page “{raw_size[:10]}”: it is one of {sizes}.")
+        sizes = [("" if n == self.per_page else str(n), str(n)) for n in PER_PAGE_CHOICES]  # the default: no param
         controls.append(
             {"kind": "select", "name": self._key("per_page"), "id": f"{dom}-per-page", "label": "Rows a page",
-             "value": str(per_page), "options": [(str(n), str(n)) for n in PER_PAGE_CHOICES], "required": True}
+             "value": "" if per_page == self.per_page else str(per_page), "options": sizes, "required": True}
         )  # fmt: skip
 
         page = Paginator(rows, per_page).get_page(get.get(self._key("page")))

@@ -559,3 +559,19 @@ def test_nonsense_filter_values_are_ignored_with_a_message(alpha, case):
     page = _get(alpha, case, case.bad, needle)
     assert "data-list-problems" in page and "Ignored" in page
     assert case.marker(needle) in page  # the list as if unfiltered
+
+
+def test_the_menu_marks_the_page_and_its_area_and_every_page_skips_to_content(alpha):
+    with schema_context(alpha.tenant.schema_name):
+        _list_model(alpha)
+    c = dashboard_client(alpha, "owner")
+    home = c.get("/app/models/").content.decode()
+    assert re.search(r'<a href="/app/models/" data-area="models" aria-current="page">', home)
+    detail = c.get("/app/models/list-model/").content.decode()
+    assert re.search(r'<a href="/app/models/" data-area="models" aria-current="true">', detail)
+    sidebar = detail.split("</nav>")[0]
+    assert 'aria-current="page"' not in sidebar  # a model's page is in Models, not one of the menu's pages
+    for page in (home, detail):
+        assert (
+            '<a class="skip-link" href="#content">Skip to content</a>' in page and 'id="content" tabindex="-1"' in page
+        )

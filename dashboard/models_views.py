@@ -108,9 +108,10 @@ def models_home(request):
         "instruments": list(md.instrument_list()),
         "can_train": can(request, Role.ANALYST),
     }
+    latest = selectors.latest_versions(models=context["models"].rows)
     for model in context["models"].rows:
         model.alias_list = sorted((a.name, a.version.version) for a in model.aliases.all())
-        model.latest = selectors.version_list(model=model).first()
+        model.latest = latest.get(model.pk)
     return render(request, "dashboard/models.html", context, status=status)
 
 

@@ -33,6 +33,17 @@ def version_list(*, model: RegisteredModel) -> QuerySet[ModelVersion]:
     )
 
 
+def latest_versions(*, models) -> dict[int, ModelVersion]:
+    """Each of ``models``' newest version by model id, in one query (a list page's "latest" column)."""
+    rows = (
+        ModelVersion.objects.filter(model__in=[m.pk for m in models])
+        .only("id", "model_id", "version", "status", "no_edge", "created_at")
+        .order_by("model_id", "-version")
+        .distinct("model_id")
+    )
+    return {v.model_id: v for v in rows}
+
+
 def version_get(*, model: RegisteredModel, version: int) -> ModelVersion:
     found = ModelVersion.objects.filter(model=model, version=version).select_related("feature_set", "model").first()
     if found is None:

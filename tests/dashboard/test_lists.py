@@ -575,3 +575,18 @@ def test_the_menu_marks_the_page_and_its_area_and_every_page_skips_to_content(al
         assert (
             '<a class="skip-link" href="#content">Skip to content</a>' in page and 'id="content" tabindex="-1"' in page
         )
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_a_longer_page_costs_no_more_queries(alpha, case):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    needle, _ = _seed(alpha, case)
+    _get(alpha, case, {case.key("per_page"): "10"}, needle)  # warm the per-process caches
+    counts = []
+    for size in ("10", "25"):
+        with CaptureQueriesContext(connection) as queries:
+            _get(alpha, case, {case.key("per_page"): size}, needle)
+        counts.append(len(queries))
+    assert counts[0] == counts[1], f"{counts[1] - counts[0]} more queries for 15 more rows: one a row"

@@ -2,8 +2,9 @@
 has state-changing actions for higher roles — with one of everything to act on in the tenant — and
 finds no form, button or htmx control for them; only what the role may do itself (its own
 subscriptions, notifications and Telegram link, leaving; for analysts: import, features, training,
-backtests, acknowledging alerts). The sidebar links no page the role would get a 403 on. The
-client test tests/dashboard/test_role_actions.py POSTs the same actions directly: 403."""
+backtests, workflows short of approving, acknowledging alerts). The sidebar links no page the role
+would get a 403 on. The client test tests/dashboard/test_role_actions.py POSTs the same actions
+directly: 403."""
 
 from __future__ import annotations
 
@@ -41,6 +42,9 @@ PAGES = [
     "/app/notifications/telegram/",
     "/app/notifications/alerts/",
     "/app/notifications/alert-rules/",
+    "/app/workflows/",
+    "/app/workflows/{workflow}/",
+    "/app/workflows/{failed_workflow}/",
 ]
 ADMIN_ONLY_PAGES = ["/app/notifications/webhooks/"]
 
@@ -48,7 +52,9 @@ ADMIN_ONLY_PAGES = ["/app/notifications/webhooks/"]
 # link, and leaving (their own membership); analysts also bring data in and run the research
 OWN = ["/app/notifications/read/", "/app/notifications/subscriptions/", "/app/notifications/telegram/ link",
        "/app/members/{own}/remove/"]  # fmt: skip
-ANALYST = ["/app/data/", "/app/features/", "/app/models/", "/app/backtests/", "/app/notifications/alerts/{alert}/ack/"]
+ANALYST = ["/app/data/", "/app/features/", "/app/models/", "/app/backtests/", "/app/notifications/alerts/{alert}/ack/",
+           "/app/workflows/", "/app/workflows/{workflow}/cancel/", "/app/workflows/{failed_workflow}/cancel/",
+           "/app/workflows/{failed_workflow}/retry/"]  # fmt: skip
 
 # each POST control in the page's content: where it posts and the ``action`` it names, if any
 CONTROLS_JS = """main => [
@@ -108,7 +114,8 @@ def test_pages_show_no_action_the_role_cannot_use(new_dashboard, world, role):
     expected_own = {world.path(f"/app/members/{{{role}_membership}}/remove/"), "/app/notifications/subscriptions/"}
     assert expected_own <= seen
     if role == Role.ANALYST:
-        assert {"/app/models/", "/app/backtests/", world.path("/app/notifications/alerts/{alert}/ack/")} <= seen
+        assert {"/app/models/", "/app/backtests/", world.path("/app/notifications/alerts/{alert}/ack/"),
+                world.path("/app/workflows/{failed_workflow}/retry/")} <= seen  # fmt: skip
 
     for path in ADMIN_ONLY_PAGES:  # typed in: the 403 page
         assert d.goto(path).status == 403

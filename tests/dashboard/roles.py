@@ -40,8 +40,10 @@ def world_build(tenant, owner) -> World:
     from models_registry.services import registry
     from notifications.models import Delivery, Event
     from notifications.services import subscription_create
+    from orchestration.models import WorkflowState
     from tenants.models import ApiKey, Membership
     from tests.models_registry.factories import stored_version
+    from tests.orchestration.support import workflow_row
 
     w = World()
     target = User.objects.create_user(email=f"target-{tenant.slug}@firm.test", password="x" * 16)
@@ -82,6 +84,8 @@ def world_build(tenant, owner) -> World:
             event=event, channel="email", target="email:ops@firm.test", idempotency_key=f"{event.pk}:dead",
             status=Delivery.Status.DEAD, attempts=6, last_error="E-mail not accepted",
         ).pk  # fmt: skip
+        w.ids["workflow"] = workflow_row("role-wf").pk  # awaiting approval
+        w.ids["failed_workflow"] = workflow_row("role-wf-failed", state=WorkflowState.FAILED).pk
     w.ids.update(model=MODEL, flow=FLOW, rule="availability", webhook=1)
     return w
 
@@ -152,6 +156,16 @@ ACTIONS = [
         {"action": "register", "name": "b", "token": "1:x"},
     ),  # fmt: skip
     ("Telegram chat add", Role.ADMIN, "/app/notifications/telegram/", {"action": "add_chat", "bot": "1"}),
+    (
+        "workflow start",
+        Role.ANALYST,
+        "/app/workflows/",
+        {"model": "wf2", "symbol": "ROLE", "timeframe": "1d", "feature_set": "default", "n_trials": "1"},
+    ),  # fmt: skip
+    ("workflow approve", Role.ADMIN, "/app/workflows/{workflow}/approve/", {}),
+    ("workflow reject", Role.ADMIN, "/app/workflows/{workflow}/reject/", {}),
+    ("workflow cancel", Role.ANALYST, "/app/workflows/{workflow}/cancel/", {}),
+    ("workflow retry", Role.ANALYST, "/app/workflows/{failed_workflow}/retry/", {}),
 ]
 
 
@@ -171,6 +185,7 @@ def world_state(tenant) -> dict:
     from marketdata.models import Instrument
     from models_registry.models import ModelAlias, TrainingJob
     from notifications.models import Delivery, Subscription, WebhookEndpoint
+    from orchestration.models import Workflow
     from tenants.models import ApiKey, KillSwitch, Membership, Tenant
 
     state = {
@@ -197,5 +212,6 @@ def world_state(tenant) -> dict:
             subscriptions=sorted(Subscription.objects.values_list("pk", "enabled")),
             deliveries=sorted(Delivery.objects.values_list("pk", "status")),
             webhooks=WebhookEndpoint.objects.count(),
+            workflows=sorted((str(pk), state) for pk, state in Workflow.objects.values_list("pk", "state")),
         )
     return state

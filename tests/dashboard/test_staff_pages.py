@@ -214,3 +214,17 @@ def test_detail_lists_models_with_production_versions_and_decision_counts(staff,
     row = re.search(r'<tr data-model="staff-model">(.*?)</tr>', html, re.S).group(1)
     assert "2 (latest v2)" in row and "<td>v1</td><td>v2</td>" in row
     assert "data-decisions-24h>3<" in html and "BUY 2" in html and "HOLD 1" in html
+
+
+def test_list_queries_do_not_grow_with_the_rows(staff, alpha, beta):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    staff.get("/app/staff/tenants/")  # the session, the health report
+    counts = []
+    for query in ("?q=alpha", ""):
+        with CaptureQueriesContext(connection) as q:
+            html = staff.get(f"/app/staff/tenants/{query}").content.decode()
+        counts.append((len(_tenant_rows(html)), len(q)))
+    assert [rows for rows, _ in counts] == [1, 2]
+    assert counts[0][1] == counts[1][1], counts  # per-tenant figures: one UNION ALL for the page

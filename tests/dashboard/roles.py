@@ -166,6 +166,8 @@ ACTIONS = [
     ("workflow reject", Role.ADMIN, "/app/workflows/{workflow}/reject/", {}),
     ("workflow cancel", Role.ANALYST, "/app/workflows/{workflow}/cancel/", {}),
     ("workflow retry", Role.ANALYST, "/app/workflows/{failed_workflow}/retry/", {}),
+    ("getting started: train", Role.ANALYST, "/app/onboarding/train/", {}),
+    ("getting started: deploy", Role.ADMIN, "/app/onboarding/deploy/", {}),
 ]
 
 

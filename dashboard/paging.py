@@ -103,6 +103,20 @@ class ListView:
         return self.page.paginator.count
 
     @property
+    def main_controls(self) -> list[dict]:
+        """The search box and the selects, always shown."""
+        return [c for c in self.controls if not c.get("more")]
+
+    @property
+    def more_controls(self) -> list[dict]:
+        """Date ranges and rows a page, folded under "More filters" unless one is set."""
+        return [c for c in self.controls if c.get("more")]
+
+    @property
+    def more_open(self) -> bool:
+        return any(c["value"] for c in self.more_controls)
+
+    @property
     def hx(self) -> str:
         """The htmx attributes of a link or form that reloads this list in place."""
         return format_html(
@@ -168,7 +182,7 @@ class ListSpec:
                 continue
             raw = get.get(self._key(f.name), "").strip()
             if raw and raw not in f.values:
-                shown = ", ".join(label for _, label in f.options) or "none"
+                shown = ", ".join(_option_text(v, label) for v, label in f.options) or "none"
                 problems.append(f"Ignored {f.label.lower()} “{raw[:40]}”: it is one of {shown}.")
                 raw = ""
             if raw:
@@ -190,7 +204,8 @@ class ListSpec:
         sizes = [("" if n == self.per_page else str(n), str(n)) for n in PER_PAGE_CHOICES]  # the default: no param
         controls.append(
             {"kind": "select", "name": self._key("per_page"), "id": f"{dom}-per-page", "label": "Rows a page",
-             "value": "" if per_page == self.per_page else str(per_page), "options": sizes, "required": True}
+             "value": "" if per_page == self.per_page else str(per_page), "options": sizes, "required": True,
+             "more": True}
         )  # fmt: skip
 
         page = Paginator(rows, per_page).get_page(get.get(self._key("page")))
@@ -228,9 +243,16 @@ class ListSpec:
                 rows = _date_bound(rows, f.field, value, end)
             controls.append(
                 {"kind": "date", "name": self._key(end), "id": f"{dom}-{end}", "label": f"{f.label} {word}",
-                 "value": value.isoformat() if value else ""}
+                 "value": value.isoformat() if value else "", "more": True}
             )  # fmt: skip
         return rows
+
+
+def _option_text(value, label: str) -> str:
+    """How a problem names an allowed value: what goes in the URL, and its label when that says more."""
+    if str(value).casefold() == str(label).casefold():
+        return str(value)
+    return f"{value}: {label}" if "(" in str(label) else f"{value} ({label})"
 
 
 def _search(rows, fields: tuple[str, ...], q: str):

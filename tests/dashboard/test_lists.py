@@ -590,3 +590,13 @@ def test_a_longer_page_costs_no_more_queries(alpha, case):
             _get(alpha, case, {case.key("per_page"): size}, needle)
         counts.append(len(queries))
     assert counts[0] == counts[1], f"{counts[1] - counts[0]} more queries for 15 more rows: one a row"
+
+
+def test_dates_and_page_size_fold_away_unless_set(alpha):
+    case = next(c for c in CASES if c.id == "kill-switches")
+    _seed(alpha, case)
+    assert '<details class="list-more">' in _get(alpha, case, {})
+    assert '<details class="list-more" open>' in _get(alpha, case, {"from": "2020-01-01"})
+    assert '<details class="list-more" open>' in _get(alpha, case, {"per_page": "50"})
+    page = _get(alpha, case, {"state": "off"})  # a refused value names what is allowed
+    assert "Ignored state “off”: it is one of engaged (Engaged)" not in page and "engaged, lifted" in page

@@ -44,11 +44,15 @@ PAGES = {
     "telegram": "/app/notifications/telegram/",
     "alerts": "/app/notifications/alerts/",
     "alert-rules": "/app/notifications/alert-rules/",
+    "workflows": "/app/workflows/",
 }
 ADMIN_PAGES = {
     "admin": "/admin/",
     "admin-tenants": "/admin/tenants/tenant/",
     "admin-api-keys": "/admin/tenants/apikey/",
+    "staff-health": "/app/staff/health/",
+    "staff-tenants": "/app/staff/tenants/",
+    "staff-revenue": "/app/staff/revenue/",
 }
 
 

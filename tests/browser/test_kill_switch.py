@@ -49,6 +49,7 @@ def test_engage_from_the_dashboard_blocks_decisions_until_staff_lift_it(new_dash
     d = new_dashboard()
     d.login(email, PASSWORD)
     assert d.page.locator("[data-kill-switch]").count() == 0
+    assert d.page.locator('[data-stat="trading"]').inner_text() == "Live"  # the overview's trading state
     d.nav("Kill switch")
     d.submit("kill-switch", reason="model behaves unexpectedly")
     assert "Trading is halted" in d.messages()
@@ -60,6 +61,8 @@ def test_engage_from_the_dashboard_blocks_decisions_until_staff_lift_it(new_dash
         banner = d.page.locator("[data-kill-switch]")
         assert banner.is_visible(), path
         assert "Trading is halted" in banner.inner_text() and "model behaves unexpectedly" in banner.inner_text()
+        if path == "/app/":
+            assert d.page.locator('[data-stat="trading"]').inner_text() == "Halted"
 
     # no decision is made while it is engaged
     status, body = _decide(web.base_url, key, "HALT")
@@ -82,6 +85,8 @@ def test_engage_from_the_dashboard_blocks_decisions_until_staff_lift_it(new_dash
     assert "Lifted 1 kill switch(es)" in s.page.locator("ul.messagelist").inner_text()
 
     # the tenant's pages no longer say halted, and decisions resume
+    d.goto("/app/")
+    assert d.page.locator('[data-stat="trading"]').inner_text() == "Live"
     d.goto("/app/decisions/")
     assert d.page.locator("[data-kill-switch]").count() == 0
     d.goto("/app/kill-switch/")

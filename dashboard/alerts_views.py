@@ -5,6 +5,7 @@ rules (admins and owners). Both call ``analytics.alerts`` like the REST API does
 from __future__ import annotations
 
 from django.contrib import messages
+from django.db.models import Q
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
@@ -25,8 +26,8 @@ HISTORY_LIST = ListSpec(
     search=Search(("rule", "label", "message"), "Rule or message"),
     filters=(
         Choice("severity", "Severity", Severity.choices),
-        Choice("acknowledged", "Acknowledged", (("yes", "Acknowledged"), ("no", "Not acknowledged")),
-               apply=lambda rows, v: rows.filter(acknowledged_at__isnull=v == "no")),
+        Choice.either("acknowledged", "Acknowledged", ("yes", "Acknowledged"), ("no", "Not acknowledged"),
+                      Q(acknowledged_at__isnull=False)),
         Dates("started_at", "Fired"),
     ),
 )  # fmt: skip
@@ -85,10 +86,8 @@ RULE_LIST = ListSpec(
     search=Search(("name", "label", "metric"), "Name or metric"),
     filters=(
         Choice("severity", "Severity", Severity.choices),
-        Choice("enabled", "On", (("yes", "Enabled"), ("no", "Disabled")),
-               apply=lambda rows, v: rows.filter(enabled=v == "yes")),
-        Choice("kind", "Kind", (("builtin", "Built-in"), ("custom", "Yours")),
-               apply=lambda rows, v: rows.filter(builtin=v == "builtin")),
+        Choice.either("enabled", "On", ("yes", "Enabled"), ("no", "Disabled"), Q(enabled=True)),
+        Choice.either("kind", "Kind", ("builtin", "Built-in"), ("custom", "Yours"), Q(builtin=True)),
     ),
 )  # fmt: skip
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from django.contrib import messages
+from django.db.models import Q
 from django.http import Http404
 from django.shortcuts import redirect, render
 
@@ -111,10 +112,8 @@ TRADE_LIST = ListSpec(
     "trades",
     search=Search(("reason",), "Exit reason", "e.g. stop"),
     filters=(
-        Choice("result", "Result", (("won", "Won"), ("lost", "Lost")),
-               apply=lambda rows, v: rows.filter(pnl__gt=0) if v == "won" else rows.filter(pnl__lte=0)),
-        Choice("side", "Side", (("long", "Long"), ("short", "Short")),
-               apply=lambda rows, v: rows.filter(size__gt=0) if v == "long" else rows.filter(size__lt=0)),
+        Choice.either("result", "Result", ("won", "Won"), ("lost", "Lost"), Q(pnl__gt=0)),
+        Choice.either("side", "Side", ("long", "Long"), ("short", "Short"), Q(size__gt=0)),
         Choice("reason", "Exit by", _trade_reasons()),
         Dates("entry_time", "Entered"),
     ),

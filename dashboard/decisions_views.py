@@ -9,6 +9,7 @@ import math
 
 from django.conf import settings
 from django.contrib import messages
+from django.db.models import Q
 from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
@@ -40,7 +41,6 @@ def _ticket(request) -> str:
     return ws_ticket_issue(tenant_id=request.tenant.pk, user_id=request.user.pk, key_id=None)
 
 
-OUTCOMES = {"right": {"correct": True}, "wrong": {"correct": False}, "open": {"resolved_at": None}}
 DECISION_LIST = ListSpec(
     "decisions",
     "decisions",
@@ -48,7 +48,7 @@ DECISION_LIST = ListSpec(
     filters=(
         Choice("action", "Action", Action.choices),
         Choice("outcome", "Outcome", (("right", "Right"), ("wrong", "Wrong"), ("open", "Not resolved yet")),
-               apply=lambda rows, v: rows.filter(**OUTCOMES[v])),
+               when={"right": Q(correct=True), "wrong": Q(correct=False), "open": Q(resolved_at=None)}),
         Choice("source", "Source", (("stream", "Live stream"), ("api", "API"))),
         Dates("created_at", "Decided"),
     ),
@@ -235,8 +235,7 @@ FILL_LIST = ListSpec(
     "fills",
     search=Search(("symbol",), "Symbol"),
     filters=(
-        Choice("side", "Side", (("buy", "Buy"), ("sell", "Sell")),
-               apply=lambda rows, v: rows.filter(qty__gt=0) if v == "buy" else rows.filter(qty__lt=0)),
+        Choice.either("side", "Side", ("buy", "Buy"), ("sell", "Sell"), Q(qty__gt=0)),
         Dates("at", "Filled"),
     ),
     prefix="fill_",
@@ -329,8 +328,7 @@ FLOW_LIST = ListSpec(
     "flow versions",
     search=Search(("name", "created_by"), "Name or author"),
     filters=(
-        Choice("state", "State", (("active", "Active"), ("inactive", "Inactive")),
-               apply=lambda rows, v: rows.filter(active=v == "active")),
+        Choice.either("state", "State", ("active", "Active"), ("inactive", "Inactive"), Q(active=True)),
         Dates("created_at", "Stored"),
     ),
 )  # fmt: skip
@@ -441,8 +439,7 @@ KILL_SWITCH_LIST = ListSpec(
     "engagements",
     search=Search(("reason", "engaged_by", "lifted_by"), "Reason or person"),
     filters=(
-        Choice("state", "State", (("engaged", "Engaged"), ("lifted", "Lifted")),
-               apply=lambda rows, v: rows.filter(lifted_at__isnull=v == "engaged")),
+        Choice.either("state", "State", ("engaged", "Engaged"), ("lifted", "Lifted"), Q(lifted_at=None)),
         Dates("engaged_at", "Engaged"),
     ),
 )  # fmt: skip

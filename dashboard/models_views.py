@@ -5,6 +5,7 @@ render and forward."""
 from __future__ import annotations
 
 from django.contrib import messages
+from django.db.models import Q
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -26,15 +27,15 @@ def _or_404(selector, **kwargs):
         raise Http404(exc.message) from exc
 
 
-DEPLOYED = {"production": {"aliases__name": "production"}, "challenger": {"aliases__name": "challenger"},
-            "none": {"aliases__isnull": True}}  # fmt: skip
 MODEL_LIST = ListSpec(
     "models",
     "models",
     search=Search(("name", "description"), "Name or description"),
     filters=(
         Choice("deployed", "Deployed", (("production", "In production"), ("challenger", "Has a challenger"),
-                                        ("none", "Not deployed")), apply=lambda rows, v: rows.filter(**DEPLOYED[v])),
+                                        ("none", "Not deployed")),
+               when={"production": Q(aliases__name="production"), "challenger": Q(aliases__name="challenger"),
+                     "none": Q(aliases__isnull=True)}),
     ),
 )  # fmt: skip
 JOB_LIST = ListSpec(
@@ -49,8 +50,7 @@ VERSION_LIST = ListSpec(
     "versions",
     search=Search(("symbol", "timeframe"), "Symbol or timeframe"),
     filters=(
-        Choice("verdict", "Verdict", (("edge", "Edge"), ("no-edge", "No edge")),
-               apply=lambda rows, v: rows.filter(no_edge=v == "no-edge")),
+        Choice.either("verdict", "Verdict", ("edge", "Edge"), ("no-edge", "No edge"), Q(no_edge=False)),
         Choice("status", "Status", VersionStatus.choices),
         Dates("created_at", "Trained"),
     ),

@@ -79,8 +79,7 @@ INBOX_LIST = ListSpec(
     "notifications",
     search=Search(("title", "body"), "Title or text"),
     filters=(
-        Choice("state", "State", (("unread", "Unread"), ("read", "Read")),
-               apply=lambda rows, v: rows.filter(read_at__isnull=v == "unread")),
+        Choice.either("state", "State", ("unread", "Unread"), ("read", "Read"), Q(read_at=None)),
         Choice("severity", "Severity", Severity.choices),
         Dates("created_at", "Received"),
     ),
@@ -166,10 +165,8 @@ def _subscription_list_spec(uid: int, admin: bool) -> ListSpec:
             Choice("channel", "Channel", [(c.value, CHANNEL_LABELS[c.value]) for c in Channel]),
             Choice("event", "Event", [(name, EVENTS[name].label) for name in SUBSCRIBABLE],
                    apply=lambda rows, v: rows.filter(events__contains=[v])),
-            Choice("state", "State", (("enabled", "Enabled"), ("disabled", "Disabled")),
-                   apply=lambda rows, v: rows.filter(enabled=v == "enabled")),
-            Choice("whose", "Whose", WHOSE_LABELS if admin else WHOSE_LABELS[:2],
-                   apply=lambda rows, v: rows.filter(whose[v])),
+            Choice.either("state", "State", ("enabled", "Enabled"), ("disabled", "Disabled"), Q(enabled=True)),
+            Choice("whose", "Whose", WHOSE_LABELS if admin else WHOSE_LABELS[:2], when=whose),
         ),
     )  # fmt: skip
 
@@ -291,8 +288,7 @@ WEBHOOK_LIST = ListSpec(
     "webhook endpoints",
     search=Search(("name", "url"), "Name or URL"),
     filters=(
-        Choice("state", "State", (("enabled", "Enabled"), ("disabled", "Disabled")),
-               apply=lambda rows, v: rows.filter(enabled=v == "enabled")),
+        Choice.either("state", "State", ("enabled", "Enabled"), ("disabled", "Disabled"), Q(enabled=True)),
         Dates("created_at", "Added"),
     ),
 )  # fmt: skip

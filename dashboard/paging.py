@@ -29,7 +29,7 @@ list the view computed (search reads the same names as attributes or keys; a fil
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import reduce
 from operator import or_
@@ -55,18 +55,32 @@ class Search:
 
 @dataclass(frozen=True)
 class Choice:
-    """A select of fixed values; ``field`` (default: the name) is filtered for equality, or
-    ``apply(rows, value)`` does what the value means."""
+    """A select of fixed values: ``field`` (default: the name) is filtered for equality, or a
+    value keeps the rows of its ``when[value]`` (a ``Q``), or ``apply(rows, value)`` does what the
+    value means (a list of rows the view computed)."""
 
     name: str
     label: str
     options: Sequence[tuple[str, str]]
     field: str | None = None
     apply: Callable[[Any, str], Any] | None = None
+    when: Mapping[str, Q] | None = None
+
+    @classmethod
+    def either(cls, name: str, label: str, yes: tuple[str, str], no: tuple[str, str], q: Q) -> Choice:
+        """Two values: ``yes`` keeps the rows matching ``q``, ``no`` the others."""
+        return cls(name, label, (yes, no), when={yes[0]: q, no[0]: ~q})
 
     @property
     def values(self) -> list[str]:
         return [str(v) for v, _ in self.options]
+
+    def filter(self, rows, value: str):
+        if self.apply:
+            return self.apply(rows, value)
+        if self.when:
+            return rows.filter(self.when[value])
+        return _equal(rows, self.field or self.name, value)
 
 
 @dataclass(frozen=True)
@@ -187,7 +201,7 @@ class ListSpec:
                 raw = ""
             if raw:
                 values[f.name] = raw
-                rows = f.apply(rows, raw) if f.apply else _equal(rows, f.field or f.name, raw)
+                rows = f.filter(rows, raw)
             controls.append(
                 {"kind": "select", "name": self._key(f.name), "id": f"{dom}-{f.name}", "label": f.label, "value": raw,
                  "options": [(str(v), label) for v, label in f.options]}

@@ -6,6 +6,7 @@ a one-time code for the member's own chat. The rules live in notifications.teleg
 from __future__ import annotations
 
 from django.contrib import messages
+from django.db.models import Q
 from django.shortcuts import redirect, render
 from django.views.decorators.debug import sensitive_post_parameters
 
@@ -34,8 +35,8 @@ def _chat_list_spec(bots) -> ListSpec:
         search=Search(("title", "chat_id"), "Title or chat id"),
         filters=(
             Choice("bot", "Bot", [(str(b.pk), f"@{b.username}") for b in bots], field="bot_id"),
-            Choice("verified", "Verified", (("yes", "Verified"), ("no", "Not verified")),
-                   apply=lambda rows, v: rows.filter(verified_at__isnull=v == "no")),
+            Choice.either("verified", "Verified", ("yes", "Verified"), ("no", "Not verified"),
+                          Q(verified_at__isnull=False)),
         ),
     )  # fmt: skip
 

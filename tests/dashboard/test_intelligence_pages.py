@@ -69,7 +69,8 @@ def test_weights_page_charts_each_agent_and_shows_hit_rates(alpha, beta):
     # When a viewer opens the page (the first instrument by default)
     page = viewer.get("/app/decisions/weights/").content.decode()
     # Then a chart drawn on the server, one line per agent, a selector, and the hit rates
-    assert 'data-weights-chart="BTC"' in page and "<svg" in page and "<script" not in page.split("<main")[1].split("</main>")[0]
+    main = page.split("<main")[1].split("</main>")[0]
+    assert 'data-weights-chart="BTC"' in page and "<svg" in page and "<script" not in main
     assert 'data-agent-line="technical"' in page and 'data-agent-line="trend"' in page
     points = re.search(r'data-agent-line="technical"[^>]*points="([^"]+)"', page).group(1).split()
     assert len(points) == 3 and float(points[0].split(",")[1]) > float(points[-1].split(",")[1])  # rising

@@ -222,3 +222,18 @@ def test_firing_alerts_and_quota_bars_show(alpha):
         # a quota with a limit has its bar; an unlimited one has none
         assert (f'aria-label="{quota} used"' in html) == (quota in limited)
     assert "Decisions per day" in html
+
+
+def test_running_jobs_link_to_their_pages(alpha):
+    from backtesting.models import BacktestRun
+    from models_registry.models import TrainingJob
+    from orchestration.models import Workflow
+
+    with schema_context(alpha.tenant.schema_name):
+        job = TrainingJob.objects.create(model_name="m", params={}, state="running", percent=40)
+        run = BacktestRun.objects.create(strategy="sma_cross", symbol="X", timeframe="1d", params={}, state="queued")
+        wf = Workflow.objects.create(model_name="wf-model", params={}, state="running")
+    html = _main(dashboard_client(alpha, Role.VIEWER).get("/app/"))
+    for url in (f"/app/models/jobs/{job.pk}/", f"/app/backtests/{run.pk}/", f"/app/workflows/{wf.pk}/"):
+        assert f'href="{url}"' in html
+    assert 'aria-label="training m progress"' in html and "40 %" in html

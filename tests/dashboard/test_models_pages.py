@@ -53,6 +53,13 @@ def test_train_watch_report_and_deploy_from_the_pages(alpha):
     panel = analyst.get(f"/app/models/jobs/{job.pk}/", **HX).content.decode()
     assert 'data-state="succeeded"' in panel and "every 2s" not in panel and "page-model@1" in panel
     assert "<circle" in panel  # the trials chart
+    with schema_context(alpha.tenant.schema_name):
+        from compliance.models import AuditRecord
+
+        # the trail names the analyst by pseudonym, never by address
+        created = AuditRecord.objects.get(action="model.version_created")
+        assert created.actor == f"user:{alpha.users['analyst'].pk}"
+        assert not AuditRecord.objects.filter(actor__contains="@").exists()
     # the report: metrics next to baselines, verdict, calibration
     report = analyst.get("/app/models/page-model/v/1/").content.decode()
     assert "data-metrics" in report and "majority" in report and "persistence" in report

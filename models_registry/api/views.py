@@ -70,28 +70,33 @@ class TargetSerializer(serializers.Serializer):
     dead_band_unit = serializers.ChoiceField(choices=["pct", "atr"], default="pct")
 
 
+class TrainingRecipeSerializer(serializers.Serializer):
+    """What to train on and how: a training job's request, and a workflow's train step."""
+
+    model = serializers.SlugField(max_length=64, help_text="Registered model name; created on first training.")
+    symbol = serializers.CharField(max_length=32)
+    timeframe = serializers.ChoiceField(
+        choices=Timeframe.choices, required=False, help_text="Needed when the symbol has several."
+    )
+    feature_set = serializers.CharField(default="default", help_text="name or name@version")
+    start = serializers.DateTimeField(required=False)
+    end = serializers.DateTimeField(required=False)
+    target = TargetSerializer(required=False)
+    families = serializers.ListField(
+        child=serializers.ChoiceField(choices=list(ml_families.FAMILIES)), required=False, min_length=1
+    )
+    n_trials = serializers.IntegerField(min_value=1, default=30)
+    timeout_seconds = serializers.IntegerField(min_value=10, required=False)
+    fee_bps = serializers.FloatField(min_value=0, max_value=500, default=10.0)
+
+
 class TrainingJobListCreateApi(APIView):
     """Start an AutoML training job (seed ``train-user-model``) or list jobs, newest first."""
 
     access = {"GET": READ, "POST": WRITE}
     pagination_class = CreatedCursorPagination
 
-    class InputSerializer(serializers.Serializer):
-        model = serializers.SlugField(max_length=64, help_text="Registered model name; created on first training.")
-        symbol = serializers.CharField(max_length=32)
-        timeframe = serializers.ChoiceField(
-            choices=Timeframe.choices, required=False, help_text="Needed when the symbol has several."
-        )
-        feature_set = serializers.CharField(default="default", help_text="name or name@version")
-        start = serializers.DateTimeField(required=False)
-        end = serializers.DateTimeField(required=False)
-        target = TargetSerializer(required=False)
-        families = serializers.ListField(
-            child=serializers.ChoiceField(choices=list(ml_families.FAMILIES)), required=False, min_length=1
-        )
-        n_trials = serializers.IntegerField(min_value=1, default=30)
-        timeout_seconds = serializers.IntegerField(min_value=10, required=False)
-        fee_bps = serializers.FloatField(min_value=0, max_value=500, default=10.0)
+    class InputSerializer(TrainingRecipeSerializer):
         deploy_to = serializers.ChoiceField(choices=["challenger"], required=False)
         idempotency_key = serializers.CharField(max_length=100, required=False)
 

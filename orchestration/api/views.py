@@ -12,9 +12,7 @@ from rest_framework.views import APIView
 from api.errors import ApplicationError
 from api.pagination import CreatedCursorPagination
 from api.schema import ERRORS
-from marketdata.models import Timeframe
-from models_registry.api.views import TargetSerializer
-from models_registry.ml import families as ml_families
+from models_registry.api.views import TrainingRecipeSerializer
 from tenants.authentication import ApiKeyPrincipal
 from tenants.models import ROLE_RANK, Role
 from tenants.permissions import MANAGE, READ, WRITE, membership_role
@@ -97,22 +95,8 @@ class WorkflowListCreateApi(APIView):
     access = {"GET": READ, "POST": WRITE}
     pagination_class = CreatedCursorPagination
 
-    class InputSerializer(serializers.Serializer):
-        model = serializers.SlugField(max_length=64, help_text="Registered model name; created on first training.")
-        symbol = serializers.CharField(max_length=32)
-        timeframe = serializers.ChoiceField(
-            choices=Timeframe.choices, required=False, help_text="Needed when the symbol has several."
-        )
-        feature_set = serializers.CharField(default="default", help_text="name or name@version")
-        start = serializers.DateTimeField(required=False)
-        end = serializers.DateTimeField(required=False)
-        target = TargetSerializer(required=False)
-        families = serializers.ListField(
-            child=serializers.ChoiceField(choices=list(ml_families.FAMILIES)), required=False, min_length=1
-        )
+    class InputSerializer(TrainingRecipeSerializer):
         n_trials = serializers.IntegerField(min_value=1, default=20)
-        timeout_seconds = serializers.IntegerField(min_value=10, required=False)
-        fee_bps = serializers.FloatField(min_value=0, max_value=500, default=10.0)
         allow_no_edge = serializers.BooleanField(
             default=False, help_text="Go on when the version does not beat its naive baselines (validate step)."
         )

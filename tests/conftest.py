@@ -119,6 +119,22 @@ def _fresh_tenant_state():
 
 
 @pytest.fixture
+def staff_user(db, django_user_model):
+    """A platform staff member (Django admin, staff pages and endpoints); in no tenant."""
+    return django_user_model.objects.create_user(email="ops@platform.test", password="x" * 12, is_staff=True)
+
+
+@pytest.fixture
+def fresh_health():
+    """No cached services-health report before or after the test (``ops.health`` keeps one ~2 s)."""
+    from ops import health
+
+    health.reset_cache()
+    yield
+    health.reset_cache()
+
+
+@pytest.fixture
 def usage_redis():
     """The Redis database holding usage counters, emptied for the test."""
     from tenants import limits

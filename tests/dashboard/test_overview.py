@@ -172,7 +172,7 @@ def test_bad_steps_and_roles(alpha):
 
 
 def test_the_status_panel_renders_alone_for_htmx_and_shows_the_kill_switch(
-    alpha, beta, django_user_model, django_capture_on_commit_callbacks
+    alpha, beta, staff_user, django_capture_on_commit_callbacks
 ):
     from compliance import controls
 
@@ -192,11 +192,8 @@ def test_the_status_panel_renders_alone_for_htmx_and_shows_the_kill_switch(
         # another tenant's switch is its own
         assert "Halted" not in dashboard_client(beta, Role.ADMIN).get("/app/", **HX).content.decode()
     finally:
-        staff = django_user_model.objects.create_user(
-            email="staff@ops.test", password="x-long-password-1", is_staff=True
-        )
         with django_capture_on_commit_callbacks(execute=True):
-            controls.kill_lift(tenant=alpha.tenant, actor=staff)
+            controls.kill_lift(tenant=alpha.tenant, actor=staff_user)
         controls.reset_local()
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.test import Client
 from django_tenants.utils import schema_context
 
@@ -14,23 +13,15 @@ from compliance.models import AuditRecord
 from ops import health, selectors
 from tests.dashboard.support import HX, dashboard_client
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_health")]
 PAGES = ["/app/staff/health/", "/app/staff/tenants/", "/app/staff/tenants/alpha/"]
 
 
-@pytest.fixture(autouse=True)
-def _fresh_report():
-    health.reset_cache()
-    yield
-    health.reset_cache()
-
-
 @pytest.fixture
-def staff(db):
-    user = get_user_model().objects.create_user(email="ops@platform.test", password="x" * 12, is_staff=True)
+def staff(staff_user):
     c = Client()
-    c.force_login(user)
-    c.user = user
+    c.force_login(staff_user)
+    c.user = staff_user
     return c
 
 

@@ -5,7 +5,6 @@ With a worker: tests/ops/test_services_health_worker.py."""
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.test import override_settings
 from django_tenants.utils import schema_context
 from rest_framework.test import APIClient
@@ -15,22 +14,14 @@ from ops import health
 from tenants import metering
 from tests.conftest import error_code
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_health")]
 URL = "/api/v1/services-health/"
 
 
-@pytest.fixture(autouse=True)
-def _fresh_report():
-    health.reset_cache()
-    yield
-    health.reset_cache()
-
-
 @pytest.fixture
-def staff_client(db):
-    staff = get_user_model().objects.create_user(email="ops@platform.test", password="x" * 12, is_staff=True)
+def staff_client(staff_user):
     c = APIClient()
-    c.force_login(staff)
+    c.force_login(staff_user)
     return c
 
 

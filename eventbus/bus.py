@@ -126,6 +126,167 @@ EVENTS: dict[str, EventType] = {
             },
             "What happened after a decision's horizon passed.",
         ),
+        # --- the paper broker and ledger (intelligence.broker) ---
+        EventType(
+            "trade.executed",
+            1,
+            {
+                "order_id": "str",
+                "symbol": "str",
+                "side": "str",  # BUY / SELL
+                "qty": "number",  # filled, > 0
+                "requested_qty": "number",
+                "price": "number",  # the fill price, spread included
+                "fee": "number",
+                "ts": "int",  # epoch seconds
+                "partial": "bool",
+                "decision_id?": "int",
+                "timeframe?": "str",
+                "spread_bps?": "number",
+                "latency_ms?": "number",  # simulated venue latency
+                "realized_pnl?": "number",
+                "broker?": "str",
+            },
+            "A (possibly partial) fill of an order executed by the broker.",
+        ),
+        EventType(
+            "position.opened",
+            1,
+            {
+                "symbol": "str",
+                "side": "str",  # LONG / SHORT
+                "qty": "number",
+                "avg_price": "number",
+                "ts": "int",
+                "decision_id?": "int",
+                "order_id?": "str",
+            },
+            "A position opened from flat (or flipped to the other side).",
+        ),
+        EventType(
+            "position.closed",
+            1,
+            {
+                "symbol": "str",
+                "side": "str",  # the side that was closed
+                "qty": "number",  # the quantity closed
+                "avg_price": "number",
+                "exit_price": "number",
+                "realized_pnl": "number",  # of the position's life, net of its fees
+                "ts": "int",
+                "fees?": "number",
+                "decision_id?": "int",
+                "order_id?": "str",
+                "holding_s?": "number",
+            },
+            "A position went back to flat (or flipped), with its realised P&L.",
+        ),
+        EventType(
+            "performance.update",
+            1,
+            {
+                "ts": "int",
+                "equity": "number",
+                "realized_pnl": "number",
+                "unrealized_pnl": "number",
+                "drawdown": "number",  # fraction of the peak equity
+                "exposure": "number",  # gross, fraction of equity
+                "trades": "int",
+                "open_positions?": "int",
+                "win_rate?": "number",
+                "accuracy?": "number",  # of resolved directional decisions in the window
+                "resolved?": "int",
+                "window?": "int",
+                "reason?": "str",
+            },
+            "A periodic snapshot of the tenant's paper performance.",
+        ),
+        # --- adaptive control ---
+        EventType(
+            "ml.threshold.adjusted",
+            1,
+            {
+                "name": "str",
+                "old": "number",
+                "new": "number",
+                "min": "number",
+                "max": "number",
+                "reason": "str",
+                "ts": "int",
+                "symbol?": "str",
+                "conservative?": "bool",
+            },
+            "An adaptive threshold moved (always within its bounds; audited).",
+        ),
+        EventType(
+            "ml.risk.limit.update",
+            1,
+            {
+                "limit": "str",
+                "old": "number",
+                "new": "number",
+                "min": "number",
+                "max": "number",
+                "reason": "str",
+                "ts": "int",
+                "symbol?": "str",
+            },
+            "A risk limit changed (bounded); the risk agent and pre-trade checks apply it.",
+        ),
+        # --- the RL agent (produced by intelligence's RL agent) ---
+        EventType(
+            "rl.signal.generated",
+            1,
+            {
+                "symbol": "str",
+                "timeframe": "str",
+                "ts": "int",
+                "model_version": "str",
+                "action": "str",  # BUY / SELL / HOLD
+                "q_values?": "dict",
+                "decision_id?": "int",
+            },
+            "The RL agent's signal for a bar.",
+        ),
+        EventType(
+            "rl.confidence.update",
+            1,
+            {
+                "symbol": "str",
+                "timeframe": "str",
+                "model_version": "str",
+                "confidence": "number",
+                "window?": "int",
+            },
+            "The RL agent's confidence in its recent signals changed.",
+        ),
+        EventType(
+            "rl.action.recommended",
+            1,
+            {
+                "symbol": "str",
+                "timeframe": "str",
+                "ts": "int",
+                "model_version": "str",
+                "action": "str",
+                "confidence": "number",
+                "size?": "number",
+            },
+            "A specific trade the RL agent recommends.",
+        ),
+        EventType(
+            "feedback.performance",
+            1,
+            {
+                "ts": "int",
+                "window": "int",  # resolved decisions considered
+                "agents": "dict",  # agent -> {"n": int, "hits": int, "accuracy": number|None}
+                "accuracy?": "number",  # the consensus's own
+                "resolved?": "int",
+                "pnl?": "number",
+            },
+            "Overall performance metrics of the consensus and its agents, feeding the weights.",
+        ),
         *(
             EventType(
                 name,

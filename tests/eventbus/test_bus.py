@@ -156,3 +156,45 @@ def test_the_dlq_command_lists_and_replays(alpha, capsys):
     finally:
         for key in bus.client().scan_iter(f"stream:{schema}:*"):
             bus.client().delete(key)
+
+
+SEED_EVENTS = {
+    "market.data.update", "trade.executed", "position.opened", "position.closed", "performance.update",
+    "ml.threshold.adjusted", "ml.risk.limit.update", "ml.prediction.ready", "rl.signal.generated",
+    "rl.confidence.update", "rl.action.recommended", "feedback.prediction.outcome", "feedback.performance",
+}  # fmt: skip
+
+
+def test_every_seed_event_has_a_schema_that_rejects_a_missing_field(schema):
+    assert SEED_EVENTS <= set(bus.EVENTS)
+    for name in SEED_EVENTS:
+        kind = bus.EVENTS[name]
+        required = [k for k in kind.fields if not k.endswith("?")]
+        assert required, name
+        with pytest.raises(ApplicationError) as exc:
+            kind.check({})
+        assert exc.value.code == "invalid_event" and f"{required[0]} is required" in exc.value.message
+
+
+def test_rl_events_carry_what_the_rl_agent_publishes(schema):
+    bus.publish(
+        "rl.signal.generated",
+        {"symbol": "BTC-USD", "timeframe": "1h", "ts": 3600, "model_version": "rl-1", "action": "BUY",
+         "q_values": {"BUY": 0.2, "SELL": -0.1, "HOLD": 0.0}, "decision_id": 7},
+        schema=schema,
+    )  # fmt: skip
+    bus.publish(
+        "rl.confidence.update",
+        {"symbol": "BTC-USD", "timeframe": "1h", "model_version": "rl-1", "confidence": 0.61, "window": 50},
+        schema=schema,
+    )
+    bus.publish(
+        "rl.action.recommended",
+        {"symbol": "BTC-USD", "timeframe": "1h", "ts": 3600, "model_version": "rl-1", "action": "SELL",
+         "size": 0.5, "confidence": 0.7},
+        schema=schema,
+    )  # fmt: skip
+    with pytest.raises(ApplicationError):
+        bus.publish("rl.confidence.update", {"symbol": "X", "timeframe": "1h", "model_version": "v"}, schema=schema)
+    assert [bus.stream_info(e, schema=schema)["length"] for e in
+            ("rl.signal.generated", "rl.confidence.update", "rl.action.recommended")] == [1, 1, 1]  # fmt: skip

@@ -187,6 +187,7 @@ if __name__ == "__main__":
     from benchmarks.backtest import bench_backtest
     from benchmarks.controls import bench_controls
     from benchmarks.decisions import bench_decide
+    from benchmarks.events import bench_events
     from benchmarks.features import bench_features
     from benchmarks.live import bench_live
     from benchmarks.notifications import bench_notifications
@@ -206,5 +207,6 @@ if __name__ == "__main__":
     bench_automl()
     bench_decide()
     bench_stream()
+    bench_events()
     bench_live()
     bench_backtest()

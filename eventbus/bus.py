@@ -172,7 +172,7 @@ EVENTS: dict[str, EventType] = {
                 "qty": "number",  # the quantity closed
                 "avg_price": "number",
                 "exit_price": "number",
-                "realized_pnl": "number",  # of the position's life, net of its fees
+                "realized_pnl": "number",  # realised by the closing fill, net of its fee
                 "ts": "int",
                 "fees?": "number",
                 "decision_id?": "int",
@@ -309,6 +309,21 @@ EVENTS: dict[str, EventType] = {
                 ("alert.resolved", "A firing alert's metric is back within its threshold."),
                 ("alert.escalated", "An alert still fires, unacknowledged, past its rule's escalation delay."),
             )
+        ),
+        EventType(
+            "anomaly.detected",
+            1,
+            {
+                "anomaly_id": "int",
+                "kind": "str",  # bar_return, bar_volume, bar_isolation, decision_rate, confidence_shift
+                "symbol": "str",
+                "timeframe": "str",
+                "ts": "int",  # the bar's (or bucket's) open time, epoch seconds
+                "value": "number",
+                "score": "number",  # robust z (signed) or IsolationForest score
+                "method": "str",
+            },
+            "An unusual bar or decision-stream reading found by riskcore's anomaly detection.",
         ),
     )
 }

@@ -69,11 +69,16 @@ def apply_fill(pos: Position, qty: float, price: float, fee: float) -> float:
     return realized
 
 
-def ledger_apply(decisions: list[tuple[Decision, float]], cfg: LedgerConfig, *, fresh: bool = False) -> list[Fill]:
+def ledger_apply(
+    decisions: list[tuple[Decision, float]], cfg: LedgerConfig, *, fresh: bool = False, broker=None
+) -> list[Fill]:
     """Apply decisions (each with the price it was made at), in order, in one transaction; one fill
     per decision at most (a redelivered decision is never filled twice). ``fresh``: the decisions
-    were created in this transaction, so none can have a fill yet (one query saved)."""
+    were created in this transaction, so none can have a fill yet (one query saved). ``broker``
+    (:mod:`intelligence.broker`): orders are executed through it (spread, latency, partial fills)
+    and ``trade.executed`` / ``position.opened`` / ``position.closed`` are published after commit."""
     fills: list[Fill] = []
+    events: list = []
     if not decisions:
         return fills
     symbols = {d.symbol for d, _ in decisions}
@@ -93,13 +98,23 @@ def ledger_apply(decisions: list[tuple[Decision, float]], cfg: LedgerConfig, *, 
             if decision.pk in filled:
                 pos.last_price = price
                 continue
-            fill = _move(pos, decision, price, cfg)
+            if broker is not None:
+                from .broker import execute_decision
+
+                fill = execute_decision(broker, pos, decision, price, cfg, events)
+            else:
+                fill = _move(pos, decision, price, cfg)
             if fill is not None:
                 fills.append(fill)
         for pos in positions.values():
             mark_peak(pos, cfg)
             pos.save()
         Fill.objects.bulk_create(fills)
+        if events:
+            from .broker import publish_events
+
+            schema = connection.schema_name
+            transaction.on_commit(lambda: publish_events(events, schema))
     return fills
 
 

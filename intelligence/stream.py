@@ -47,6 +47,7 @@ from . import controls as decision_controls
 from . import learning, services
 from .agents import Context
 from .agents.features import agent_feature_spec
+from .broker import PaperBroker
 from .feed import publish_decisions
 from .ledger import ledger_apply, position_state
 from .models import Decision, EngineCheckpoint, Position, WeightSnapshot
@@ -444,7 +445,8 @@ class TenantStream:
             md_services.bars_append(tenant=self.tenant, bars=[b for bars in new_bars.values() for b in bars])
             # this batch's new decisions (bars decided by an earlier delivery were taken from storage)
             _copy_decisions([d for d, _ in decisions])
-            ledger_apply(decisions, pipeline.ledger, fresh=True)  # inserted just now: none has a fill
+            # inserted just now: none has a fill; executed through the paper broker (trade events)
+            ledger_apply(decisions, pipeline.ledger, fresh=True, broker=PaperBroker.from_flow(pipeline.flow))
             outcomes = self._resolve(resolved)
             services.engine_save(pipeline)
             if decisions:

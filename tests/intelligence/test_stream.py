@@ -8,7 +8,7 @@ import pytest
 from django_tenants.utils import schema_context
 
 from eventbus import bus
-from intelligence.models import Decision, EngineState, Position
+from intelligence.models import Decision, EngineState, Fill, Position
 from intelligence.stream import TenantStream
 from marketdata.models import Bar
 from tests.intelligence.helpers import clear_streams, live_market
@@ -52,6 +52,10 @@ def test_each_live_bar_is_stored_decided_once_and_resolved(alpha, market, django
     assert ids == [d.id for d in decisions]
     outcomes = bus.client().xlen(bus.stream_key("feedback.prediction.outcome", schema))
     assert outcomes == 59
+    # the paper broker executed the actionable ones: one trade.executed per fill
+    with schema_context(schema):
+        fills = Fill.objects.filter(symbol="STR").count()
+    assert bus.client().xlen(bus.stream_key("trade.executed", schema)) == fills
 
 
 def test_a_crash_mid_batch_and_a_restart_lose_no_bar_and_decide_none_twice(alpha, market):

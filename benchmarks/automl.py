@@ -48,7 +48,7 @@ def run() -> list[str]:
     import numpy as np
 
     from models_registry.ml.artifacts import dump, load
-    from models_registry.ml.families import FAMILIES
+    from models_registry.ml.families import TABULAR
     from models_registry.ml.targets import TargetSpec
     from models_registry.ml.train import train
 
@@ -62,7 +62,7 @@ def run() -> list[str]:
 
     gc.collect()
     t0 = time.perf_counter()
-    result = train(X, close, TargetSpec(), families=list(FAMILIES), n_trials=TRIALS, progress=progress, seed=0)
+    result = train(X, close, TargetSpec(), families=list(TABULAR), n_trials=TRIALS, progress=progress, seed=0)
     took = time.perf_counter() - t0
     search = stamps.get("search_done", t0 + took) - t0
     states = [t["state"] for t in result.trials]

@@ -16,10 +16,16 @@ as scikit-learn compares), linear models as one dot product, XGBoost trees as pa
 level by level for all trees at once (``booster.inplace_predict``, with ``nthread=1``, serves batches:
 for one row its fixed overhead alone is ~0.2-0.5 ms). Tests check that these give the same numbers as
 the batch ``predict_proba``.
+
+Sequence-model members (:mod:`.sequence`, a window MLP) are stored without skops or pickle at all:
+weights and scaler statistics as an ``.npz`` of plain numeric arrays (read with
+``allow_pickle=False``), the layer layout as JSON in the manifest, and the member file's sha256 in
+the manifest too; ``load`` refuses a member whose bytes do not match it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import math
@@ -38,6 +44,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from api.errors import ApplicationError
+
+from .sequence import WindowMLP, is_window_mlp
 
 FORMAT = "automl-bundle"
 FORMAT_VERSION = 1
@@ -75,7 +83,8 @@ SKOPS_TYPES: frozenset[tuple[str, str]] = frozenset(
 SKOPS_TRUSTED = sorted({name for name, _ in SKOPS_TYPES})
 _FORESTS = (RandomForestClassifier, RandomForestRegressor, ExtraTreesClassifier, ExtraTreesRegressor)
 _TOP_LEVEL = (Pipeline, *_FORESTS)
-_MEMBER_NAME = re.compile(r"^member_\d+\.(ubj|skops)$")
+_MEMBER_NAME = re.compile(r"^member_\d+\.(ubj|skops|npz)$")
+_EXTENSIONS = {"xgboost-ubj": "ubj", "skops": "skops", "mlp-npz": "npz"}
 
 
 def _invalid(message: str, **details) -> ApplicationError:
@@ -254,6 +263,22 @@ def _linear_one(pipe: Pipeline, task: str, n_classes: int) -> Callable[[np.ndarr
     return one
 
 
+def _mlp_batch(member: WindowMLP, task: str, n_classes: int) -> Callable[[np.ndarray], np.ndarray]:
+    if task == "regression":
+        return member.forward
+    labels = member.labels
+
+    def batch(X: np.ndarray) -> np.ndarray:
+        proba = member.forward(X)
+        if labels.size == n_classes and np.array_equal(labels, np.arange(n_classes)):
+            return proba
+        full = np.zeros((X.shape[0], n_classes))
+        full[:, labels] = proba
+        return full
+
+    return batch
+
+
 def _is_linear_pipeline(est) -> bool:
     return (
         isinstance(est, Pipeline)
@@ -292,6 +317,8 @@ class ModelBundle:
                 m = m.get_booster()
             if isinstance(m, xgb.Booster):
                 m.set_param({"nthread": 1})
+            if is_window_mlp(m):  # the fitted network as plain arrays: one evaluator, stored as such
+                m = WindowMLP.from_pipeline(m)
             members.append(m)
         self.members = members
         self.weights = [float(w) for w in self.weights]
@@ -310,6 +337,14 @@ class ModelBundle:
             elif _is_linear_pipeline(m):
                 self._batch.append(_sk_batch(m, self.task, k))
                 self._one.append(_linear_one(m, self.task, k))
+            elif isinstance(m, WindowMLP):
+                if m.output == "identity" and self.task != "regression":
+                    raise ValueError("a regression network in a classification bundle")
+                if m.n_features_in_ != len(self.feature_names):
+                    raise ValueError("a window MLP expects a different number of features")
+                batch = _mlp_batch(m, self.task, k)
+                self._batch.append(batch)
+                self._one.append(lambda x, b=batch: b(x.reshape(1, -1))[0])
             else:
                 raise ValueError(f"unsupported member type {type(m).__name__}")
 
@@ -376,9 +411,24 @@ class ModelBundle:
 
 
 def dump(bundle: ModelBundle) -> bytes:
-    """A zip: ``manifest.json`` + one ``member_<i>.ubj`` (XGBoost) or ``member_<i>.skops`` per member."""
+    """A zip: ``manifest.json`` + one ``member_<i>.ubj`` (XGBoost), ``member_<i>.skops`` or
+    ``member_<i>.npz`` (window MLP: arrays, with its header and sha256 in the manifest) per member."""
     members, files = [], {}
     for i, m in enumerate(bundle.members):
+        if isinstance(m, WindowMLP):
+            name, data = f"member_{i}.npz", m.to_npz()
+            files[name] = data
+            members.append(
+                {
+                    "file": name,
+                    "format": "mlp-npz",
+                    "type": WindowMLP.kind,
+                    "weight": bundle.weights[i],
+                    "header": m.header(),
+                    "sha256": hashlib.sha256(data).hexdigest(),
+                }
+            )
+            continue
         if isinstance(m, xgb.Booster):
             name, fmt, data = f"member_{i}.ubj", "xgboost-ubj", bytes(m.save_raw("ubj"))
             kind = "xgboost.Booster"
@@ -459,12 +509,15 @@ def _manifest(zf: zipfile.ZipFile) -> dict:
     if not isinstance(m["params"], list):
         raise _invalid("params must be a list.")
     for i, mem in enumerate(members):
-        if not isinstance(mem, dict) or set(mem) != {"file", "format", "type", "weight"}:
+        keys = {"file", "format", "type", "weight"}
+        if isinstance(mem, dict) and mem.get("format") == "mlp-npz":
+            keys |= {"header", "sha256"}
+        if not isinstance(mem, dict) or set(mem) != keys:
             raise _invalid("Malformed member entry.", member=i)
-        if mem["file"] != f"member_{i}.{'ubj' if mem['format'] == 'xgboost-ubj' else 'skops'}":
-            raise _invalid("Unexpected member file name.", member=i)
-        if mem["format"] not in ("xgboost-ubj", "skops"):
+        if mem["format"] not in _EXTENSIONS:
             raise _invalid("Unknown member format.", member=i)
+        if mem["file"] != f"member_{i}.{_EXTENSIONS[mem['format']]}":
+            raise _invalid("Unexpected member file name.", member=i)
     return m
 
 
@@ -489,6 +542,19 @@ def load(data: bytes) -> ModelBundle:
         members = []
         for i, mem in enumerate(m["members"]):
             raw = zf.read(mem["file"])
+            if mem["format"] == "mlp-npz":
+                if mem["type"] != WindowMLP.kind:
+                    raise _invalid("Unexpected member type.", member=i)
+                if not isinstance(mem["sha256"], str) or hashlib.sha256(raw).hexdigest() != mem["sha256"]:
+                    raise _invalid("A network member does not match its recorded sha256.", member=i)
+                try:
+                    net = WindowMLP.from_npz(mem["header"], raw)
+                except Exception as exc:  # numpy raises several types for malformed archives
+                    raise _invalid("A network member could not be read.", member=i) from exc
+                if net.n_features_in_ != n_features:
+                    raise _invalid("A network member expects a different number of features.", member=i)
+                members.append(net)
+                continue
             if mem["format"] == "xgboost-ubj":
                 if mem["type"] != "xgboost.Booster":
                     raise _invalid("Unexpected member type.", member=i)

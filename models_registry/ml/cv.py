@@ -10,6 +10,10 @@ Rows are time-ordered and a label at row ``t`` is known only at ``t + horizon``
   becomes training data, and so do the rows just after it; those first ``embargo`` rows after every
   EARLIER test block are dropped from later training sets. ``embargo`` defaults to ``horizon`` and
   may not be smaller (a smaller embargo would leave label overlap in).
+
+Windowed models (:mod:`.sequence`) see the ``window - 1`` rows before a row as well: a row's
+information spans ``[t - window + 1, t + horizon]``, so with ``window > 1`` both cuts widen by
+``window - 1`` rows (the test blocks stay where they are, so every family is scored on the same rows).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ def purged_walk_forward(
     horizon: int = 1,
     embargo: int | None = None,
     min_train: int | None = None,
+    window: int = 1,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """``n_splits`` (train_idx, test_idx) pairs over rows ``0..n-1``.
 
@@ -45,14 +50,18 @@ def purged_walk_forward(
         raise ValueError("n_splits must be >= 1")
     if horizon < 1:
         raise ValueError("horizon must be >= 1")
+    if window < 1:
+        raise ValueError("window must be >= 1")
     if embargo is None:
         embargo = horizon
     if embargo < horizon:
         raise ValueError(f"embargo ({embargo}) must be >= horizon ({horizon}): labels overlap for horizon rows")
     if min_train is None:
         min_train = max(100, 2 * n_splits * horizon)
-    if min_train <= horizon:
-        raise ValueError("min_train must exceed horizon (the purge would leave nothing to train on)")
+    purge = horizon + window - 1
+    embargo += window - 1
+    if min_train <= purge:
+        raise ValueError("min_train must exceed horizon + window - 1 (the purge would leave nothing to train on)")
     min_test = max(MIN_TEST_ROWS, 2 * horizon)
     needed = min_rows_needed(n_splits=n_splits, horizon=horizon, min_train=min_train)
     if n < needed:
@@ -72,7 +81,7 @@ def purged_walk_forward(
     for start in starts:
         end = start + test_size
         train_mask = np.zeros(n, dtype=bool)
-        train_mask[: start - horizon] = True  # purge the last `horizon` rows before the test block
+        train_mask[: start - purge] = True  # purge the last `horizon` (+ window - 1) rows before the test block
         train_mask &= ~excluded
         splits.append((np.flatnonzero(train_mask), np.arange(start, end)))
         excluded[end : min(n, end + embargo)] = True

@@ -26,6 +26,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from xgboost import XGBClassifier, XGBRegressor
 
+from . import sequence
+
 TASKS = ("binary", "multiclass", "regression")
 
 
@@ -152,7 +154,13 @@ FAMILIES: dict[str, Family] = {
         _forest_suggest("extra_trees"),
         _forest_build(ExtraTreesClassifier, ExtraTreesRegressor, False),
     ),
+    # a neural network over a window of past rows (the sequence model; see .sequence)
+    sequence.FAMILY: Family(sequence.FAMILY, sequence.suggest, sequence.build),
 }
+
+
+# the families that take any feature matrix; the windowed ones need lag columns (see .sequence)
+TABULAR: tuple[str, ...] = tuple(f for f in FAMILIES if f not in sequence.WINDOWED_FAMILIES)
 
 
 def unprefix(family: str, params: dict) -> dict:

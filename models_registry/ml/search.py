@@ -49,6 +49,7 @@ from api.errors import ApplicationError
 
 from .cv import purged_walk_forward
 from .families import FAMILIES, unprefix
+from .sequence import MAX_WINDOW, windowed
 
 logger = logging.getLogger(__name__)
 
@@ -180,7 +181,9 @@ def run_search(
         n_classes = 2 if task == "binary" else int(y.max()) + 1
     n_classes = n_classes or 0
     metric = "mse" if task == "regression" else "logloss"
-    splits = purged_walk_forward(X.shape[0], n_splits=n_splits, horizon=horizon)
+    # a windowed family sees MAX_WINDOW - 1 earlier rows too: every family's folds purge for that
+    window = MAX_WINDOW if windowed(families) else 1
+    splits = purged_walk_forward(X.shape[0], n_splits=n_splits, horizon=horizon, window=window)
     families = list(dict.fromkeys(families))
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)

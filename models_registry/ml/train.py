@@ -25,9 +25,10 @@ from features.timeframes import TIMEFRAMES
 
 from .artifacts import ModelBundle
 from .cv import min_rows_needed
-from .families import FAMILIES
+from .families import TABULAR
 from .report import clean, fold_baselines, honest_report, importance
 from .search import fit_predict, run_search
+from .sequence import window_layout, windowed
 from .targets import TargetSpec, forward_returns, make_labels
 
 
@@ -85,6 +86,8 @@ def train(
         raise ApplicationError("invalid_features", "close must have one value per feature row.")
     if not (np.isfinite(fee_bps) and fee_bps >= 0):
         raise ApplicationError("invalid_fee", "fee_bps must be a number >= 0.")
+    if windowed(families):  # block order: all features now, then one bar ago, ... (see .sequence)
+        X = X[window_layout([str(c) for c in X.columns])]
     feature_names = [str(c) for c in X.columns]
     labels = make_labels(close, target, atr)
     fwd = forward_returns(close, target.horizon)
@@ -213,9 +216,14 @@ def recommend(n_rows: int, n_features: int, timeframe: str, past_runs: list[dict
         families, trials = ["logistic", "xgboost"], 15
         notes.append("Under 2,000 rows: a linear model and shallow gradient boosting, few trials.")
     elif n_rows < 20_000:
-        families, trials = list(FAMILIES), 30
+        families, trials = list(TABULAR), 30
     else:
-        families, trials = list(FAMILIES), 50
+        families, trials = list(TABULAR), 50
+    if n_rows >= 2_000:
+        notes.append(
+            "A sequence model (mlp_window: a neural network over the last few bars) may be added; "
+            "it trains on the feature set with lags added (<name>-seq) and costs more per trial."
+        )
     horizons = [h for h in _HORIZONS.get(timeframe, [1, 3, 5]) if min_rows_needed(horizon=h) <= n_rows]
     if timeframe not in TIMEFRAMES:
         notes.append(f"Unknown timeframe {timeframe!r}; horizons assume daily bars.")

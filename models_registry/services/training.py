@@ -27,6 +27,7 @@ from api.errors import ApplicationError
 from compliance.services import actor_display, audit_record
 
 from ..ml import families as ml_families
+from ..ml import sequence as ml_sequence
 from ..ml.targets import TargetSpec
 from ..models import FINISHED_STATES, JobState, ModelAlert, RegisteredModel, TrainingJob
 from .registry import CHALLENGER, model_deploy, model_get_or_create, version_create
@@ -134,6 +135,8 @@ def training_job_create(
     }
     limits.limit_check(tenant, "training_jobs_per_month")
     with transaction.atomic():
+        if ml_sequence.windowed(families):
+            params["feature_set"] = sequence_feature_set(fs, actor).ref
         job = TrainingJob.objects.create(
             model_name=name,
             params=params,
@@ -146,6 +149,29 @@ def training_job_create(
         if enqueue:
             transaction.on_commit(lambda: job_enqueue(job))
     return job, True
+
+
+def sequence_feature_set(fs, actor=None):
+    """The feature set a sequence model (:mod:`..ml.sequence`) trains on: ``fs`` itself when every
+    column already has lags ``1..MAX_WINDOW-1``, else ``<name>-seq``, ``fs`` with those lags added
+    (created once, idempotently: the same spec is the same version). The version then records that
+    feature set, so the live path computes whole windows with no extra plumbing."""
+    from features.services import feature_set_create
+
+    try:
+        ml_sequence.window_layout(list(fs.columns))
+        return fs
+    except ApplicationError:
+        pass
+    window = ml_sequence.MAX_WINDOW
+    derived, _ = feature_set_create(
+        name=f"{fs.name[:60]}-seq",
+        spec=ml_sequence.spec_with_lags(fs.spec, window),
+        description=f"{fs.ref} with lags 1-{window - 1} on every feature (sequence models)",
+        base_timeframe=fs.base_timeframe,
+        actor=actor,
+    )
+    return derived
 
 
 def job_enqueue(job: TrainingJob) -> None:

@@ -8,7 +8,7 @@ import pytest
 from optuna.trial import TrialState
 
 from api.errors import ApplicationError
-from models_registry.ml.families import FAMILIES
+from models_registry.ml.families import FAMILIES, TABULAR
 from models_registry.ml.search import run_search
 
 
@@ -69,7 +69,7 @@ def test_should_stop_cancels():
 
 def test_ensemble_weights_and_oos_shape():
     X, y = _data(1500)
-    result = run_search(X, y, task="binary", families=list(FAMILIES), n_trials=8, seed=1)
+    result = run_search(X, y, task="binary", families=list(TABULAR), n_trials=8, seed=1)
     assert 1 <= len(result.top) <= 3 and len(result.weights) == len(result.top)
     assert all(w >= 0 for w in result.weights) and sum(result.weights) == pytest.approx(1)
     assert result.oos_pred.shape == (result.oos_index.size, 2)

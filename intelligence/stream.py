@@ -295,6 +295,8 @@ class TenantStream:
             self._config_seen = max(self._config_seen, self.pipeline.config_version)
             self._checkpoint(self._start_reason)
             self._start_reason = "start"
+        engine = self.pipeline.engine
+        self._threshold_seen = (engine, engine.min_confidence(), engine.conservative)
         groups: dict[tuple[str, str], list[dict]] = {}
         for e in entries:
             groups.setdefault((e.data["symbol"].upper(), e.data["timeframe"]), []).append(e.data)
@@ -460,6 +462,7 @@ class TenantStream:
                 transaction.on_commit(lambda: publish_decisions(payloads, schema))
             if outcomes:
                 transaction.on_commit(lambda: bus.publish_many("feedback.prediction.outcome", outcomes, schema=schema))
+                self._threshold_changed(schema)
         self.decided += len(decisions)
         # billed units, one round trip a batch
         metering.units_add_many(
@@ -471,6 +474,27 @@ class TenantStream:
             if learning.models_live_check():  # a rollback or an opened circuit: pick up the change now
                 for series in self.series.values():
                     series.model_checked = 0.0
+
+    def _threshold_changed(self, schema: str) -> None:
+        """The adaptive threshold or conservative mode moved while this batch was learned from:
+        audited in this transaction, ``ml.threshold.adjusted`` published after commit."""
+        engine, old, was_conservative = getattr(self, "_threshold_seen", (None, None, None))
+        if engine is not self.pipeline.engine:
+            return
+        new, conservative = engine.min_confidence(), engine.conservative
+        if new == old and conservative == was_conservative:
+            return
+        from compliance.services import audit_record
+
+        adaptive = engine.flow["adaptive"]
+        event = {
+            "name": "min_confidence", "old": old, "new": new, "min": adaptive["floor"], "max": adaptive["ceiling"],
+            "reason": "recent precision vs target" if new != old else "recent accuracy vs the conservative limits",
+            "ts": int(time.time()), "conservative": conservative,
+        }  # fmt: skip
+        audit_record(None, "ml.threshold.adjusted", details={**event, "flow": self.pipeline.flow_name})
+        self._threshold_seen = (engine, new, conservative)
+        transaction.on_commit(lambda: bus.publish("ml.threshold.adjusted", event, schema=schema))
 
     def _checkpoint(self, reason: str) -> None:
         """Record the engine as it stands, with what it waits to learn from: a replay starts here."""

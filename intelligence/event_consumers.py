@@ -1,0 +1,171 @@
+"""What the decision side does with its events (run by ``manage.py run_event_consumers``).
+
+- ``trade.executed`` (group ``performance``): a ``performance.update`` snapshot of the paper
+  ledger (equity, realised / unrealised P&L, drawdown, exposure, trades) after each batch of fills;
+- ``feedback.prediction.outcome`` (group ``performance-feedback``): ``feedback.performance``, the
+  consensus's and each agent's accuracy over the last resolved decisions, and a snapshot with it;
+- ``performance.update`` and ``ml.threshold.adjusted`` (group ``risk-limits``): the exposure
+  limit adapts, within [``EXPOSURE_MIN``, ``EXPOSURE_MAX``]: halved when the drawdown passes
+  ``DRAWDOWN_TIGHTEN`` or conservative mode is entered, restored one step at a time once the
+  drawdown is back under ``DRAWDOWN_RELAX`` and conservative mode was left: ``ml.risk.limit.update``;
+- ``ml.risk.limit.update`` (group ``apply``): the limit is stored (:func:`risk_limits`) and audited.
+
+Every handler is idempotent per batch: a snapshot is recomputed from the database, a limit is set,
+not added to.
+"""
+
+from __future__ import annotations
+
+import time
+
+from django.db import connection, transaction
+
+from eventbus import bus
+from eventbus.runner import consumes
+
+from .ledger import LedgerConfig, position_state
+from .models import Decision, Fill, Flow, Position
+
+WINDOW = 200  # resolved decisions behind feedback.performance
+EXPOSURE_MAX = 1.0  # gross exposure, fraction of the paper equity
+EXPOSURE_MIN = 0.1
+DRAWDOWN_TIGHTEN = 0.10
+DRAWDOWN_RELAX = 0.03
+RELAX_STEP = 0.1
+
+
+def _ledger_config() -> LedgerConfig:
+    flow = Flow.objects.filter(active=True).values_list("config", flat=True).first()
+    return LedgerConfig.from_flow(flow or {})
+
+
+def performance_snapshot(reason: str, *, accuracy: float | None = None, resolved: int | None = None) -> dict:
+    """The tenant's paper performance now, as a ``performance.update`` payload."""
+    cfg = _ledger_config()
+    positions = list(Position.objects.all())
+    realized = sum(p.realized_pnl for p in positions)
+    unrealized = sum(p.unrealized_pnl for p in positions)
+    equity = cfg.equity + realized + unrealized
+    peak = max([cfg.equity, equity, *(p.peak_equity or 0.0 for p in positions)])
+    closing = Fill.objects.exclude(realized_pnl=0)
+    wins = closing.filter(realized_pnl__gt=0).count()
+    closed = closing.count()
+    out = {
+        "ts": int(time.time()),
+        "equity": equity,
+        "realized_pnl": realized,
+        "unrealized_pnl": unrealized,
+        "drawdown": (peak - equity) / peak if peak > 0 else 0.0,
+        "exposure": sum(position_state(p, cfg)["exposure"] for p in positions),
+        "trades": Fill.objects.count(),
+        "open_positions": sum(1 for p in positions if p.qty),
+        "reason": reason,
+    }
+    if closed:
+        out["win_rate"] = wins / closed
+    if accuracy is not None:
+        out["accuracy"] = accuracy
+    if resolved is not None:
+        out["resolved"] = resolved
+    return out
+
+
+def feedback_performance(window: int = WINDOW) -> dict:
+    rows = list(
+        Decision.objects.filter(resolved_at__isnull=False)
+        .exclude(realized=None)
+        .order_by("-id")
+        .values_list("action", "realized", "votes")[:window]
+    )
+    n = hits = 0
+    agents: dict[str, dict] = {}
+    for action, realized, votes in rows:
+        if action in ("BUY", "SELL"):
+            n += 1
+            hits += (1 if action == "BUY" else -1) == realized
+        for vote in votes or ():
+            if vote.get("action") in ("BUY", "SELL"):
+                t = agents.setdefault(vote["agent"], {"n": 0, "hits": 0})
+                t["n"] += 1
+                t["hits"] += (1 if vote["action"] == "BUY" else -1) == realized
+    for t in agents.values():
+        t["accuracy"] = t["hits"] / t["n"]
+    out = {"ts": int(time.time()), "window": window, "agents": agents, "resolved": len(rows)}
+    if n:
+        out["accuracy"] = hits / n
+    return out
+
+
+@consumes("trade.executed", "performance")
+def on_trades(entries: list[bus.Entry]) -> None:
+    bus.publish("performance.update", performance_snapshot("trade"))
+
+
+@consumes("feedback.prediction.outcome", "performance-feedback")
+def on_outcomes(entries: list[bus.Entry]) -> None:
+    feedback = feedback_performance()
+    bus.publish("feedback.performance", feedback)
+    bus.publish(
+        "performance.update",
+        performance_snapshot("outcome", accuracy=feedback.get("accuracy"), resolved=feedback["resolved"]),
+    )
+
+
+# --- adaptive risk limits ------------------------------------------------------------------------
+
+
+def _limits_key(schema: str | None = None) -> str:
+    return f"risk:{schema or connection.schema_name}:limits"
+
+
+def risk_limits(schema: str | None = None) -> dict[str, float]:
+    """The adapted risk limits in force (``max_exposure``: gross, fraction of equity)."""
+    raw = bus.client().hgetall(_limits_key(schema))
+    return {"max_exposure": EXPOSURE_MAX} | {k.decode(): float(v) for k, v in raw.items()}
+
+
+def _propose(new: float, reason: str) -> dict | None:
+    old = risk_limits()["max_exposure"]
+    new = round(min(EXPOSURE_MAX, max(EXPOSURE_MIN, new)), 6)
+    if new == old:
+        return None
+    return {
+        "limit": "max_exposure", "old": old, "new": new, "min": EXPOSURE_MIN, "max": EXPOSURE_MAX,
+        "reason": reason, "ts": int(time.time()),
+    }  # fmt: skip
+
+
+@consumes("performance.update", "risk-limits")
+def on_performance(entries: list[bus.Entry]) -> None:
+    latest = entries[-1].data  # a snapshot: only the newest counts
+    current = risk_limits()["max_exposure"]
+    if latest["drawdown"] >= DRAWDOWN_TIGHTEN:
+        change = _propose(current / 2, f"drawdown {latest['drawdown']:.1%} >= {DRAWDOWN_TIGHTEN:.0%}")
+    elif latest["drawdown"] < DRAWDOWN_RELAX and not bus.client().hget(_limits_key(), "conservative") == b"1":
+        change = _propose(current + RELAX_STEP, f"drawdown {latest['drawdown']:.1%} < {DRAWDOWN_RELAX:.0%}")
+    else:
+        change = None
+    if change:
+        bus.publish("ml.risk.limit.update", change)
+
+
+@consumes("ml.threshold.adjusted", "risk-limits")
+def on_threshold(entries: list[bus.Entry]) -> None:
+    latest = entries[-1].data
+    conservative = bool(latest.get("conservative"))
+    bus.client().hset(_limits_key(), "conservative", int(conservative))
+    if conservative:
+        change = _propose(risk_limits()["max_exposure"] / 2, "conservative mode entered")
+        if change:
+            bus.publish("ml.risk.limit.update", change)
+
+
+@consumes("ml.risk.limit.update", "apply")
+def on_risk_limit(entries: list[bus.Entry]) -> None:
+    from compliance.services import audit_record
+
+    with transaction.atomic():
+        for entry in entries:
+            audit_record(None, "ml.risk.limit.update", details={**entry.data, "event_id": entry.id})
+        latest = entries[-1].data
+        bus.client().hset(_limits_key(), latest["limit"], min(EXPOSURE_MAX, max(EXPOSURE_MIN, latest["new"])))

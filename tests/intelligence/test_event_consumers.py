@@ -1,0 +1,144 @@
+"""The decision side's event consumers acting on their events: fills -> performance.update
+snapshot; outcomes -> feedback.performance (agent accuracies); a drawdown or conservative mode ->
+the exposure limit halved within its bounds (ml.risk.limit.update), applied and audited; a
+recovered drawdown -> relaxed one step; and the live stream's adaptive threshold moving ->
+ml.threshold.adjusted, audited."""
+
+import datetime as dt
+import json
+
+import pytest
+from django.utils import timezone
+from django_tenants.utils import schema_context
+
+from compliance.models import AuditRecord
+from eventbus import bus
+from eventbus.runner import Runner
+from intelligence import event_consumers as ec
+from intelligence.broker import PaperBroker
+from intelligence.ledger import LedgerConfig, ledger_apply
+from intelligence.models import Decision, Position
+from tests.intelligence.helpers import clear_streams
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def schema(alpha):
+    name = alpha.tenant.schema_name
+    clear_streams(name)
+    bus.client().delete(f"risk:{name}:limits")
+    yield name
+    clear_streams(name)
+    bus.client().delete(f"risk:{name}:limits")
+
+
+def _data(schema, event):
+    return [json.loads(f[b"e"])["data"] for _, f in bus.client().xrange(bus.stream_key(event, schema))]
+
+
+def _decision(action, size, n, **kw):
+    return Decision.objects.create(
+        source="stream", symbol="EVC", timeframe="1d", ts=dt.datetime(2024, 1, 1 + n, tzinfo=dt.UTC),
+        action=action, confidence=0.6, size=size, **kw,
+    )  # fmt: skip
+
+
+def test_fills_become_a_performance_snapshot_and_a_drawdown_tightens_the_exposure_limit(
+    alpha, schema, django_capture_on_commit_callbacks
+):
+    cfg = LedgerConfig(equity=100_000.0, fee_bps=0.0)
+    broker = PaperBroker(spread_bps=0.0, latency_ms=0.0, latency_jitter_ms=0.0, vol_bps_per_s=0.0, partial_prob=0.0)
+    with schema_context(schema):
+        with django_capture_on_commit_callbacks(execute=True):
+            ledger_apply([(_decision("BUY", 1.0, 0), 100.0)], cfg, broker=broker)  # all-in long @ 100
+        pos = Position.objects.get(symbol="EVC")
+        pos.last_price = 80.0  # marked 20 % down: 20 % drawdown
+        pos.save()
+    run = Runner([schema])
+    run.drain()
+    snaps = _data(schema, "performance.update")
+    assert snaps and snaps[0]["reason"] == "trade" and snaps[0]["trades"] == 1 and snaps[0]["open_positions"] == 1
+    assert snaps[0]["unrealized_pnl"] == pytest.approx(-20_000.0) and snaps[0]["drawdown"] == pytest.approx(0.2)
+    assert snaps[0]["exposure"] == pytest.approx(0.8)
+    limits = _data(schema, "ml.risk.limit.update")
+    assert [(c["old"], c["new"]) for c in limits] == [(1.0, 0.5)] and "drawdown" in limits[0]["reason"]
+    assert ec.risk_limits(schema)["max_exposure"] == 0.5  # applied by the "apply" consumer
+    with schema_context(schema):
+        audited = AuditRecord.objects.filter(action="ml.risk.limit.update")
+        assert [r.details["new"] for r in audited] == [0.5]
+    # repeated drawdowns halve it down to the floor, never below
+    for _ in range(6):
+        bus.publish("performance.update", {**snaps[0], "reason": "test"}, schema=schema)
+        run.drain()
+    assert ec.risk_limits(schema)["max_exposure"] == ec.EXPOSURE_MIN
+    # the drawdown recovered: relaxed one step per snapshot, up to the ceiling
+    bus.publish("performance.update", {**snaps[0], "drawdown": 0.0, "reason": "test"}, schema=schema)
+    run.drain()
+    assert ec.risk_limits(schema)["max_exposure"] == pytest.approx(ec.EXPOSURE_MIN + ec.RELAX_STEP)
+
+
+def test_conservative_mode_halves_the_limit_and_blocks_relaxing(schema):
+    event = {"name": "min_confidence", "old": 0.55, "new": 0.6, "min": 0.5, "max": 0.8, "reason": "t", "ts": 1,
+             "conservative": True}  # fmt: skip
+    bus.publish("ml.threshold.adjusted", event, schema=schema)
+    run = Runner([schema])
+    run.drain()
+    assert ec.risk_limits(schema)["max_exposure"] == 0.5
+    snap = {"ts": 1, "equity": 1e5, "realized_pnl": 0.0, "unrealized_pnl": 0.0, "drawdown": 0.0, "exposure": 0.0,
+            "trades": 0}  # fmt: skip
+    bus.publish("performance.update", snap, schema=schema)
+    run.drain()
+    assert ec.risk_limits(schema)["max_exposure"] == 0.5  # no relaxing while conservative
+    bus.publish("ml.threshold.adjusted", {**event, "conservative": False}, schema=schema)
+    run.drain()  # (streams are independent: no order between two events of different streams)
+    bus.publish("performance.update", snap, schema=schema)
+    run.drain()
+    assert ec.risk_limits(schema)["max_exposure"] == pytest.approx(0.6)
+
+
+def test_outcomes_become_feedback_performance_with_each_agents_accuracy(schema):
+    votes_up = [{"agent": "trend", "action": "BUY"}, {"agent": "meanrev", "action": "SELL"}]
+    with schema_context(schema):
+        for n in range(4):
+            _decision("BUY", 0.1, n, votes=votes_up, realized=1 if n < 3 else -1, resolved_at=timezone.now())
+        _decision("HOLD", 0.0, 5, votes=[{"agent": "trend", "action": "HOLD"}], realized=1, resolved_at=timezone.now())
+    bus.publish(
+        "feedback.prediction.outcome",
+        {"decision_id": 1, "symbol": "EVC", "timeframe": "1d", "ts": 1, "realized": 1},
+        schema=schema,
+    )
+    Runner([schema]).drain()
+    (fb,) = _data(schema, "feedback.performance")
+    assert fb["resolved"] == 5 and fb["accuracy"] == 0.75
+    assert fb["agents"] == {
+        "trend": {"n": 4, "hits": 3, "accuracy": 0.75},
+        "meanrev": {"n": 4, "hits": 1, "accuracy": 0.25},
+    }
+    snaps = [s for s in _data(schema, "performance.update") if s["reason"] == "outcome"]
+    assert snaps and snaps[0]["accuracy"] == 0.75 and snaps[0]["resolved"] == 5
+
+
+def test_the_streams_threshold_move_is_audited_and_published(alpha, schema, django_capture_on_commit_callbacks):
+    from django.db import transaction
+
+    from intelligence import services
+    from intelligence.stream import TenantStream
+
+    stream = TenantStream(alpha.tenant)
+    with schema_context(schema):
+        stream.pipeline = services.pipeline_load(alpha.tenant, fresh=True)
+        engine = stream.pipeline.engine
+        now = engine.min_confidence()
+        stream._threshold_seen = (engine, now, engine.conservative)
+        with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+            stream._threshold_changed(schema)  # nothing moved: nothing said
+        assert not _data(schema, "ml.threshold.adjusted")
+        stream._threshold_seen = (engine, now - 0.05, engine.conservative)
+        with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+            stream._threshold_changed(schema)
+            assert not _data(schema, "ml.threshold.adjusted")  # after commit only
+        (record,) = AuditRecord.objects.filter(action="ml.threshold.adjusted")
+        assert record.actor == "system" and record.details["new"] == now
+    (event,) = _data(schema, "ml.threshold.adjusted")
+    assert event["old"] == pytest.approx(now - 0.05) and event["new"] == now and event["min"] <= now <= event["max"]

@@ -5,6 +5,28 @@ import json
 from django import forms
 
 from marketdata.models import Timeframe
+from models_registry.ml.families import FAMILIES, TABULAR
+
+FAMILY_LABELS = {
+    "xgboost": "XGBoost (gradient-boosted trees)",
+    "logistic": "Logistic / ridge regression",
+    "random_forest": "Random forest",
+    "extra_trees": "Extra trees",
+    "mlp_window": "Sequence model: neural network over the last bars (trains on <feature set>-seq)",
+}
+
+
+def families_field() -> forms.MultipleChoiceField:
+    """The AutoML families to search (every family the training service knows); none ticked = the
+    tabular defaults."""
+    return forms.MultipleChoiceField(
+        choices=[(f, FAMILY_LABELS.get(f, f)) for f in FAMILIES],
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        label="Model families",
+        help_text=f"None ticked: {', '.join(TABULAR)}.",
+    )
+
 
 EXAMPLE_SPEC = {
     "features": [
@@ -58,6 +80,7 @@ class TrainForm(forms.Form):
     horizon = forms.IntegerField(min_value=1, max_value=500, initial=1, help_text="Bars ahead.")
     dead_band = forms.FloatField(min_value=0, initial=0.0, required=False, help_text="Flat band in % (ternary).")
     n_trials = forms.IntegerField(min_value=1, max_value=2000, initial=20, label="Trials")
+    families = families_field()
 
 
 class DeployForm(forms.Form):

@@ -94,6 +94,7 @@ def models_home(request):
                     timeframe=d["timeframe"],
                     feature_set=d["feature_set"],
                     target=target,
+                    families=d["families"] or None,
                     n_trials=d["n_trials"],
                 )
             except ApplicationError as exc:

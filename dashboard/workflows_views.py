@@ -18,6 +18,7 @@ from marketdata.models import Timeframe
 from tenants.models import Role
 
 from .access import can, forbidden, tenant_page
+from .forms import families_field
 from .views import _is_htmx
 
 PAGE_SIZE = 20
@@ -32,6 +33,7 @@ class WorkflowForm(forms.Form):
     timeframe = forms.ChoiceField(choices=Timeframe.choices, initial="1d")
     feature_set = forms.CharField(max_length=80, initial="default", help_text="name or name@version")
     n_trials = forms.IntegerField(min_value=1, max_value=2000, initial=20, label="Trials")
+    families = families_field()
     canary_percent = forms.FloatField(
         min_value=0, max_value=100, required=False, label="Canary traffic %",
         help_text="Live traffic to the new version while it is the challenger. Empty: 10 % for admins, 0 for "
@@ -73,7 +75,7 @@ def workflows(request):
                 wf, _ = services.workflow_create(
                     tenant=request.tenant, actor=request.user, model_name=d["model"], symbol=d["symbol"],
                     timeframe=d["timeframe"], feature_set=d["feature_set"], n_trials=d["n_trials"],
-                    canary_percent=d["canary_percent"], auto_promote=d["auto_promote"],
+                    families=d["families"] or None, canary_percent=d["canary_percent"], auto_promote=d["auto_promote"],
                     allow_no_edge=d["allow_no_edge"], can_manage=can(request, Role.ADMIN),
                 )  # fmt: skip
             except ApplicationError as exc:

@@ -64,6 +64,7 @@ DEFAULT_FLOW: dict[str, Any] = {
         "trend",
         "mean_reversion",
         "ml",
+        "rl",
         "pattern",
         "regime",
         "sentiment",

@@ -26,6 +26,7 @@ from .consensus import ConsensusEngine, agent_settings, resolve_flow, run_agents
 from .feed import publish_decisions
 from .ledger import LedgerConfig, decision_insert_applied, ledger_apply, position_state
 from .models import Decision, EngineState, Flow, Position
+from .rl_agent_input import rl_events_publish, rl_input, rl_version_for
 
 CLOSES = 200  # recent closes an agent may read
 DEMO_FLOW = {"name": "default"}  # the flow a tenant without one of its own runs
@@ -179,6 +180,7 @@ def model_for(*, symbol: str, timeframe: str, flow: dict):
     if model is None:
         alias = (
             ModelAlias.objects.filter(name="production", version__symbol=symbol, version__timeframe=timeframe)
+            .exclude(version__task="rl")  # an RL policy votes as the rl agent, not through the ML agent
             .select_related("model")
             .first()
         )
@@ -353,6 +355,11 @@ def decision_make(*, tenant, symbol: str, timeframe: str | None = None, bars: li
         if version is not None:
             model_spec = fs_selectors.feature_set_spec(version.feature_set)
             model_row = compute_batch(frame, model_spec, timeframe, direct=True).iloc[-1].to_dict()
+        rl_version = rl_version_for(symbol=symbol, timeframe=timeframe) if "rl" in pipeline.flow["agents"] else None
+        rl_row = {}
+        if rl_version is not None and rl_version.feature_names:
+            rl_spec = fs_selectors.feature_set_spec(rl_version.feature_set)
+            rl_row = compute_batch(frame, rl_spec, timeframe, direct=True).iloc[-1].to_dict()
         row = {k: float(v) for k, v in feats.iloc[-1].items()}
         position = Position.objects.filter(symbol=symbol).first()
     else:
@@ -367,6 +374,10 @@ def decision_make(*, tenant, symbol: str, timeframe: str | None = None, bars: li
         model_row = {}
         if version is not None:
             model_row = fs_selectors.latest_features(instrument=instrument, timeframe=timeframe, fs=version.feature_set)
+        rl_version = rl_version_for(symbol=symbol, timeframe=timeframe) if "rl" in pipeline.flow["agents"] else None
+        rl_row = {}
+        if rl_version is not None and rl_version.feature_names:
+            rl_row = fs_selectors.latest_features(instrument=instrument, timeframe=timeframe, fs=rl_version.feature_set)
     closes = frame["close"].to_numpy()[-CLOSES:]
     ml = ml_prediction(version, model_row) if version is not None else None
     ctx = Context(
@@ -376,6 +387,7 @@ def decision_make(*, tenant, symbol: str, timeframe: str | None = None, bars: li
         features=row,
         closes=closes,
         ml=ml,
+        rl=rl_input(rl_version, rl_row) if rl_version is not None else None,
         position=position_state(position, pipeline.ledger),
         settings=pipeline.settings,
     )
@@ -416,6 +428,8 @@ def decision_make(*, tenant, symbol: str, timeframe: str | None = None, bars: li
     notify_decisions([(payload, price)], schema)
     if runtime.get("publish", True):
         transaction.on_commit(lambda: publish_decisions([payload], schema))
+    if rl_version is not None:
+        transaction.on_commit(lambda: rl_events_publish(decision, schema))
     metering.units_add_many(tenant, {"decision": 1, "prediction": 1 if ml else 0})
     return decision
 

@@ -25,12 +25,8 @@ from .services.registry import CHALLENGER, PRODUCTION, artifact_context
 _bundles = BoundedCache(settings.AI_MODEL_CACHE_SIZE)
 
 
-def bundle_get(version: ModelVersion):
-    """The fitted bundle of a version: decrypted, verified against its sha256, then loaded."""
-    key = (connection.schema_name, version.pk, version.artifact_sha256)
-    bundle = _bundles.get(key)
-    if bundle is not None:
-        return bundle
+def artifact_verified(version: ModelVersion) -> bytes:
+    """The plaintext artifact of a version, decrypted and checked against its recorded sha256."""
     if version.artifact is None:
         raise ApplicationError(
             "version_pruned", f"{version.ref} was pruned (retention limit); use a kept version.", status=409
@@ -40,6 +36,32 @@ def bundle_get(version: ModelVersion):
         raise ApplicationError(
             "artifact_tampered", f"The artifact of {version.ref} does not match its recorded sha256.", status=500
         )
+    return data
+
+
+def policy_get(version: ModelVersion):
+    """The RL policy of a version (``task == "rl"``): verified like a bundle, loaded without pickle."""
+    key = (connection.schema_name, version.pk, version.artifact_sha256, "rl")
+    policy = _bundles.get(key)
+    if policy is None:
+        from .rl import artifact as rl_artifact
+
+        policy = rl_artifact.load(artifact_verified(version))
+        _bundles.put(key, policy)
+    return policy
+
+
+def bundle_get(version: ModelVersion):
+    """The fitted bundle of a version: decrypted, verified against its sha256, then loaded."""
+    key = (connection.schema_name, version.pk, version.artifact_sha256)
+    bundle = _bundles.get(key)
+    if bundle is not None:
+        return bundle
+    if version.task == "rl":
+        raise ApplicationError(
+            "not_a_predictor", f"{version.ref} is an RL policy: it votes as the rl agent, it does not predict."
+        )
+    data = artifact_verified(version)
     from .ml import artifacts  # xgboost/skops load only in processes that predict
 
     bundle = artifacts.load(data)

@@ -15,6 +15,7 @@ from intelligence.agents import (  # noqa: F401  (registration side effects)
     portfolio,
     regime,
     risk,
+    rl,
     sentiment,
     sizing,
     technical,

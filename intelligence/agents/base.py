@@ -129,6 +129,7 @@ class Context:
     features: dict[str, float]
     closes: np.ndarray
     ml: dict | None = None
+    rl: dict | None = None  # the deployed RL policy: {"policy", "version", "no_edge", "features"}
     sentiment: float | None = None
     headlines: list[str] | None = None
     fundamentals: dict | None = None

@@ -64,10 +64,30 @@ class TrainingJobDetailSerializer(TrainingJobSerializer):
 
 
 class TargetSerializer(serializers.Serializer):
-    kind = serializers.ChoiceField(choices=["direction", "ternary", "return"], default="direction")
+    kind = serializers.ChoiceField(
+        choices=["direction", "ternary", "return", "rl"],
+        default="direction",
+        help_text="What the model learns. `rl`: a reinforcement-learning trading policy (fields `algo`, "
+        "`positions`, `n_lags`; `n_trials` is then the number of training episodes, at most 200), evaluated "
+        "walk-forward out of sample against buy & hold and flat.",
+    )
     horizon = serializers.IntegerField(min_value=1, max_value=500, default=1)
     dead_band = serializers.FloatField(min_value=0, default=0.0)
     dead_band_unit = serializers.ChoiceField(choices=["pct", "atr"], default="pct")
+    algo = serializers.ChoiceField(
+        choices=["q_learning", "dqn", "actor_critic"], required=False, help_text="RL only (default q_learning)."
+    )
+    positions = serializers.ChoiceField(
+        choices=["long_short", "long_flat"], required=False, help_text="RL only: positions {-1,0,1} or {0,1}."
+    )
+    n_lags = serializers.IntegerField(min_value=1, max_value=6, required=False, help_text="RL only: lagged returns.")
+
+    RL_FIELDS = ("algo", "positions", "n_lags")
+
+    def validate(self, attrs):
+        if attrs.get("kind") == "rl":
+            return {"kind": "rl", **{k: attrs[k] for k in self.RL_FIELDS if k in attrs}}
+        return {k: v for k, v in attrs.items() if k not in self.RL_FIELDS}
 
 
 class TrainingRecipeSerializer(serializers.Serializer):

@@ -30,6 +30,7 @@ from ..ml import families as ml_families
 from ..ml import sequence as ml_sequence
 from ..ml.targets import TargetSpec
 from ..models import FINISHED_STATES, JobState, ModelAlert, RegisteredModel, TrainingJob
+from . import rl_training
 from .registry import CHALLENGER, model_deploy, model_get_or_create, version_create
 
 log = logging.getLogger(__name__)
@@ -82,11 +83,16 @@ def training_job_create(
         validate_slug(name)
     except Exception as exc:
         raise ApplicationError("invalid_name", "A model name is letters, digits, - or _.", {"model": name}) from exc
-    spec = TargetSpec.from_json(target or {})
-    spec.validate()
-    families = list(families or DEFAULT_FAMILIES)
+    if rl_training.is_rl(target):  # a reinforcement-learning policy instead of an AutoML ensemble
+        target = rl_training.rl_target_validate(target)
+        rl_training.rl_budget_check(n_trials)
+        spec, families = None, []
+    else:
+        spec = TargetSpec.from_json(target or {})
+        spec.validate()
+        families = list(families or DEFAULT_FAMILIES)
     unknown = [f for f in families if f not in ml_families.FAMILIES]
-    if unknown or not families:
+    if unknown or (not families and spec is not None):
         raise ApplicationError(
             "invalid_families",
             f"Unknown model families {unknown}; choose from {', '.join(ml_families.FAMILIES)}.",
@@ -126,7 +132,7 @@ def training_job_create(
         "feature_set": fs.ref,
         "start": start.isoformat() if start else None,
         "end": end.isoformat() if end else None,
-        "target": spec.to_json(),
+        "target": spec.to_json() if spec is not None else target,
         "families": families,
         "n_trials": n_trials,
         "timeout_seconds": timeout_seconds,
@@ -269,6 +275,8 @@ def _train(job: TrainingJob, progress: _Progress):
     from ..ml.train import train
 
     p = job.params
+    if rl_training.is_rl(p["target"]):
+        return rl_training.train_rl(job, progress)
     X, close, atr, instrument, fs = training_data(p)
     progress.step(5, f"{len(X):,} rows × {X.shape[1]} features of {instrument.symbol} {p['timeframe']}")
     result = train(

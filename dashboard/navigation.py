@@ -61,6 +61,7 @@ AREAS = [
             ("Performance", "dashboard:performance"),
             ("Configuration", "dashboard:config"),
             ("Kill switch", "dashboard:kill-switch"),
+            ("Events", "dashboard:events"),
         ),
     ),
     Area(

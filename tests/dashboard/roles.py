@@ -120,6 +120,7 @@ ACTIONS = [
     ("A/B abort", Role.ADMIN, "/app/models/{model}/", {"action": "ab_abort"}),
     ("A/B promote", Role.ADMIN, "/app/models/{model}/", {"action": "ab_promote"}),
     ("kill switch engage", Role.ADMIN, "/app/kill-switch/", {"reason": "stop"}),
+    ("event dead letters replay", Role.ADMIN, "/app/events/dlq/replay/", {}),
     ("config save", Role.ADMIN, "/app/config/dev/change/", {"action": "save", "controls.max_position": "1"}),
     ("config promote", Role.ADMIN, "/app/config/staging/change/", {"action": "promote"}),
     ("config restore", Role.ADMIN, "/app/config/dev/change/", {"action": "restore", "version": "1"}),

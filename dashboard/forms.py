@@ -74,8 +74,16 @@ class TrainForm(forms.Form):
             ("direction", "Direction (up / down)"),
             ("ternary", "Direction with a flat band"),
             ("return", "Return"),
+            ("rl", "RL trading policy (trials = episodes)"),
         ],
         initial="direction",
+    )
+    rl_algo = forms.ChoiceField(
+        choices=[("q_learning", "Q-learning (tabular)"), ("dqn", "DQN"), ("actor_critic", "Actor-critic")],
+        initial="q_learning",
+        required=False,
+        label="RL algorithm",
+        help_text="RL target only; evaluated walk-forward against buy & hold and flat.",
     )
     horizon = forms.IntegerField(min_value=1, max_value=500, initial=1, help_text="Bars ahead.")
     dead_band = forms.FloatField(min_value=0, initial=0.0, required=False, help_text="Flat band in % (ternary).")

@@ -85,6 +85,8 @@ def models_home(request):
             target = {"kind": d["target"], "horizon": d["horizon"]}
             if d["target"] == "ternary":
                 target.update(dead_band=(d["dead_band"] or 0) / 100, dead_band_unit="pct")
+            elif d["target"] == "rl":
+                target = {"kind": "rl", "algo": d["rl_algo"] or "q_learning"}
             try:
                 job, _ = services.training_job_create(
                     tenant=request.tenant,
@@ -121,9 +123,55 @@ def training_job(request, job_id):
     from models_registry import selectors
 
     job = _or_404(selectors.job_get, job_id=job_id)
-    context = {"job": job, "chart": _trials_chart(job.trials), "log": job.log.splitlines()[-30:]}
+    version = getattr(job, "model_version", None) if job.state == "succeeded" else None
+    context = {
+        "job": job,
+        "chart": _trials_chart(job.trials),
+        "rl_chart": _rl_chart(version.report) if version is not None else None,
+        "log": job.log.splitlines()[-30:],
+    }
     template = "dashboard/_training_job_panel.html" if _is_htmx(request) else "dashboard/training_job.html"
     return render(request, template, context)
+
+
+def _polyline(values: list[float], lo: float, hi: float, width: int, height: int) -> str:
+    span = (hi - lo) or 1.0
+    n = max(len(values) - 1, 1)
+    return " ".join(
+        f"{round(i / n * (width - 10) + 5, 1)},{round(height - 5 - (v - lo) / span * (height - 10), 1)}"
+        for i, v in enumerate(values)
+    )
+
+
+def _rl_chart(report: dict | None, width: int = 600, height: int = 160) -> dict | None:
+    """An RL version's curves as SVG coordinates: total reward per training episode, and the
+    walk-forward out-of-sample equity of the policy against buy & hold (same scale)."""
+    curves = (report or {}).get("curves") or {}
+    if (report or {}).get("kind") != "rl" or not curves.get("episode_reward") or not curves.get("oos_equity"):
+        return None
+    ep = [float(x) for x in curves["episode_reward"]]
+    lo, hi = min(min(ep), 0.0), max(max(ep), 0.0)
+    policy, hold = [float(x) for x in curves["oos_equity"]], [float(x) for x in curves.get("buy_and_hold_equity") or []]
+    elo, ehi = min(policy + hold + [1.0]), max(policy + hold + [1.0])
+
+    def y(v: float, a: float, b: float) -> float:
+        return round(height - 5 - (v - a) / ((b - a) or 1.0) * (height - 10), 1)
+
+    episodes = {"points": _polyline(ep, lo, hi, width, height), "lo": min(ep), "hi": max(ep), "count": len(ep)}
+    equity = {
+        "policy": _polyline(policy, elo, ehi, width, height),
+        "hold": _polyline(hold, elo, ehi, width, height),
+        "one": y(1.0, elo, ehi),
+        "policy_end": policy[-1],
+        "hold_end": hold[-1] if hold else None,
+    }
+    return {
+        "width": width,
+        "height": height,
+        "no_edge": bool(report.get("no_edge")),
+        "episodes": {**episodes, "zero": y(0.0, lo, hi)},
+        "equity": equity,
+    }
 
 
 def _trials_chart(trials: list[dict], width: int = 600, height: int = 160) -> dict | None:
@@ -280,6 +328,7 @@ def model_version(request, name: str, version: int):
         "permutation": permutation[:15],
         "permutation_metric": importance.get("permutation_metric", ""),
         "calibration": _calibration_chart(report.get("calibration") or {}),
+        "rl_chart": _rl_chart(report),
         "confusion": report.get("confusion"),
         "confusion_rows": [
             {"label": label, "cells": cells}
@@ -339,5 +388,8 @@ def _significance_text(sig: dict) -> str:
     test = str(sig.get("test", "")).replace("_", " ")
     if p is None:
         return ""
+    if sig.get("test") == "t_test_excess_vs_best_baseline":  # an RL policy's per-bar returns
+        against = str(sig.get("baseline")).replace("_", " ")
+        return f"net return per bar above {against}; p = {p:.2g} (one-sided t test, n = {sig.get('n')})"
     model, base = sig.get("model_accuracy", 0), sig.get("baseline_accuracy", 0)
     return f"accuracy {model:.3f} against {sig.get('against')} {base:.3f}; p = {p:.2g} ({test}, n = {sig.get('n')})"

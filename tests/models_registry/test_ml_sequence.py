@@ -284,13 +284,14 @@ def test_torch_extra_is_optional():
 
 @pytest.mark.django_db
 def test_a_sequence_training_job_is_deployed_and_the_ml_agent_votes_on_it(alpha, usage_redis):
+    from features.models import FeatureSet
     from features.services import feature_set_create
     from marketdata import services as md_services
     from marketdata.synthetic import as_csv
     from marketdata.validation import read_table
-    from models_registry.models import JobState
+    from models_registry.models import JobState, TrainingJob
     from models_registry.services import model_deploy
-    from models_registry.services.training import training_job_create, training_job_run
+    from models_registry.services.training import model_retrain, training_job_create, training_job_run
 
     bars = _demo_bars()  # the demo sample, 3,000 daily bars
     with schema_context(alpha.tenant.schema_name):
@@ -335,3 +336,20 @@ def test_a_sequence_training_job_is_deployed_and_the_ml_agent_votes_on_it(alpha,
             enqueue=False,
         )
         assert again.params["feature_set"] == "momentum-seq@1"
+        # retraining the recipe keeps the windows (the derived set already has every lag)
+        retrain = model_retrain(tenant=alpha.tenant, model=version.model, actor="test")
+        assert retrain.params["feature_set"] == "momentum-seq@1" and retrain.params["families"] == ["mlp_window"]
+    # the API: an unknown family next to it writes nothing (no job, no derived feature set)...
+    analyst = alpha.client(role="analyst")
+    body = {"model": "seq-api", "symbol": "SEQ", "n_trials": 2, "families": ["mlp_window", "nope"]}
+    r = analyst.post("/api/v1/training-jobs/", body, format="json")
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_input"
+    with schema_context(alpha.tenant.schema_name):
+        assert not FeatureSet.objects.filter(name="default-seq").exists()
+        assert not TrainingJob.objects.filter(model_name="seq-api").exists()
+    # ...and the family alone queues a job on default-seq
+    r = analyst.post("/api/v1/training-jobs/", {**body, "families": ["mlp_window"]}, format="json")
+    assert r.status_code == 201, r.content
+    assert r.json()["params"]["feature_set"] == "default-seq@1"
+    viewer_body = {**body, "model": "seq-viewer", "families": ["mlp_window"]}
+    assert alpha.client(role="viewer").post("/api/v1/training-jobs/", viewer_body, format="json").status_code == 403

@@ -8,6 +8,9 @@
   limit adapts, within [``EXPOSURE_MIN``, ``EXPOSURE_MAX``]: halved when the drawdown passes
   ``DRAWDOWN_TIGHTEN`` or conservative mode is entered, restored one step at a time once the
   drawdown is back under ``DRAWDOWN_RELAX`` and conservative mode was left: ``ml.risk.limit.update``;
+- ``feedback.performance`` (group ``risk-limits``): the consensus worse than a coin over
+  ``MIN_RESOLVED`` resolved calls halves the exposure limit too;
+- ``position.opened`` / ``position.closed`` (group ``performance``): a snapshot as for fills;
 - ``ml.risk.limit.update`` (group ``apply``): the limit is stored (:func:`risk_limits`) and audited.
 
 Every handler is idempotent per batch: a snapshot is recomputed from the database, a limit is set,
@@ -32,6 +35,8 @@ EXPOSURE_MIN = 0.1
 DRAWDOWN_TIGHTEN = 0.10
 DRAWDOWN_RELAX = 0.03
 RELAX_STEP = 0.1
+MIN_RESOLVED = 30  # resolved decisions before the consensus's accuracy counts (learning.MIN_SAMPLES)
+COIN = 0.5
 
 
 def _ledger_config() -> LedgerConfig:
@@ -101,6 +106,16 @@ def on_trades(entries: list[bus.Entry]) -> None:
     bus.publish("performance.update", performance_snapshot("trade"))
 
 
+@consumes("position.opened", "performance")
+def on_position_opened(entries: list[bus.Entry]) -> None:
+    bus.publish("performance.update", performance_snapshot("position.opened"))
+
+
+@consumes("position.closed", "performance")
+def on_position_closed(entries: list[bus.Entry]) -> None:
+    bus.publish("performance.update", performance_snapshot("position.closed"))
+
+
 @consumes("feedback.prediction.outcome", "performance-feedback")
 def on_outcomes(entries: list[bus.Entry]) -> None:
     feedback = feedback_performance()
@@ -156,6 +171,17 @@ def on_threshold(entries: list[bus.Entry]) -> None:
     bus.client().hset(_limits_key(), "conservative", int(conservative))
     if conservative:
         change = _propose(risk_limits()["max_exposure"] / 2, "conservative mode entered")
+        if change:
+            bus.publish("ml.risk.limit.update", change)
+
+
+@consumes("feedback.performance", "risk-limits")
+def on_feedback(entries: list[bus.Entry]) -> None:
+    """The consensus worse than a coin over enough resolved calls: the exposure limit is halved."""
+    latest = entries[-1].data
+    accuracy, resolved = latest.get("accuracy"), latest.get("resolved") or 0
+    if accuracy is not None and resolved >= MIN_RESOLVED and accuracy < COIN:
+        change = _propose(risk_limits()["max_exposure"] / 2, f"consensus accuracy {accuracy:.1%} over {resolved}")
         if change:
             bus.publish("ml.risk.limit.update", change)
 

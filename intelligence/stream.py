@@ -460,6 +460,9 @@ class TenantStream:
             notify_decisions(list(zip(payloads, [price for _, price in decisions], strict=True)), schema)
             if pipeline.runtime.get("publish", True):
                 transaction.on_commit(lambda: publish_decisions(payloads, schema))
+            predictions = [e for e in (prediction_event(d) for d, _ in decisions) if e]
+            if predictions:
+                transaction.on_commit(lambda: bus.publish_many("ml.prediction.ready", predictions, schema=schema))
             if outcomes:
                 transaction.on_commit(lambda: bus.publish_many("feedback.prediction.outcome", outcomes, schema=schema))
                 self._threshold_changed(schema)
@@ -717,6 +720,23 @@ def stream_context(symbol, timeframe, ts, features, closes, ml, position, pipeli
         position=position,
         settings=pipeline.settings,
     )
+
+
+def prediction_event(decision: Decision) -> dict | None:
+    """``ml.prediction.ready`` of a decision the served model predicted for (None: it did not)."""
+    ml = (decision.inputs or {}).get("ml")
+    if not ml or not decision.model_version:
+        return None
+    label = ml.get("label", ml.get("class", ml.get("prediction")))
+    return {
+        "symbol": decision.symbol,
+        "timeframe": decision.timeframe,
+        "ts": int(decision.ts.timestamp()),
+        "model_version": decision.model_version,
+        "prediction": str(label),
+        "probabilities": {str(k): float(v) for k, v in (ml.get("probabilities") or {}).items()},
+        "decision_id": decision.pk,
+    }
 
 
 def decision_inputs(position: dict, ml: dict | None, model_features: dict | None, failures: dict) -> dict:

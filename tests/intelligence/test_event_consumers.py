@@ -142,3 +142,36 @@ def test_the_streams_threshold_move_is_audited_and_published(alpha, schema, djan
         assert record.actor == "system" and record.details["new"] == now
     (event,) = _data(schema, "ml.threshold.adjusted")
     assert event["old"] == pytest.approx(now - 0.05) and event["new"] == now and event["min"] <= now <= event["max"]
+
+
+def test_a_served_models_prediction_becomes_ml_prediction_ready():
+    from intelligence.stream import prediction_event
+
+    ts = dt.datetime(2024, 1, 2, tzinfo=dt.UTC)
+    ml = {"label": "up", "class": 1, "probabilities": {"down": 0.3, "up": 0.7}, "version": "m@3"}
+    d = Decision(pk=5, symbol="EVC", timeframe="1h", ts=ts, action="BUY", confidence=0.6, model_version="m@3",
+                 inputs={"ml": ml})  # fmt: skip
+    event = prediction_event(d)
+    bus.EVENTS["ml.prediction.ready"].check(event)
+    assert event == {"symbol": "EVC", "timeframe": "1h", "ts": int(ts.timestamp()), "model_version": "m@3",
+                     "prediction": "up", "probabilities": {"down": 0.3, "up": 0.7}, "decision_id": 5}  # fmt: skip
+    d.inputs = {"ml": {"prediction": 0.012, "version": "m@3"}}  # a regressor
+    assert prediction_event(d)["prediction"] == "0.012" and prediction_event(d)["probabilities"] == {}
+    d.inputs, d.model_version = {}, ""
+    assert prediction_event(d) is None
+
+
+def test_a_consensus_worse_than_a_coin_halves_the_limit_and_positions_give_snapshots(schema):
+    base = {"ts": 1, "window": 200, "agents": {}}
+    bus.publish("feedback.performance", {**base, "accuracy": 0.4, "resolved": 10}, schema=schema)  # too few
+    run = Runner([schema])
+    run.drain()
+    assert ec.risk_limits(schema)["max_exposure"] == 1.0
+    bus.publish("feedback.performance", {**base, "accuracy": 0.4, "resolved": 50}, schema=schema)
+    run.drain()
+    assert ec.risk_limits(schema)["max_exposure"] == 0.5
+    closed = {"symbol": "EVC", "side": "LONG", "qty": 1.0, "avg_price": 1.0, "exit_price": 2.0, "realized_pnl": 1.0,
+              "ts": 1}  # fmt: skip
+    bus.publish("position.closed", closed, schema=schema)
+    run.drain()
+    assert "position.closed" in [s["reason"] for s in _data(schema, "performance.update")]

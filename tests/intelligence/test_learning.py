@@ -2,6 +2,7 @@
 abort, auto-rollback, the circuit breaker on prediction errors, and validate-ai-accuracy."""
 
 import datetime as dt
+import json
 from unittest import mock
 
 import numpy as np
@@ -474,6 +475,13 @@ def test_the_stream_splits_bars_between_the_arms_and_scores_each_version(
     # the outcomes went out as events, with the model's own score
     outcomes = bus.client().xrange(bus.stream_key("feedback.prediction.outcome", schema))
     assert len(outcomes) == 79 and all(b"model_correct" in fields[b"e"] for _, fields in outcomes)
+    # and every served prediction as ml.prediction.ready, naming its version and decision
+    predictions = [
+        json.loads(f[b"e"])["data"] for _, f in bus.client().xrange(bus.stream_key("ml.prediction.ready", schema))
+    ]
+    assert sorted((p["decision_id"], p["model_version"]) for p in predictions) == [
+        (d.pk, d.model_version) for d in decisions
+    ]
     ab = alpha.client().get("/api/v1/models/live/ab/").json()
     assert ab["production"]["live"]["n"] + ab["challenger"]["live"]["n"] == 79
 

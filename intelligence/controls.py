@@ -25,6 +25,7 @@ from .models import Action, Decision, LedgerDay, Position
 
 log = logging.getLogger(__name__)
 THROTTLE = "max_decisions_per_second"
+RISK_LIMIT = "max_exposure"  # adaptive (event_consumers), read from Redis per batch: replayed as recorded
 
 
 def block(decision: Decision, code: str, reason: str) -> None:
@@ -75,12 +76,22 @@ def throttle(decisions: list[Decision], *, runtime: dict, schema: str) -> int:
 
 
 def replayed(decision: Decision, *, recorded: dict, price: float, position: dict, runtime: dict, ledger) -> None:
-    """The controls on a replayed decision: as live, with a recorded per-second hold taken as given."""
+    """The controls on a replayed decision: as live, with a recorded per-second or adaptive exposure
+    hold taken as given (neither is part of the recorded configuration)."""
     if pretrade(decision, price=price, position=position, runtime=runtime, ledger=ledger):
         return
     blocked = (recorded or {}).get("blocked") or {}
-    if blocked.get("control") == THROTTLE and decision.action != Action.HOLD:
-        block(decision, THROTTLE, blocked.get("reason", ""))
+    if blocked.get("control") in (THROTTLE, RISK_LIMIT) and decision.action != Action.HOLD:
+        block(decision, blocked["control"], blocked.get("reason", ""))
+
+
+def risk_limit(decision: Decision, *, max_exposure: float | None) -> bool:
+    """The adaptive exposure limit (``ml.risk.limit.update``, :mod:`intelligence.event_consumers`):
+    a BUY/SELL whose target size (fraction of the paper equity) is above it is held; whether it was."""
+    if max_exposure is None or decision.action == Action.HOLD or decision.size <= max_exposure + 1e-9:
+        return False
+    block(decision, RISK_LIMIT, f"size {decision.size:.2f} is above the adaptive exposure limit {max_exposure:.2f}")
+    return True
 
 
 def ledger_totals() -> float:

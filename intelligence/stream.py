@@ -48,6 +48,7 @@ from . import learning, services
 from .agents import Context
 from .agents.features import agent_feature_spec
 from .broker import PaperBroker
+from .event_consumers import EXPOSURE_MAX, risk_limits
 from .feed import publish_decisions
 from .ledger import ledger_apply, position_state
 from .models import Decision, EngineCheckpoint, Position, WeightSnapshot
@@ -297,6 +298,8 @@ class TenantStream:
             self._start_reason = "start"
         engine = self.pipeline.engine
         self._threshold_seen = (engine, engine.min_confidence(), engine.conservative)
+        limit = risk_limits(self.schema)["max_exposure"]  # adapted by the event consumers
+        self._max_exposure = limit if limit < EXPOSURE_MAX else None
         groups: dict[tuple[str, str], list[dict]] = {}
         for e in entries:
             groups.setdefault((e.data["symbol"].upper(), e.data["timeframe"]), []).append(e.data)
@@ -434,6 +437,7 @@ class TenantStream:
         decision_controls.pretrade(
             decision, price=price, position=position, runtime=pipeline.runtime, ledger=pipeline.ledger
         )
+        decision_controls.risk_limit(decision, max_exposure=getattr(self, "_max_exposure", None))
         decision._result = result  # for the outcome, in this process
         return decision
 

@@ -175,3 +175,31 @@ def test_a_consensus_worse_than_a_coin_halves_the_limit_and_positions_give_snaps
     bus.publish("position.closed", closed, schema=schema)
     run.drain()
     assert "position.closed" in [s["reason"] for s in _data(schema, "performance.update")]
+
+
+def test_the_adapted_exposure_limit_holds_larger_decisions_live_and_in_a_replay(alpha, schema):
+    from intelligence import controls
+    from intelligence.stream import TenantStream
+    from tests.intelligence.helpers import live_market
+
+    big = Decision(symbol="EVC", timeframe="1h", action="BUY", confidence=0.7, size=0.6, explanation="up")
+    small = Decision(symbol="EVC", timeframe="1h", action="SELL", confidence=0.7, size=0.2)
+    assert not controls.risk_limit(big, max_exposure=None) and big.action == "BUY"
+    assert not controls.risk_limit(small, max_exposure=0.25) and small.action == "SELL"
+    assert controls.risk_limit(big, max_exposure=0.25)
+    assert big.action == "HOLD" and big.size == 0 and big.vetoed_by == "control:max_exposure"
+    assert big.inputs["blocked"]["size"] == 0.6 and "adaptive exposure limit 0.25" in big.explanation
+    # a replay (no limit in force now) takes the recorded hold as given
+    again = Decision(symbol="EVC", timeframe="1h", action="BUY", confidence=0.7, size=0.6, explanation="up")
+    controls.replayed(again, recorded=big.inputs, price=1.0, position={}, runtime={}, ledger=LedgerConfig())
+    assert again.action == "HOLD" and again.vetoed_by == "control:max_exposure"
+    # the live stream reads the limit the event consumers keep, once per batch
+    bus.client().hset(f"risk:{schema}:limits", "max_exposure", 0.05)
+    bus.publish_many("market.data.update", live_market(alpha.tenant, "EVL", seed=5, live=3), schema=schema)
+    stream = TenantStream(alpha.tenant, batch=10)
+    stream.start()
+    while stream.run_once(block_ms=10):
+        pass
+    assert stream._max_exposure == 0.05
+    with schema_context(schema):
+        assert all(d.size <= 0.05 for d in Decision.objects.filter(symbol="EVL").exclude(action="HOLD"))

@@ -11,6 +11,9 @@
 - ``feedback.performance`` (group ``risk-limits``): the consensus worse than a coin over
   ``MIN_RESOLVED`` resolved calls halves the exposure limit too;
 - ``position.opened`` / ``position.closed`` (group ``performance``): a snapshot as for fills;
+- ``ml.prediction.ready`` (group ``prediction-monitor``): a served classifier predicting one class
+  for ``DEGENERATE_SHARE`` of ``DEGENERATE_MIN``+ bars raises a drift alert on its version (once per
+  window of ``PREDICTION_WINDOW`` predictions; counts are approximate under redelivery);
 - ``ml.risk.limit.update`` (group ``apply``): the limit is stored (:func:`risk_limits`) and audited.
 
 Every handler is idempotent per batch: a snapshot is recomputed from the database, a limit is set,
@@ -37,6 +40,9 @@ DRAWDOWN_RELAX = 0.03
 RELAX_STEP = 0.1
 MIN_RESOLVED = 30  # resolved decisions before the consensus's accuracy counts (learning.MIN_SAMPLES)
 COIN = 0.5
+DEGENERATE_SHARE = 0.95
+DEGENERATE_MIN = 200
+PREDICTION_WINDOW = 1000
 
 
 def _ledger_config() -> LedgerConfig:
@@ -195,3 +201,40 @@ def on_risk_limit(entries: list[bus.Entry]) -> None:
             audit_record(None, "ml.risk.limit.update", details={**entry.data, "event_id": entry.id})
         latest = entries[-1].data
         bus.client().hset(_limits_key(), latest["limit"], min(EXPOSURE_MAX, max(EXPOSURE_MIN, latest["new"])))
+
+
+@consumes("ml.prediction.ready", "prediction-monitor")
+def on_predictions(entries: list[bus.Entry]) -> None:
+    from models_registry.models import ModelAlert, ModelVersion
+
+    counts: dict[str, dict[str, int]] = {}
+    for e in entries:
+        if e.data.get("probabilities"):  # classifiers only: a regressor's output is a number
+            per = counts.setdefault(e.data["model_version"], {})
+            per[e.data["prediction"]] = per.get(e.data["prediction"], 0) + 1
+    r = bus.client()
+    for ref, per in counts.items():
+        key = f"preds:{connection.schema_name}:{ref}"
+        pipe = r.pipeline()
+        for label, n in per.items():
+            pipe.hincrby(key, f"label:{label}", n)
+        pipe.hgetall(key)
+        seen = pipe.execute()[-1]
+        labels = {k.decode()[6:]: int(v) for k, v in seen.items() if k.startswith(b"label:")}
+        total = sum(labels.values())
+        if total >= PREDICTION_WINDOW:
+            r.delete(key)  # a new window
+        top, n = max(labels.items(), key=lambda kv: kv[1])
+        if total < DEGENERATE_MIN or n / total < DEGENERATE_SHARE or seen.get(b"alerted"):
+            continue
+        name, _, number = ref.rpartition("@")
+        version = ModelVersion.objects.filter(model__name=name, version=int(number or 0)).select_related("model")
+        version = version.first()
+        if version is None:
+            continue
+        r.hset(key, "alerted", 1)
+        ModelAlert.objects.create(
+            model=version.model, version=version, kind=ModelAlert.Kind.DRIFT, severity="warning",
+            message=f"{ref}: predicted '{top}' for {n / total:.0%} of the last {total} bars (live).",
+            details={"source": "ml.prediction.ready", "labels": labels, "total": total},
+        )  # fmt: skip

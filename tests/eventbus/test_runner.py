@@ -109,3 +109,19 @@ def test_a_consumer_killed_mid_batch_loses_no_event(schema):
     assert len(set(seen) & handled_by_dead) == 50 and len(seen) == len(set(seen)) == 800
     group = bus.stream_info("trade.executed", schema=schema)["groups"][0]
     assert group["pending"] == 0 and group["lag"] == 0
+
+
+def test_run_event_consumers_drains_a_tenants_events_once(alpha):
+    from django.core.management import call_command
+
+    from tests.intelligence.helpers import clear_streams
+
+    schema = alpha.tenant.schema_name
+    clear_streams(schema)
+    bus.publish("trade.executed", _trade(1), schema=schema)
+    call_command("run_event_consumers", "--tenant", alpha.tenant.slug, "--once")
+    assert bus.stream_info("performance.update", schema=schema)["length"] >= 1  # the snapshot the fill caused
+    groups = {g["name"]: g for g in bus.stream_info("trade.executed", schema=schema)["groups"]}
+    assert groups["performance"]["pending"] == 0 and groups["performance"]["lag"] == 0
+    clear_streams(schema)
+    bus.client().delete(f"risk:{schema}:limits")

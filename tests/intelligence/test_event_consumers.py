@@ -203,3 +203,31 @@ def test_the_adapted_exposure_limit_holds_larger_decisions_live_and_in_a_replay(
     assert stream._max_exposure == 0.05
     with schema_context(schema):
         assert all(d.size <= 0.05 for d in Decision.objects.filter(symbol="EVL").exclude(action="HOLD"))
+
+
+def test_a_model_predicting_one_class_live_raises_a_drift_alert_once(alpha, schema):
+    from models_registry.models import ModelAlert
+    from tests.models_registry.factories import stored_version
+
+    with schema_context(schema):
+        version = stored_version("degenerate", seed=1)
+    ref = version.ref
+    bus.client().delete(f"preds:{schema}:{ref}")
+
+    def pred(i, label):
+        return {"symbol": "EVC", "timeframe": "1h", "ts": i, "model_version": ref, "prediction": label,
+                "probabilities": {"down": 0.1, "up": 0.9}}  # fmt: skip
+
+    run = Runner([schema])
+    bus.publish_many("ml.prediction.ready", [pred(i, "up") for i in range(150)], schema=schema)
+    run.drain()
+    with schema_context(schema):
+        assert not ModelAlert.objects.filter(version=version).exists()  # too few to say
+    bus.publish_many("ml.prediction.ready", [pred(i, "up") for i in range(150)] + [pred(0, "down")], schema=schema)
+    run.drain()
+    bus.publish_many("ml.prediction.ready", [pred(i, "up") for i in range(50)], schema=schema)
+    run.drain()
+    with schema_context(schema):
+        (alert,) = ModelAlert.objects.filter(version=version)
+        assert alert.kind == "drift" and "predicted 'up'" in alert.message and alert.details["labels"]["down"] == 1
+    bus.client().delete(f"preds:{schema}:{ref}")

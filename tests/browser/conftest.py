@@ -119,16 +119,21 @@ def channels_server(web):
     server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def celery_worker(web):
-    """A Celery worker process on the server's broker and database: jobs the pages queue really run."""
+    """A Celery worker process on the server's broker and database: jobs the pages queue really run.
+    One a module: a later module in the session (the staff health page's) sees no worker it did not
+    start."""
     worker = CeleryWorker(web.env).start()
     yield worker
     worker.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    """One chromium a module. Playwright's sync API runs an event loop on this thread while it is
+    open: closed after the module, so a later module's ``asyncio.run`` (WebSocket and consumer
+    tests) finds none running, whatever order the files run in (xdist deals them out)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:

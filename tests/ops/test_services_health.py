@@ -18,6 +18,17 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_health")]
 URL = "/api/v1/services-health/"
 
 
+@pytest.fixture(autouse=True)
+def _empty_queues():
+    """No task an earlier test of this session left on the broker's queues (without a worker to
+    take it): the queue depths asserted here are this test's own."""
+    from config.celery import app
+
+    prefix = app.conf.broker_transport_options.get("global_keyprefix", "")
+    broker = health.redis_client(health._db("REDIS_DB_BROKER"))
+    broker.delete(f"{prefix}celery", f"{prefix}notify")
+
+
 @pytest.fixture
 def staff_client(staff_user):
     c = APIClient()

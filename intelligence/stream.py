@@ -52,6 +52,7 @@ from .event_consumers import EXPOSURE_MAX, risk_limits
 from .feed import publish_decisions
 from .ledger import ledger_apply, position_state
 from .models import Decision, EngineCheckpoint, Position, WeightSnapshot
+from .rl_agent_input import rl_events_publish, rl_input, rl_version_for
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,7 @@ class Series:
     agents_spec_hash: str = ""
     arms: object = None  # models_registry.serving.Arms: production and challenger (traffic split)
     model_engines: dict = field(default_factory=dict)  # version pk -> its feature engine
+    rl_version: object = None  # the production RL version for the rl agent (its engine is in model_engines)
     model_checked: float = 0.0
     closes: deque = field(default_factory=lambda: deque(maxlen=services.CLOSES))
     stamps: deque = field(default_factory=lambda: deque(maxlen=services.CLOSES))
@@ -101,6 +103,7 @@ class _Pending:
     model_row: dict | None
     elapsed: float  # seconds spent on this bar so far
     ml: dict | None = None
+    rl: dict | None = None  # Context.rl: the deployed RL policy and its feature row
 
 
 class _Halted(Exception):
@@ -386,7 +389,15 @@ class TenantStream:
             columns = series.model_engines[version.pk].columns
             model_row = dict(zip(columns, map(float, model_values[version.pk]), strict=True))
         closes = np.fromiter(series.closes, dtype=np.float64)
-        return _Pending(ts, row, closes, version, model_row, time.perf_counter() - started)
+        rl = None
+        if series.rl_version is not None:
+            rl_values = model_values.get(series.rl_version.pk)
+            rl_row = {}
+            if series.rl_version.feature_names and rl_values is not None:
+                columns = series.model_engines[series.rl_version.pk].columns
+                rl_row = dict(zip(columns, map(float, rl_values), strict=True))
+            rl = rl_input(series.rl_version, rl_row)
+        return _Pending(ts, row, closes, version, model_row, time.perf_counter() - started, rl=rl)
 
     def _predict(self, pending: list[_Pending]) -> None:
         by_version: dict[int, list[_Pending]] = {}
@@ -418,7 +429,7 @@ class TenantStream:
         started = time.perf_counter()
         pipeline = self.pipeline
         position = position_state(self.positions.get(series.symbol), pipeline.ledger)
-        ctx = stream_context(series.symbol, series.timeframe, p.ts, p.row, p.closes, p.ml, position, pipeline)
+        ctx = stream_context(series.symbol, series.timeframe, p.ts, p.row, p.closes, p.ml, position, pipeline, rl=p.rl)
         result = pipeline.decide(ctx)
         decision = services.decision_row(
             source=Decision.Source.STREAM,
@@ -467,6 +478,9 @@ class TenantStream:
             predictions = [e for e in (prediction_event(d) for d, _ in decisions) if e]
             if predictions:
                 transaction.on_commit(lambda: bus.publish_many("ml.prediction.ready", predictions, schema=schema))
+            if any(s.rl_version is not None for s in self.series.values()):
+                voted = [d for d, _ in decisions]
+                transaction.on_commit(lambda: [rl_events_publish(d, schema) for d in voted])
             if outcomes:
                 transaction.on_commit(lambda: bus.publish_many("feedback.prediction.outcome", outcomes, schema=schema))
                 self._threshold_changed(schema)
@@ -636,6 +650,10 @@ class TenantStream:
         model = services.model_for(symbol=series.symbol, timeframe=series.timeframe, flow=self.pipeline.flow)
         series.arms = serving.arms_get(model) if model is not None else None
         wanted = {v.pk: v for v in series.arms.versions} if series.arms is not None else {}
+        agents = self.pipeline.flow["agents"]
+        series.rl_version = rl_version_for(symbol=series.symbol, timeframe=series.timeframe) if "rl" in agents else None
+        if series.rl_version is not None and series.rl_version.feature_names:
+            wanted[series.rl_version.pk] = series.rl_version
         for pk in [pk for pk in series.model_engines if pk not in wanted]:
             del series.model_engines[pk]
         by_spec = {series.agents_spec_hash: series.agents_engine}
@@ -712,7 +730,7 @@ def stream_status(schema: str | None = None) -> dict:
     return bus.stream_info("market.data.update", schema=schema)
 
 
-def stream_context(symbol, timeframe, ts, features, closes, ml, position, pipeline) -> Context:
+def stream_context(symbol, timeframe, ts, features, closes, ml, position, pipeline, rl=None) -> Context:
     """What the agents read for a stream decision (live, and in a replay of one)."""
     return Context(
         symbol=symbol,
@@ -721,6 +739,7 @@ def stream_context(symbol, timeframe, ts, features, closes, ml, position, pipeli
         features=features,
         closes=closes,
         ml=ml,
+        rl=rl,
         position=position,
         settings=pipeline.settings,
     )

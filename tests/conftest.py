@@ -105,6 +105,7 @@ def _fresh_tenant_state():
     # per-process caches of rows a rolled-back test created (ids are not reused, but a cached
     # name -> row answer would point at a row that no longer exists)
     from features import cache as features_cache
+    from intelligence import rl_agent_input as intelligence_rl_input
     from intelligence import services as intelligence_services
     from marketdata import selectors as md_selectors
     from notifications import channels as notify_channels
@@ -115,6 +116,7 @@ def _fresh_tenant_state():
     features_cache.refs.discard(lambda key: True)
     intelligence_services._pipelines.clear()
     intelligence_services._serving.clear()
+    intelligence_rl_input._versions.clear()
     md_selectors._timeframes.clear()
 
 

@@ -99,6 +99,7 @@ def decisions_replay(
     from . import controls as decision_controls
     from . import services
     from .models import Decision, EngineCheckpoint
+    from .rl_agent_input import rl_input_recorded
     from .stream import _result_of, partition_of, result_from_state, stream_context
 
     ids, checkpoint = replay_plan(symbol=symbol, timeframe=timeframe, start=start, end=end)
@@ -171,7 +172,7 @@ def decisions_replay(
         features = {k: (math.nan if v is None else v) for k, v in d.features.items()}
         ctx = stream_context(
             d.symbol, d.timeframe, ts, features, series_closes.window(ts), inputs.get("ml"),
-            inputs.get("position") or {}, pipeline,
+            inputs.get("position") or {}, pipeline, rl=rl_input_recorded(inputs.get("rl")),
         )  # fmt: skip
         result = pipeline.decide(ctx, recorded_failures=inputs.get("failures") or {})
         again = services.decision_row(

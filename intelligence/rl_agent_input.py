@@ -60,6 +60,22 @@ def rl_input(version, row: dict) -> dict | None:
     return {"policy": policy, "version": version.ref, "no_edge": version.no_edge, "features": row}
 
 
+def rl_input_recorded(recorded: dict | None) -> dict | None:
+    """``Context.rl`` again from what a stream decision recorded (``inputs["rl"]``: the version's
+    ref and the feature row): the same version's policy, reloaded (sha256-checked), for a replay."""
+    from models_registry.models import ModelVersion
+
+    if not recorded or not recorded.get("version"):
+        return None
+    name, _, number = str(recorded["version"]).rpartition("@")
+    version = (
+        ModelVersion.objects.filter(model__name=name, version=int(number) if number.isdigit() else -1)
+        .select_related("model")
+        .first()
+    )
+    return rl_input(version, recorded.get("features") or {}) if version is not None else None
+
+
 def rl_events_publish(decision, schema: str | None = None) -> int:
     """``rl.signal.generated`` and ``rl.confidence.update`` for the rl agent's vote on a decision,
     plus ``rl.action.recommended`` when it votes to be long or short; nothing when it abstained.

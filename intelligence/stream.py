@@ -445,6 +445,9 @@ class TenantStream:
         )
         if pipeline.runtime:
             decision.inputs["config"] = pipeline.runtime["config"]  # the configuration version it ran under
+        if p.rl is not None:  # what the rl agent read, for a replay (the policy is reloaded by version)
+            row = {k: (None if v != v else v) for k, v in p.rl["features"].items()}
+            decision.inputs["rl"] = {"version": p.rl["version"], "features": row}
         decision_controls.pretrade(
             decision, price=price, position=position, runtime=pipeline.runtime, ledger=pipeline.ledger
         )

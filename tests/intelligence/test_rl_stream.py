@@ -9,6 +9,7 @@ from django_tenants.utils import schema_context
 
 from eventbus import bus
 from intelligence.models import Decision
+from intelligence.rerun import decisions_replay
 from intelligence.stream import TenantStream
 from models_registry.models import JobState, ModelVersion
 from models_registry.services.registry import model_deploy
@@ -62,6 +63,10 @@ def test_a_deployed_rl_policy_votes_on_every_stream_bar_and_publishes_events(
     assert bus.client().xlen(bus.stream_key("rl.confidence.update", schema)) == 20
     actionable = sum(v["action"] != "HOLD" for v in votes)
     assert bus.client().xlen(bus.stream_key("rl.action.recommended", schema)) == actionable
+    # a replay reloads the same policy by version (sha256-checked) and derives every decision again
+    with schema_context(schema):
+        report = decisions_replay(symbol="RLS")["report"]
+    assert report["compared"] == 20 and report["matched"] == 20 and report["exact"], report["first_mismatch"]
 
 
 def test_without_an_rl_version_the_stream_agent_abstains_and_publishes_nothing(

@@ -18,6 +18,7 @@ urlpatterns = [
     path("api/v1/", include("notifications.api.urls")),
     path("api/v1/", include("analytics.api.urls")),
     path("api/v1/", include("orchestration.api.urls")),
+    path("api/v1/", include("riskcore.api.urls")),
     path("api/v1/", include("billing.api.urls")),
     path("api/v1/", include("compliance.api.urls")),
     path("api/v1/", include("compliance.api.credential_urls")),

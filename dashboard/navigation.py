@@ -26,6 +26,7 @@ AREAS = [
         "Import bars from CSV or Parquet, or let the live replay stream them in.",
         "/api/docs/#/market-data",
         "dashboard:data",
+        (("Risk", "dashboard:risk"),),
     ),
     Area(
         "features",

@@ -46,6 +46,7 @@ TENANT_APPS = [
     "analytics",
     "notifications",
     "orchestration",  # train → validate → backtest → compare → deploy → approve → promote workflows
+    "riskcore",  # risk, anomalies, return forecasts with intervals, valuation, batch jobs (AI core)
 ]
 INSTALLED_APPS = list(SHARED_APPS) + [app for app in TENANT_APPS if app not in SHARED_APPS]
 

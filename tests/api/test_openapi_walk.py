@@ -617,6 +617,35 @@ def _telegram_chat_object(fx: TenantFixture) -> Obj:
     return Obj(chat.pk, (f"walk chat of {fx.slug}",))
 
 
+_risk_ids = itertools.count(1)
+
+
+def _risk_symbol_object(fx: TenantFixture) -> Obj:
+    """An instrument with 60 daily bars under a symbol only this tenant has (risk, anomalies,
+    forecast and valuation are read by symbol)."""
+    from tests.riskcore.helpers import import_bars
+
+    symbol = f"WALK{fx.slug.upper()}{next(_risk_ids)}"
+    import_bars(fx, symbol, 60, seed=7)
+    return Obj(symbol, (symbol,))
+
+
+def _batch_object(fx: TenantFixture) -> Obj:
+    """A finished risk batch job with an id no other tenant has."""
+    from django_tenants.utils import schema_context
+
+    from riskcore.models import BatchJob
+
+    n = next(_risk_ids)
+    symbol = f"WALKB{fx.slug.upper()}{n}"
+    with schema_context(fx.tenant.schema_name):
+        job = BatchJob.objects.create(
+            id=_id_base(fx) + n, analysis="risk", symbols=[symbol], status="done", percent=100.0,
+            results={symbol: {"error": {"code": "insufficient_bars", "message": "walk"}}}, created_by="walk",
+        )  # fmt: skip
+    return Obj(job.pk, (symbol,))
+
+
 def _workflow_object(fx: TenantFixture) -> Obj:
     """A workflow awaiting approval (so approve, reject and cancel reach their 200); uuids are unique."""
     from django_tenants.utils import schema_context
@@ -651,6 +680,8 @@ OBJECT_FACTORIES: dict[str, Callable[[TenantFixture], Obj]] = {
     "bot_id": _telegram_bot_object,
     "chat_id": _telegram_chat_object,
     "workflow_id": _workflow_object,
+    "symbol": _risk_symbol_object,
+    "batch_id": _batch_object,
 }
 
 # Request bodies that reach further than a generated one (a real login reaches the 200).

@@ -106,6 +106,13 @@ def test_changelist_and_change_page_of_every_registered_model_render_for_a_super
         from tests.orchestration.support import workflow_row
 
         workflow_row("admin-page")
+    with schema_context(alpha.tenant.schema_name):  # a batch job, an anomaly, fundamentals (riskcore)
+        from riskcore.models import Anomaly, BatchJob, Fundamentals
+
+        BatchJob.objects.create(analysis="risk", symbols=["ADM"], created_by="t")
+        Anomaly.objects.create(kind="bar_return", symbol="ADM", timeframe="1d", ts=timezone.now(), value=0.2,
+                               score=7.5, method="robust_z")  # fmt: skip
+        Fundamentals.objects.create(symbol="ADM", shares_outstanding=10, earnings=1, book_value=5)
     from tests.review.conftest import decide, index
 
     decide(alpha.tenant, 1)  # a decision in the compliance review index (review.ReviewItem)

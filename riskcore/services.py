@@ -27,12 +27,14 @@ def _store(rows: list[Anomaly]) -> list[Anomaly]:
     """Insert the ones not stored yet; emit ``anomaly.detected`` for each new one after commit."""
     if not rows:
         return []
-    existing = set(
-        Anomaly.objects.filter(symbol__in={a.symbol for a in rows}, ts__in={a.ts for a in rows}).values_list(
-            "kind", "symbol", "timeframe", "ts"
-        )
-    )
-    fresh = [a for a in rows if (a.kind, a.symbol, a.timeframe, a.ts) not in existing]
+    stored = Anomaly.objects.filter(symbol__in={a.symbol for a in rows}, ts__in={a.ts for a in rows})
+    keys = stored.values_list("pk", "kind", "symbol", "timeframe", "ts")
+    existing = {(k, s, tf, ts): pk for pk, k, s, tf, ts in keys}
+    fresh = []
+    for a in rows:
+        a.pk = existing.get((a.kind, a.symbol, a.timeframe, a.ts))  # found again: its stored id
+        if a.pk is None:
+            fresh.append(a)
     with transaction.atomic():
         created = Anomaly.objects.bulk_create(fresh, ignore_conflicts=False)
         schema = connection.schema_name  # the callback may run after the request reset it
@@ -208,7 +210,7 @@ def _one(analysis: str, symbol: str, params: dict) -> dict:
     if analysis == BatchJob.Analysis.VALUATION:
         return selectors.instrument_valuation(symbol=symbol)
     out = bar_anomalies_detect(symbol=symbol, **params)
-    out["anomalies"] = [selectors.anomaly_dict(a) | {"id": a.pk} for a in out["anomalies"]]
+    out["anomalies"] = [selectors.anomaly_dict(a) for a in out["anomalies"]]
     return out
 
 

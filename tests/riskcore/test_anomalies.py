@@ -59,6 +59,7 @@ def test_planted_jump_and_volume_are_found_stored_once_and_emitted(alpha, django
     # a second run finds the same and stores nothing new
     again = c.post(URL, {"symbol": "SPK", "threshold": 6}, format="json").json()
     assert again["flagged"] == body["flagged"] and again["new"] == 0
+    assert sorted(a["id"] for a in again["anomalies"]) == sorted(a["id"] for a in body["anomalies"])
     listed = c.get("/api/v1/anomalies/?symbol=SPK&kind=bar_return").json()["anomalies"]
     assert [a["ts"] for a in listed if a["ts"] == when] == [when]
     bus.client().delete(key)

@@ -44,6 +44,21 @@ def test_forecast_and_valuation_batches(alpha):
         assert check(c.get(f"{URL}{job['id']}/").json()["results"]["BA"]), analysis
 
 
+def test_anomaly_batch_stores_what_it_finds(alpha):
+    import_bars(alpha, "BA", 200, seed=1)
+    c = alpha.client()
+    job = c.post(URL, {"analysis": "anomaly", "symbols": ["BA"], "params": {"threshold": 2.5}}, format="json").json()
+    assert job["params"]["method"] == "robust_z"  # the single endpoint's defaults, filled in
+    with schema_context(alpha.tenant.schema_name):
+        batch_run(batch_id=job["id"])
+    res = c.get(f"{URL}{job['id']}/").json()["results"]["BA"]
+    assert res["flagged"] == res["new"] > 0 and all(a["id"] for a in res["anomalies"])
+    listed = c.get("/api/v1/anomalies/?symbol=BA").json()["anomalies"]
+    assert sorted(a["id"] for a in listed) == sorted(a["id"] for a in res["anomalies"])
+    bad = c.post(URL, {"analysis": "anomaly", "symbols": ["BA"], "params": {"method": "magic"}}, format="json")
+    assert bad.status_code == 400 and error_code(bad) == "invalid_method"  # the single endpoint's own code
+
+
 def test_risk_for_100_instruments(alpha, capsys):
     symbols = [f"H{i:03d}" for i in range(100)]
     for i, s in enumerate(symbols):

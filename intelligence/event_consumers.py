@@ -14,7 +14,13 @@
 - ``ml.prediction.ready`` (group ``prediction-monitor``): a served classifier predicting one class
   for ``DEGENERATE_SHARE`` of ``DEGENERATE_MIN``+ bars raises a drift alert on its version (once per
   window of ``PREDICTION_WINDOW`` predictions; counts are approximate under redelivery);
-- ``ml.risk.limit.update`` (group ``apply``): the limit is stored (:func:`risk_limits`) and audited.
+- ``ml.risk.limit.update`` (group ``apply``): the limit is stored (:func:`risk_limits`) and audited;
+- ``rl.signal.generated`` (group ``policy-monitor``): a deployed RL policy choosing one action for
+  ``DEGENERATE_SHARE`` of its bars raises the same drift alert;
+- ``rl.confidence.update`` (group ``policy-monitor``): its mean confidence over ``CONFIDENCE_WINDOW``
+  votes below ``CONFIDENCE_FLOOR`` raises a drift alert;
+- ``rl.action.recommended`` (group ``notify``): the ``rl.recommendation`` notification, for those
+  who subscribed to it.
 
 Every handler is idempotent per batch: a snapshot is recomputed from the database, a limit is set,
 not added to.
@@ -43,6 +49,8 @@ COIN = 0.5
 DEGENERATE_SHARE = 0.95
 DEGENERATE_MIN = 200
 PREDICTION_WINDOW = 1000
+CONFIDENCE_WINDOW = 100
+CONFIDENCE_FLOOR = 0.4
 
 
 def _ledger_config() -> LedgerConfig:
@@ -205,16 +213,42 @@ def on_risk_limit(entries: list[bus.Entry]) -> None:
 
 @consumes("ml.prediction.ready", "prediction-monitor")
 def on_predictions(entries: list[bus.Entry]) -> None:
-    from models_registry.models import ModelAlert, ModelVersion
+    # classifiers only: a regressor's output is a number
+    _degenerate_watch(
+        [(e.data["model_version"], e.data["prediction"]) for e in entries if e.data.get("probabilities")],
+        source="ml.prediction.ready",
+        what="predicted",
+    )
+
+
+@consumes("rl.signal.generated", "policy-monitor")
+def on_rl_signals(entries: list[bus.Entry]) -> None:
+    """A deployed RL policy stuck on one action (long, short or flat) is as suspect as a classifier
+    stuck on one class: the same drift alert."""
+    _degenerate_watch(
+        [(e.data["model_version"], e.data["action"]) for e in entries], source="rl.signal.generated", what="chose"
+    )
+
+
+def _version(ref: str):
+    from models_registry.models import ModelVersion
+
+    name, _, number = ref.rpartition("@")
+    if not number.isdigit():
+        return None
+    return ModelVersion.objects.filter(model__name=name, version=int(number)).select_related("model").first()
+
+
+def _degenerate_watch(labelled: list[tuple[str, str]], *, source: str, what: str) -> None:
+    from models_registry.models import ModelAlert
 
     counts: dict[str, dict[str, int]] = {}
-    for e in entries:
-        if e.data.get("probabilities"):  # classifiers only: a regressor's output is a number
-            per = counts.setdefault(e.data["model_version"], {})
-            per[e.data["prediction"]] = per.get(e.data["prediction"], 0) + 1
+    for ref, label in labelled:
+        per = counts.setdefault(ref, {})
+        per[label] = per.get(label, 0) + 1
     r = bus.client()
     for ref, per in counts.items():
-        key = f"preds:{connection.schema_name}:{ref}"
+        key = f"preds:{connection.schema_name}:{source}:{ref}"
         pipe = r.pipeline()
         for label, n in per.items():
             pipe.hincrby(key, f"label:{label}", n)
@@ -227,14 +261,79 @@ def on_predictions(entries: list[bus.Entry]) -> None:
         top, n = max(labels.items(), key=lambda kv: kv[1])
         if total < DEGENERATE_MIN or n / total < DEGENERATE_SHARE or seen.get(b"alerted"):
             continue
-        name, _, number = ref.rpartition("@")
-        version = ModelVersion.objects.filter(model__name=name, version=int(number or 0)).select_related("model")
-        version = version.first()
+        version = _version(ref)
         if version is None:
             continue
         r.hset(key, "alerted", 1)
         ModelAlert.objects.create(
             model=version.model, version=version, kind=ModelAlert.Kind.DRIFT, severity="warning",
-            message=f"{ref}: predicted '{top}' for {n / total:.0%} of the last {total} bars (live).",
-            details={"source": "ml.prediction.ready", "labels": labels, "total": total},
+            message=f"{ref}: {what} '{top}' for {n / total:.0%} of the last {total} bars (live).",
+            details={"source": source, "labels": labels, "total": total},
         )  # fmt: skip
+
+
+@consumes("rl.confidence.update", "policy-monitor")
+def on_rl_confidence(entries: list[bus.Entry]) -> None:
+    """The policy's mean confidence over its last ``CONFIDENCE_WINDOW`` votes falling below
+    ``CONFIDENCE_FLOOR`` (it no longer prefers any action clearly) raises a drift alert on the
+    version, once per window."""
+    from models_registry.models import ModelAlert
+
+    by_ref: dict[str, list[float]] = {}
+    for e in entries:
+        by_ref.setdefault(e.data["model_version"], []).append(float(e.data["confidence"]))
+    r = bus.client()
+    for ref, values in by_ref.items():
+        key = f"rlconf:{connection.schema_name}:{ref}"
+        pipe = r.pipeline()
+        pipe.hincrbyfloat(key, "sum", sum(values))
+        pipe.hincrby(key, "n", len(values))
+        pipe.hget(key, "alerted")
+        total, n, alerted = pipe.execute()
+        if n < CONFIDENCE_WINDOW:
+            continue
+        r.delete(key)  # a new window
+        mean = float(total) / n
+        if mean >= CONFIDENCE_FLOOR or alerted:
+            continue
+        version = _version(ref)
+        if version is None:
+            continue
+        ModelAlert.objects.create(
+            model=version.model, version=version, kind=ModelAlert.Kind.DRIFT, severity="warning",
+            message=f"{ref}: mean confidence {mean:.0%} over its last {n} live votes (below {CONFIDENCE_FLOOR:.0%}).",
+            details={"source": "rl.confidence.update", "mean": round(mean, 4), "n": n},
+        )  # fmt: skip
+
+
+_rl_subscribed: dict[str, tuple[float, bool]] = {}
+
+
+def _anyone_wants(event_type: str) -> bool:
+    """Whether an enabled subscription of this tenant names ``event_type`` (read every few seconds)."""
+    from notifications.models import Subscription
+
+    schema, now = connection.schema_name, time.monotonic()
+    hit = _rl_subscribed.get(schema)
+    if hit is None or hit[0] <= now:
+        wanted = Subscription.objects.filter(enabled=True, events__contains=[event_type]).exists()
+        hit = _rl_subscribed[schema] = (now + 5.0, wanted)
+    return hit[1]
+
+
+@consumes("rl.action.recommended", "notify")
+def on_rl_recommendations(entries: list[bus.Entry]) -> None:
+    """A deployed RL policy's long/short recommendation reaches those who subscribed to
+    ``rl.recommendation`` (Telegram, webhook, e-mail, in-app), once per bar."""
+    from notifications.delivery import emit
+
+    if not _anyone_wants("rl.recommendation"):
+        return
+    with transaction.atomic():
+        for e in entries:
+            d = e.data
+            emit(
+                "rl.recommendation",
+                dict(d),
+                dedupe_key=f"rl:{d['model_version']}:{d['symbol']}:{d['timeframe']}:{d['ts']}",
+            )

@@ -30,6 +30,8 @@ EVENTS: dict[str, EventSpec] = {
         EventSpec("alert.fired", "Alert fired", Severity.WARNING),
         EventSpec("alert.resolved", "Alert resolved"),
         EventSpec("alert.escalated", "Alert escalated", Severity.CRITICAL),
+        EventSpec("rl.recommendation", "RL agent recommends going long or short"),
+        EventSpec("anomaly.detected", "Anomaly detected (bars or decisions)", Severity.WARNING),
         EventSpec("quota.80", "Quota 80 % used", Severity.WARNING),
         EventSpec("quota.100", "Quota used up", Severity.CRITICAL),
         EventSpec("kill_switch.engaged", "Kill switch engaged", Severity.CRITICAL),

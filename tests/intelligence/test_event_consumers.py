@@ -212,7 +212,7 @@ def test_a_model_predicting_one_class_live_raises_a_drift_alert_once(alpha, sche
     with schema_context(schema):
         version = stored_version("degenerate", seed=1)
     ref = version.ref
-    bus.client().delete(f"preds:{schema}:{ref}")
+    bus.client().delete(f"preds:{schema}:ml.prediction.ready:{ref}")
 
     def pred(i, label):
         return {"symbol": "EVC", "timeframe": "1h", "ts": i, "model_version": ref, "prediction": label,
@@ -230,4 +230,44 @@ def test_a_model_predicting_one_class_live_raises_a_drift_alert_once(alpha, sche
     with schema_context(schema):
         (alert,) = ModelAlert.objects.filter(version=version)
         assert alert.kind == "drift" and "predicted 'up'" in alert.message and alert.details["labels"]["down"] == 1
-    bus.client().delete(f"preds:{schema}:{ref}")
+    bus.client().delete(f"preds:{schema}:ml.prediction.ready:{ref}")
+
+
+def test_a_deployed_rl_policys_events_are_watched_and_its_recommendations_notified(alpha, schema):
+    from models_registry.models import ModelAlert
+    from notifications.models import Event, Subscription
+    from tests.models_registry.factories import stored_version
+
+    with schema_context(schema):
+        version = stored_version("policy", seed=2)
+    ref = version.ref
+    r = bus.client()
+    r.delete(f"preds:{schema}:rl.signal.generated:{ref}", f"rlconf:{schema}:{ref}")
+    ec._rl_subscribed.clear()
+    base = {"symbol": "EVC", "timeframe": "1h", "model_version": ref}
+    run = Runner([schema])
+    try:
+        # a policy long on 200 of 200 bars: drift alert, once
+        bus.publish_many("rl.signal.generated", [{**base, "ts": i, "action": "BUY"} for i in range(200)], schema=schema)
+        # its confidence: 0.35 on average over 100 votes (below the floor)
+        bus.publish_many("rl.confidence.update", [{**base, "confidence": 0.35}] * 100, schema=schema)
+        # recommendations: nobody subscribed yet -> no notification event
+        recs = [{**base, "ts": i, "action": "BUY", "confidence": 0.7} for i in range(3)]
+        bus.publish_many("rl.action.recommended", recs, schema=schema)
+        run.drain()
+        with schema_context(schema):
+            alerts = {a.details["source"]: a for a in ModelAlert.objects.filter(version=version)}
+            assert set(alerts) == {"rl.signal.generated", "rl.confidence.update"}
+            assert "chose 'BUY' for 100%" in alerts["rl.signal.generated"].message
+            assert "mean confidence 35%" in alerts["rl.confidence.update"].message
+            assert not Event.objects.filter(type="rl.recommendation").exists()
+            Subscription.objects.create(user_id=alpha.users["owner"].pk, events=["rl.recommendation"], channel="inapp")
+        ec._rl_subscribed.clear()
+        bus.publish_many("rl.action.recommended", recs + recs[:1], schema=schema)  # one redelivered
+        run.drain()
+        with schema_context(schema):
+            events = Event.objects.filter(type="rl.recommendation")
+            assert events.count() == 3 and events.first().data["model_version"] == ref
+    finally:
+        r.delete(f"preds:{schema}:rl.signal.generated:{ref}", f"rlconf:{schema}:{ref}")
+        ec._rl_subscribed.clear()

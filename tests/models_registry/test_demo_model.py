@@ -10,7 +10,7 @@ from marketdata.samples import SAMPLE_END, SAMPLES
 from marketdata.synthetic import as_csv, generate_bars
 from marketdata.validation import read_table
 from models_registry.models import ModelAlias, ModelVersion
-from models_registry.samples import DEMO_MODEL, demo_model_ensure
+from models_registry.samples import DEMO_MODEL, DEMO_RL_MODEL, demo_model_ensure, demo_rl_ensure
 
 pytestmark = pytest.mark.django_db
 
@@ -43,3 +43,11 @@ def test_demo_model_is_trained_once_and_deployed_only_with_an_edge(alpha):
     assert "kept from an earlier run" in demo_model_ensure(alpha.tenant)
     with schema_context(alpha.tenant.schema_name):
         assert ModelVersion.objects.filter(model__name=DEMO_MODEL).count() == 1
+    # the demo's RL policy on the same series and features: out of sample it beats buy & hold and
+    # flat, so it is deployed (and the rl agent votes, and the rl.* events flow, in make run)
+    message = demo_rl_ensure(alpha.tenant)
+    assert "deployed to production" in message, message
+    with schema_context(alpha.tenant.schema_name):
+        rl = ModelAlias.objects.get(model__name=DEMO_RL_MODEL, name="production").version
+        assert rl.task == "rl" and not rl.no_edge and rl.feature_set.name == "momentum"
+    assert "kept from an earlier run" in demo_rl_ensure(alpha.tenant)

@@ -103,6 +103,17 @@ class Command(BaseCommand):
         outcome = demo_model_ensure(tenant, echo=echo)
         self.stderr.write("")  # end the progress line
         self.stdout.write(outcome)
+        from models_registry.samples import demo_rl_ensure
+
+        def echo_rl(percent, message):
+            self.stderr.write(
+                f"\r  training the demo RL policy [{'#' * (percent // 5):<20}] {percent:3d}% {message[:50]:<50}",
+                ending="",
+            )
+
+        outcome = demo_rl_ensure(tenant, echo=echo_rl)
+        self.stderr.write("")
+        self.stdout.write(outcome)
         from django_tenants.utils import schema_context
 
         from marketdata.services import live_replay_set

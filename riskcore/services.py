@@ -37,9 +37,24 @@ def _store(rows: list[Anomaly]) -> list[Anomaly]:
             fresh.append(a)
     with transaction.atomic():
         created = Anomaly.objects.bulk_create(fresh, ignore_conflicts=False)
+        _notify(created)
         schema = connection.schema_name  # the callback may run after the request reset it
         transaction.on_commit(lambda: _emit(created, schema))
     return created
+
+
+def _notify(anomalies: list[Anomaly]) -> None:
+    """One notification per symbol and detection run (subscribers choose the channel)."""
+    from notifications.delivery import emit
+
+    by_symbol: dict[str, list[Anomaly]] = {}
+    for a in anomalies:
+        by_symbol.setdefault(a.symbol, []).append(a)
+    for symbol, found in by_symbol.items():
+        top = max(found, key=lambda a: abs(a.score))
+        kinds = ", ".join(sorted({a.kind for a in found}))
+        emit("anomaly.detected", {"symbol": symbol, "count": len(found), "kinds": kinds,
+                                  "top_score": round(top.score, 2), "top_ts": top.ts.isoformat()})  # fmt: skip
 
 
 def _emit(anomalies: list[Anomaly], schema: str) -> None:

@@ -56,10 +56,17 @@ def test_planted_jump_and_volume_are_found_stored_once_and_emitted(alpha, django
     events = [json.loads(e[b"e"])["data"] for _, e in bus.client().xrange(key)]
     assert {(e["kind"], e["symbol"]) for e in events} >= {("bar_return", "SPK"), ("bar_volume", "SPK")}
     assert len(events) == body["new"]
+    from notifications.models import Event
+
+    with schema_context(alpha.tenant.schema_name):  # one notification for the run, none for the repeat below
+        note = Event.objects.get(type="anomaly.detected")
+    assert note.data["symbol"] == "SPK" and note.data["count"] == body["new"] and "bar_volume" in note.data["kinds"]
     # a second run finds the same and stores nothing new
     again = c.post(URL, {"symbol": "SPK", "threshold": 6}, format="json").json()
     assert again["flagged"] == body["flagged"] and again["new"] == 0
     assert sorted(a["id"] for a in again["anomalies"]) == sorted(a["id"] for a in body["anomalies"])
+    with schema_context(alpha.tenant.schema_name):
+        assert Event.objects.filter(type="anomaly.detected").count() == 1
     listed = c.get("/api/v1/anomalies/?symbol=SPK&kind=bar_return").json()["anomalies"]
     assert [a["ts"] for a in listed if a["ts"] == when] == [when]
     bus.client().delete(key)

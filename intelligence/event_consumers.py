@@ -4,7 +4,8 @@
   ledger (equity, realised / unrealised P&L, drawdown, exposure, trades) after each batch of fills;
 - ``feedback.prediction.outcome`` (group ``performance-feedback``): ``feedback.performance``, the
   consensus's and each agent's accuracy over the last resolved decisions, and a snapshot with it;
-- ``performance.update`` and ``ml.threshold.adjusted`` (group ``risk-limits``): the exposure
+- ``performance.update`` and ``ml.threshold.adjusted`` (group ``risk-limits``): the limit in force
+  stated once at a tenant's first snapshot (``initial limit``); then the exposure
   limit adapts, within [``EXPOSURE_MIN``, ``EXPOSURE_MAX``]: halved when the drawdown passes
   ``DRAWDOWN_TIGHTEN`` or conservative mode is entered, restored one step at a time once the
   drawdown is back under ``DRAWDOWN_RELAX`` and conservative mode was left: ``ml.risk.limit.update``;
@@ -150,7 +151,9 @@ def _limits_key(schema: str | None = None) -> str:
 def risk_limits(schema: str | None = None) -> dict[str, float]:
     """The adapted risk limits in force (``max_exposure``: gross, fraction of equity)."""
     raw = bus.client().hgetall(_limits_key(schema))
-    return {"max_exposure": EXPOSURE_MAX} | {k.decode(): float(v) for k, v in raw.items()}
+    return {"max_exposure": EXPOSURE_MAX} | {
+        k.decode(): float(v) for k, v in raw.items() if k not in (b"established", b"conservative")
+    }
 
 
 def _propose(new: float, reason: str) -> dict | None:
@@ -167,6 +170,12 @@ def _propose(new: float, reason: str) -> dict | None:
 @consumes("performance.update", "risk-limits")
 def on_performance(entries: list[bus.Entry]) -> None:
     latest = entries[-1].data  # a snapshot: only the newest counts
+    if bus.client().hsetnx(_limits_key(), "established", int(time.time())):
+        # the tenant's first snapshot: the limit in force is stated (and, applied, audited) once
+        bus.publish("ml.risk.limit.update", {
+            "limit": "max_exposure", "old": EXPOSURE_MAX, "new": risk_limits()["max_exposure"], "min": EXPOSURE_MIN,
+            "max": EXPOSURE_MAX, "reason": "initial limit", "ts": int(time.time()),
+        })  # fmt: skip
     current = risk_limits()["max_exposure"]
     if latest["drawdown"] >= DRAWDOWN_TIGHTEN:
         change = _propose(current / 2, f"drawdown {latest['drawdown']:.1%} >= {DRAWDOWN_TIGHTEN:.0%}")

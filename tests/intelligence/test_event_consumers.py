@@ -62,11 +62,12 @@ def test_fills_become_a_performance_snapshot_and_a_drawdown_tightens_the_exposur
     assert snaps[0]["unrealized_pnl"] == pytest.approx(-20_000.0) and snaps[0]["drawdown"] == pytest.approx(0.2)
     assert snaps[0]["exposure"] == pytest.approx(0.8)
     limits = _data(schema, "ml.risk.limit.update")
-    assert [(c["old"], c["new"]) for c in limits] == [(1.0, 0.5)] and "drawdown" in limits[0]["reason"]
+    # the limit in force stated once, then halved
+    assert [(c["old"], c["new"], c["reason"][:8]) for c in limits] == [(1.0, 1.0, "initial "), (1.0, 0.5, "drawdown")]
     assert ec.risk_limits(schema)["max_exposure"] == 0.5  # applied by the "apply" consumer
     with schema_context(schema):
-        audited = AuditRecord.objects.filter(action="ml.risk.limit.update")
-        assert [r.details["new"] for r in audited] == [0.5]
+        audited = AuditRecord.objects.filter(action="ml.risk.limit.update").order_by("id")
+        assert [r.details["new"] for r in audited] == [1.0, 0.5]
     # repeated drawdowns halve it down to the floor, never below
     for _ in range(6):
         bus.publish("performance.update", {**snaps[0], "reason": "test"}, schema=schema)

@@ -116,8 +116,14 @@ class Command(BaseCommand):
         self.stdout.write(outcome)
         from django_tenants.utils import schema_context
 
+        from intelligence.models import Flow
+        from intelligence.services import flow_create
         from marketdata.services import live_replay_set
 
+        with schema_context(tenant.schema_name):
+            if not Flow.objects.filter(name="demo").exists():
+                # the default flow with the adaptive threshold on: its moves (ml.threshold.adjusted) show live
+                flow_create(tenant=tenant, name="demo", config={"adaptive": {"enabled": True}}, actor="system:demo")
         speed = float(os.environ.get("REPLAY_SPEED") or 5)
         with schema_context(tenant.schema_name):  # `replay_market --all` (make run) continues it live
             live_replay_set(symbol="BTC-USD", timeframe="1d", speed=speed, actor="system:demo")

@@ -577,9 +577,16 @@ def stream_info(event: str, *, schema: str | None = None) -> dict:
             }
         )
     last = info.get("last-generated-id")
+    for g in groups:
+        if g["lag"] is None:  # Redis < 7 does not give it: counted, up to LAG_COUNT_CAP
+            after = g["last_delivered"] or "0-0"
+            g["lag"] = len(r.xrange(key, min=f"({after}", max="+", count=LAG_COUNT_CAP))
     return {
         "stream": key,
         "length": info["length"],
         "last_id": last.decode() if isinstance(last, bytes) else last,
         "groups": groups,
     }
+
+
+LAG_COUNT_CAP = 10_000

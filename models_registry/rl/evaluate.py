@@ -177,3 +177,43 @@ def walk_forward(
         ),  # fmt: skip
     }
     return final, clean(report)
+
+
+def consensus_baseline(
+    close: np.ndarray,
+    target: np.ndarray,
+    *,
+    start: int,
+    end: int,
+    positions: str = "long_short",
+    fee_bps: float = 10.0,
+    periods_per_year: float = 252.0,
+    rl_total_return: float | None = None,
+) -> dict:
+    """The consensus's paper returns on the RL report's out-of-sample bars ``[start, end)``, scored
+    like the policy's: from flat at ``start``, the position its decision at bar t's close asked for
+    held over the next bar, fees on every change. ``target`` is the consensus backtest's per-bar
+    target (backtesting.engine LONG / SHORT / FLAT / KEEP = keep the position)."""
+    from backtesting.engine import FLAT, KEEP, LONG, SHORT
+
+    close = np.asarray(close, dtype=np.float64)
+    next_ret = np.zeros(close.size)
+    next_ret[:-1] = close[1:] / close[:-1] - 1.0
+    fee = fee_bps / 1e4
+    held, prev, out = 0, 0, np.zeros(max(0, end - start))
+    for j, t in enumerate(range(start, end)):
+        code = int(target[t])
+        if code == LONG:
+            held = 1
+        elif code == SHORT:
+            held = -1 if positions == "long_short" else 0
+        elif code == FLAT:
+            held = 0
+        elif code != KEEP:
+            raise ValueError(f"unknown target code {code}")
+        out[j] = held * next_ret[t] - fee * abs(held - prev)
+        prev = held
+    stats = _stats(out, periods_per_year)
+    if rl_total_return is not None:
+        stats["rl_beats_it"] = bool(rl_total_return > stats["total_return"])
+    return stats

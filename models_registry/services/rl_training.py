@@ -90,6 +90,8 @@ def train_rl(job, progress):
     )  # fmt: skip
     if progress.cancelled(force=True):
         raise Cancelled()
+    progress.step(94, "the consensus on the same out-of-sample bars")
+    report["consensus"] = _consensus_on_oos(p, X, close, report, target)
     progress.step(96, "storing the version")
     data = artifact.dump(policy)
     with transaction.atomic():
@@ -126,3 +128,35 @@ def train_rl(job, progress):
         except ApplicationError as exc:
             _log(job, f"not deployed to challenger: {exc.message}")
     return version
+
+
+def _consensus_on_oos(p: dict, X, close: np.ndarray, report: dict, target: dict) -> dict | None:
+    """The tenant's consensus (its active flow, the technical agents only: a production model may
+    have trained on these bars) replayed bar by bar over the job's bars, scored on the RL report's
+    out-of-sample blocks. None (with the reason logged in the report's note) if it cannot run."""
+    from backtesting.consensus import consensus_signals
+    from marketdata import selectors as md_selectors
+    from marketdata.models import TIMEFRAME_SECONDS
+    from tenants.selectors import tenant_current
+
+    from ..rl.evaluate import consensus_baseline
+
+    folds = report.get("folds_detail") or []
+    if not folds:
+        return None
+    start, end = folds[0]["test"][0], folds[-1]["test"][1]
+    try:
+        instrument = md_selectors.instrument_get(symbol=p["symbol"])
+        bars = md_selectors.bars_frame(instrument=instrument, timeframe=p["timeframe"], limit=None)
+        bars = bars.loc[X.index]
+        out = consensus_signals(
+            bars, tenant=tenant_current(), symbol=instrument.symbol, timeframe=p["timeframe"], use_model=False
+        )
+    except Exception as exc:  # noqa: BLE001 - a baseline that cannot run is reported, the policy is still judged
+        return {"error": f"{type(exc).__name__}: {exc}"[:300]}
+    stats = consensus_baseline(
+        close, out["target"], start=start, end=end, positions=target["positions"], fee_bps=p.get("fee_bps", 10.0),
+        periods_per_year=365 * 86400 / TIMEFRAME_SECONDS[p["timeframe"]],
+        rl_total_return=report["oos"]["total_return"],
+    )  # fmt: skip
+    return {**stats, "flow": out["consensus"]["flow"], "bars": end - start, "model_votes": False}

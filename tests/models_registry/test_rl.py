@@ -160,3 +160,23 @@ def test_artifact_refuses_anything_unexpected():
             artifact.load(bad)
         assert err.value.code == "invalid_artifact"
     assert isinstance(artifact.load(data), Policy)
+
+
+def test_the_consensus_baseline_is_scored_like_the_policy_by_hand():
+    from backtesting.engine import FLAT, KEEP, LONG, SHORT
+    from models_registry.rl.evaluate import consensus_baseline
+
+    close = np.array([100.0, 110.0, 99.0, 99.0, 108.9, 100.0])
+    # bar 0 is before the out-of-sample block; from bar 1: long, keep, short, flat
+    target = np.array([LONG, LONG, KEEP, SHORT, FLAT, KEEP])
+    got = consensus_baseline(close, target, start=1, end=5, fee_bps=100, periods_per_year=1)
+    # bar 1: enter long (fee 1 %), 110 -> 99: -10 %; bar 2: keep, 99 -> 99: 0; bar 3: long -> short
+    # (fee 2 %), 99 -> 108.9: short loses 10 %; bar 4: short -> flat (fee 1 %)
+    per_bar = [-0.10 - 0.01, 0.0, -0.10 - 0.02, -0.01]
+    assert got["total_return"] == pytest.approx(np.prod(1 + np.array(per_bar)) - 1)
+    long_flat = consensus_baseline(
+        close, target, start=1, end=5, positions="long_flat", fee_bps=100, rl_total_return=0.0
+    )
+    # a short becomes flat: bar 3 exits the long (fee 1 %), bar 4 stays flat
+    assert long_flat["total_return"] == pytest.approx((1 - 0.11) * 1.0 * (1 - 0.01) * 1.0 - 1)
+    assert long_flat["rl_beats_it"] is True

@@ -92,6 +92,11 @@ def test_a_planted_edge_is_found_out_of_sample_deployed_and_votes_with_events(
     assert report["oos"]["total_return"] > report["baselines"]["buy_and_hold"]["total_return"]
     assert report["significance"]["p_value"] < 0.05
     assert len(report["curves"]["episode_reward"]) == 10 and report["curves"]["oos_equity"]
+    # the tenant's consensus (technical agents, no model votes) on the same out-of-sample bars
+    consensus = report["consensus"]
+    assert "error" not in consensus, consensus
+    assert consensus["bars"] == report["oos_bars"] and consensus["model_votes"] is False
+    assert consensus["rl_beats_it"] == (report["oos"]["total_return"] > consensus["total_return"])
     assert version.params["family"] == "rl:q_learning"
     with schema_context(alpha.tenant.schema_name):
         policy = serving.policy_get(version)  # decrypted, sha256-checked, loaded without pickle

@@ -26,7 +26,7 @@ AREAS = [
         "Import bars from CSV or Parquet, or let the live replay stream them in.",
         "/api/docs/#/market-data",
         "dashboard:data",
-        (("Risk", "dashboard:risk"),),
+        (("Risk", "dashboard:risk"), ("Batch jobs", "dashboard:risk-batches")),
     ),
     Area(
         "features",

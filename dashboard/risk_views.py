@@ -82,3 +82,102 @@ def risk_detail(request, symbol: str):
         "forecast": forecast, "forecast_error": forecast_error, "anomalies": anomalies,
     }  # fmt: skip
     return render(request, "dashboard/risk.html", context)
+
+
+# --- batch jobs --------------------------------------------------------------------------------------
+
+_ANALYSES = (("risk", "Risk"), ("anomaly", "Anomaly"), ("forecast", "Forecast"), ("valuation", "Valuation"))
+_BATCH_STATES = (("pending", "Pending"), ("running", "Running"), ("done", "Done"), ("failed", "Failed"))
+BATCH_LIST = ListSpec(
+    "batches", "batch jobs",
+    filters=(Choice("analysis", "Analysis", _ANALYSES), Choice("state", "State", _BATCH_STATES, field="status")),
+)  # fmt: skip
+
+
+def _batch_form(data, symbols):
+    from django import forms
+
+    options = [(s, s) for s in symbols]
+
+    class BatchForm(forms.Form):
+        analysis = forms.ChoiceField(choices=_ANALYSES)
+        symbols = forms.MultipleChoiceField(choices=options, required=False,
+                                            widget=forms.CheckboxSelectMultiple)  # fmt: skip
+        all = forms.BooleanField(required=False, label="All instruments")
+
+        def clean(self):
+            d = super().clean()
+            if not d.get("all") and not d.get("symbols"):
+                raise forms.ValidationError("Pick at least one instrument (or all).")
+            return d
+
+    return BatchForm(data)
+
+
+@tenant_page()
+def risk_batches(request):
+    from django.contrib import messages
+    from django.shortcuts import redirect
+
+    from marketdata.selectors import instrument_list
+    from riskcore import services
+    from riskcore.models import BatchJob
+    from tenants.models import Role
+
+    from .access import can, forbidden
+
+    symbols = [i.symbol for i in instrument_list()]
+    form = _batch_form(request.POST or None, symbols)
+    status = 200
+    if request.method == "POST":
+        if not can(request, Role.ANALYST):
+            return forbidden(request, Role.ANALYST)
+        status = 400
+        if form.is_valid():
+            d = form.cleaned_data
+            try:
+                job = services.batch_create(analysis=d["analysis"], symbols=symbols if d["all"] else d["symbols"],
+                                            params={}, created_by=str(request.user.pk))  # fmt: skip
+            except ApplicationError as exc:
+                form.add_error(None, exc.message)
+            else:
+                messages.success(request, f"Batch {job.pk} ({job.analysis}, {len(job.symbols)} symbols) started.")
+                return redirect("dashboard:risk-batch", batch_id=job.pk)
+    context = {"lv": BATCH_LIST.apply(request, BatchJob.objects.all()), "form": form,
+               "can_run": can(request, Role.ANALYST), "symbols": symbols}  # fmt: skip
+    return render(request, "dashboard/risk_batches.html", context, status=status)
+
+
+def _headline(analysis: str, r: dict) -> str:
+    if "error" in r:
+        return ""
+    try:
+        if analysis == "risk":
+            return f"volatility {r['volatility'] * 100:.2f} %" if r.get("volatility") is not None else "–"
+        if analysis == "anomaly":
+            return f"{len(r.get('anomalies', []))} anomalies"
+        if analysis == "forecast":
+            v = r.get("expected_return", r.get("mean"))
+            return f"expected return {v * 100:.2f} %" if isinstance(v, int | float) else "forecast ready"
+        v = r.get("fair_value", r.get("value"))
+        return f"fair value {v:.2f}" if isinstance(v, int | float) else "valuation ready"
+    except (TypeError, KeyError):
+        return "–"
+
+
+@tenant_page()
+def risk_batch(request, batch_id: int):
+    from riskcore.models import BatchJob
+
+    from .views import _is_htmx
+
+    job = BatchJob.objects.filter(pk=batch_id).first()
+    if job is None:
+        raise Http404("no such batch")
+    rows = [{"symbol": s, "error": (r.get("error") or {}).get("code", ""), "headline": _headline(job.analysis, r)}
+            for s, r in job.results.items()]  # fmt: skip
+    running = job.status in (BatchJob.Status.PENDING, BatchJob.Status.RUNNING)
+    context = {"job": job, "rows": rows, "running": running}
+    if _is_htmx(request):
+        return render(request, "dashboard/_risk_batch_panel.html", context)
+    return render(request, "dashboard/risk_batch.html", context)

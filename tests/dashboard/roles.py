@@ -127,6 +127,7 @@ ACTIONS = [
     ("flow create", Role.ADMIN, "/app/flows/", {"name": "new-flow", "config": "{}", "activate": "on"}),
     ("flow activate", Role.ADMIN, "/app/flows/{flow}/v/1/activate/", {}),
     ("backtest run", Role.ANALYST, "/app/backtests/", {"symbol": "ROLE", "strategy": "sma_cross", "timeframe": "1d"}),
+    ("risk batch start", Role.ANALYST, "/app/risk/batches/", {"analysis": "risk", "symbols": "ROLE"}),
     ("plan change", Role.ADMIN, "/app/billing/plan/", {"plan": "enterprise"}),
     ("invoice pay", Role.ADMIN, "/app/billing/invoices/{invoice}/pay/", {}),
     ("alert acknowledge", Role.ANALYST, "/app/notifications/alerts/{alert}/ack/", {}),

@@ -28,6 +28,8 @@ SPECTACULAR_SETTINGS = {
     ),
     "VERSION": VERSION,
     "SERVE_INCLUDE_SCHEMA": False,
+    # operations grouped by their first path segment after /api/v1/ (alerts, models, risk, …)
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
     "SERVE_URLCONF": "config.urls_tenants",
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],

@@ -24,7 +24,7 @@ AREAS = [
         "◧",
         "Instruments and OHLCV bars, validated on import.",
         "Import bars from CSV or Parquet, or let the live replay stream them in.",
-        "/api/docs/#/market-data",
+        "/api/docs/#/instruments",
         "dashboard:data",
         (("Risk", "dashboard:risk"), ("Batch jobs", "dashboard:risk-batches")),
     ),

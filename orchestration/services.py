@@ -427,18 +427,23 @@ def _locked(wf: Workflow) -> Workflow:
     return Workflow.objects.select_for_update().get(pk=wf.pk)
 
 
+def _awaiting_approval(workflow: Workflow) -> tuple[Workflow, WorkflowStep]:
+    """The workflow and its approval step, locked; 409 unless it awaits approval."""
+    wf = _locked(workflow)
+    if wf.state != WorkflowState.AWAITING_APPROVAL:
+        raise ApplicationError(
+            "not_awaiting_approval",
+            f"The workflow is {wf.state}; only a workflow awaiting approval can be approved or rejected.",
+            {"state": wf.state},
+            status=409,
+        )
+    return wf, WorkflowStep.objects.select_for_update().get(workflow=wf, name="approval")
+
+
 def workflow_approve(*, workflow: Workflow, actor, comment: str = "") -> Workflow:
     """An admin lets a workflow waiting for approval go on to promote its version."""
     with transaction.atomic():
-        wf = _locked(workflow)
-        if wf.state != WorkflowState.AWAITING_APPROVAL:
-            raise ApplicationError(
-                "not_awaiting_approval",
-                f"The workflow is {wf.state}; only a workflow awaiting approval can be approved or rejected.",
-                {"state": wf.state},
-                status=409,
-            )
-        step = WorkflowStep.objects.select_for_update().get(workflow=wf, name="approval")
+        wf, step = _awaiting_approval(workflow)
         now = timezone.now()
         step.state, step.actor, step.percent, step.finished_at = StepState.SUCCEEDED, actor_display(actor), 100, now
         step.message = f"approved{': ' + comment if comment else ''}"[:300]
@@ -458,15 +463,7 @@ def workflow_reject(*, workflow: Workflow, actor, comment: str = "") -> Workflow
     from models_registry.services import CHALLENGER, alias_remove, model_settings_update
 
     with transaction.atomic():
-        wf = _locked(workflow)
-        if wf.state != WorkflowState.AWAITING_APPROVAL:
-            raise ApplicationError(
-                "not_awaiting_approval",
-                f"The workflow is {wf.state}; only a workflow awaiting approval can be approved or rejected.",
-                {"state": wf.state},
-                status=409,
-            )
-        step = WorkflowStep.objects.select_for_update().get(workflow=wf, name="approval")
+        wf, step = _awaiting_approval(workflow)
         now = timezone.now()
         why = f"rejected by an admin{': ' + comment if comment else ''}"
         model = RegisteredModel.objects.filter(name=wf.model_name).first()

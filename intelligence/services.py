@@ -22,10 +22,11 @@ from . import controls as decision_controls
 from . import selectors
 from .agents import Context, build_agents
 from .agents.features import agent_feature_spec
+from .broker import PaperBroker
 from .consensus import ConsensusEngine, agent_settings, resolve_flow, run_agents
 from .feed import publish_decisions
 from .ledger import LedgerConfig, decision_insert_applied, ledger_apply, position_state
-from .models import Decision, EngineState, Flow, Position
+from .models import Action, Decision, EngineState, Flow, Position
 from .rl_agent_input import rl_events_publish, rl_input, rl_version_for
 
 CLOSES = 200  # recent closes an agent may read
@@ -412,14 +413,22 @@ def decision_make(*, tenant, symbol: str, timeframe: str | None = None, bars: li
     decision_controls.pretrade(decision, price=price, position=ctx.position, runtime=runtime, ledger=pipeline.ledger)
     if not bars:
         decision_controls.throttle([decision], runtime=runtime, schema=schema)
-    # one statement, its own transaction: the decision, its position move and fill (compare-and-set
-    # on the position it was decided on); a posted-bars decision is a what-if and trades nothing
+    # a posted-bars decision is a what-if and trades nothing. A HOLD: one statement, its own
+    # transaction (the decision and the position marked to the price, compare-and-set on the
+    # position it was decided on). An actionable decision is executed through the paper broker
+    # (spread, latency, partial fills) like the stream's, which publishes the trade events.
     if bars:
         decision.save()
-    elif not decision_insert_applied(decision, price, pipeline.ledger, position):
-        with transaction.atomic():  # the position moved meanwhile: apply under its row lock
+    elif decision.action == Action.HOLD and decision_insert_applied(
+        decision, price, pipeline.ledger, position
+    ):
+        pass
+    else:
+        with transaction.atomic():  # under the position's row lock
             decision.save()
-            ledger_apply([(decision, price)], pipeline.ledger, fresh=True)
+            ledger_apply(
+                [(decision, price)], pipeline.ledger, fresh=True, broker=PaperBroker.from_flow(pipeline.flow)
+            )
     if not bars:
         if decision.vetoed_by.startswith("control:"):
             decision_controls.alert_blocked(decision.vetoed_by[8:], decision.inputs["blocked"]["reason"])

@@ -182,6 +182,27 @@ def decision_anomalies_detect(
             "anomalies": sorted(flagged, key=lambda a: a.ts)}  # fmt: skip
 
 
+def anomaly_sweep(*, window: int = 500, threshold: float = 5.0) -> dict:
+    """Beat, hourly, in a tenant's schema: robust-z detection over the latest ``window`` bars of
+    every stored instrument and timeframe (with enough bars) and over the decision stream (1-hour
+    buckets). Stores and emits only what was not found before, so a sweep repeats nothing."""
+    from marketdata.models import Instrument
+    from marketdata.selectors import coverage
+
+    symbols = dict(Instrument.objects.values_list("pk", "symbol"))
+    scanned = new = 0
+    for pk, entries in coverage(instrument_ids=list(symbols)).items():
+        for entry in entries:
+            if entry["bars"] < MIN_ANOMALY_BARS:
+                continue
+            found = bar_anomalies_detect(symbol=symbols[pk], timeframe=entry["timeframe"], window=window,
+                                         threshold=threshold)  # fmt: skip
+            scanned += 1
+            new += found["new"]
+    decisions = decision_anomalies_detect(bucket="1h", window=window, threshold=threshold)
+    return {"series": scanned, "new_bar_anomalies": new, "new_decision_anomalies": decisions["new"]}
+
+
 def fundamentals_upsert(*, symbol: str, **fields) -> tuple[Fundamentals, bool]:
     """Store an instrument's fundamentals (the instrument must exist); a new post replaces the old."""
     instrument = instrument_get(symbol=symbol)

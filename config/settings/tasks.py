@@ -100,3 +100,5 @@ ORCHESTRATION_MAX_RETRIES = env_int("ORCHESTRATION_MAX_RETRIES", 5)
 ORCHESTRATION_RETRY_BASE_S = float(env_str("ORCHESTRATION_RETRY_BASE_S", "2"))
 ORCHESTRATION_STEP_STALE_S = env_int("ORCHESTRATION_STEP_STALE_S", 300)
 CELERY_BEAT_SCHEDULE["orchestration-sweep"] = {"task": "orchestration.sweep", "schedule": 60.0}
+# riskcore: each tenant's bars and decision stream scanned for anomalies (new ones stored, emitted)
+CELERY_BEAT_SCHEDULE["riskcore-anomaly-sweep"] = {"task": "riskcore.anomaly_sweep", "schedule": 3600.0}

@@ -21,6 +21,24 @@ def stored(alpha):
         md_services.bars_import(tenant=alpha.tenant, symbol="DEC", timeframe="1d", raw=raw)
 
 
+@pytest.fixture
+def forced(monkeypatch):
+    """The consensus's decision with these fields replaced (empty: as decided)."""
+    from dataclasses import replace
+
+    from intelligence.consensus import ConsensusEngine
+
+    decide = ConsensusEngine.decide
+    fields: dict = {}
+
+    def forcing(self, *args, **kwargs):
+        d = decide(self, *args, **kwargs)
+        return replace(d, **fields) if fields else d
+
+    monkeypatch.setattr(ConsensusEngine, "decide", forcing)
+    return fields
+
+
 def test_decide_on_stored_bars_explains_itself_and_can_be_read_back(alpha, stored, usage_redis):
     r = alpha.client(scope="trade").post(URL, {"symbol": "dec"}, format="json")
     assert r.status_code == 201, r.content
@@ -54,8 +72,8 @@ def test_actionable_decisions_trade_on_paper_posted_bars_do_not(alpha, stored, u
     assert all(p["symbol"] != "WHATIF" for p in positions)
 
 
-def test_a_decision_on_a_position_that_moved_meanwhile_is_booked_once_on_the_moved_one(
-    alpha, stored, usage_redis, monkeypatch
+def test_a_hold_on_a_position_that_moved_meanwhile_is_booked_once_on_the_moved_one(
+    alpha, stored, usage_redis, monkeypatch, forced
 ):
     """Another request moves the position between this one's read and its write: the
     one-statement write's compare-and-set misses, and the decision is booked under the row lock,
@@ -77,6 +95,7 @@ def test_a_decision_on_a_position_that_moved_meanwhile_is_booked_once_on_the_mov
         misses.append(not ok)
         return ok
 
+    forced.update(action="HOLD", size=0.0)  # a HOLD takes the one-statement path (actionable: the broker's)
     monkeypatch.setattr(selectors, "instrument_with_position", raced)
     monkeypatch.setattr("intelligence.services.decision_insert_applied", counted)
     r = alpha.client(scope="trade").post(URL, {"symbol": "DEC"}, format="json")
@@ -86,11 +105,56 @@ def test_a_decision_on_a_position_that_moved_meanwhile_is_booked_once_on_the_mov
     with schema_context(alpha.tenant.schema_name):
         assert Decision.objects.filter(symbol="DEC").count() == 1
         position = Position.objects.get(symbol="DEC")
-        fills = list(Fill.objects.filter(decision_id=d["id"]))
-        if fills:  # it traded from the moved position's 3 units to its target
-            assert position.qty == pytest.approx(3.0 + fills[0].qty)
-        else:
-            assert position.qty == 3.0
+        assert not Fill.objects.filter(decision_id=d["id"]).exists()
+        assert position.qty == 3.0 and position.last_price != 50.0  # the moved position, marked to the close
+
+
+def test_an_actionable_decision_is_executed_by_the_paper_broker_and_reported_as_trade_events(
+    alpha, stored, usage_redis, forced, django_capture_on_commit_callbacks
+):
+    """Over REST as in the stream: a BUY is an order filled by the paper broker (against the
+    close, moved by half the spread and the simulated slippage) and is published as
+    trade.executed + position.opened; a flat-going SELL closes the position; a HOLD trades nothing."""
+    import json
+
+    from eventbus import bus
+    from tests.intelligence.helpers import clear_streams
+
+    schema = alpha.tenant.schema_name
+    clear_streams(schema)
+    c = alpha.client(scope="trade")
+
+    def events(name):
+        return [json.loads(f[b"e"])["data"] for _, f in bus.client().xrange(bus.stream_key(name, schema))]
+
+    forced.update(action="BUY", size=0.5, confidence=0.9)
+    with django_capture_on_commit_callbacks(execute=True):
+        buy = c.post(URL, {"symbol": "DEC"}, format="json").json()
+    assert buy["action"] == "BUY"
+    with schema_context(schema):
+        fill = Fill.objects.get(decision_id=buy["id"])
+        close = Position.objects.get(symbol="DEC").last_price
+        assert fill.qty > 0 and fill.price > close  # a buyer pays the spread
+        assert Position.objects.get(symbol="DEC").qty == pytest.approx(fill.qty)
+    trades = events("trade.executed")
+    assert [(t["side"], t["decision_id"], t["broker"]) for t in trades] == [("BUY", buy["id"], "paper")]
+    assert [o["decision_id"] for o in events("position.opened")] == [buy["id"]]
+
+    forced.update(action="HOLD", size=0.0)
+    with django_capture_on_commit_callbacks(execute=True):
+        hold = c.post(URL, {"symbol": "DEC"}, format="json").json()
+    assert hold["action"] == "HOLD" and len(events("trade.executed")) == 1
+    with schema_context(schema):
+        assert not Fill.objects.filter(decision_id=hold["id"]).exists()
+
+    forced.update(action="SELL", size=0.0)
+    with django_capture_on_commit_callbacks(execute=True):
+        sell = c.post(URL, {"symbol": "DEC"}, format="json").json()
+    with schema_context(schema):
+        assert Position.objects.get(symbol="DEC").qty == pytest.approx(0.0, abs=1e-9)
+    assert [t["side"] for t in events("trade.executed")] == ["BUY", "SELL"]
+    assert [x["decision_id"] for x in events("position.closed")] == [sell["id"]]
+    clear_streams(schema)
 
 
 def test_bad_requests_roles_scopes_and_tenants(alpha, beta, stored, usage_redis):

@@ -132,3 +132,30 @@ def test_detect_roles_and_tenants(alpha, beta):
     assert alpha.client(role="viewer").get("/api/v1/anomalies/").status_code == 200
     r = beta.client().post(URL, {"symbol": "SPK"}, format="json")
     assert r.status_code == 404 and error_code(r) == "not_found"
+
+
+def test_the_hourly_sweep_scans_every_stored_series_and_repeats_nothing(alpha, django_capture_on_commit_callbacks):
+    """Beat's riskcore.anomaly_sweep runs a tick per tenant: every instrument and timeframe with
+    enough bars scanned (a short one skipped), new anomalies stored and emitted, none twice."""
+    from django.conf import settings
+
+    from eventbus import bus
+    from riskcore.tasks import anomaly_sweep_task
+
+    assert settings.CELERY_BEAT_SCHEDULE["riskcore-anomaly-sweep"]["task"] == "riskcore.anomaly_sweep"
+    import_bars(alpha, "SPK", frame=_spiked())
+    import_bars(alpha, "TINY", n=20, seed=3)
+    key = bus.stream_key("anomaly.detected", alpha.tenant.schema_name)
+    bus.client().delete(key)
+    with schema_context(alpha.tenant.schema_name):
+        with django_capture_on_commit_callbacks(execute=True):
+            first = anomaly_sweep_task()
+        assert first["series"] == 1 and first["new_bar_anomalies"] >= 2
+        assert Anomaly.objects.filter(symbol="SPK", kind="bar_return").exists()
+        assert not Anomaly.objects.filter(symbol="TINY").exists()
+        assert bus.client().xlen(key) == first["new_bar_anomalies"] + first["new_decision_anomalies"]
+        with django_capture_on_commit_callbacks(execute=True):
+            again = anomaly_sweep_task()
+        assert again["series"] == 1 and again["new_bar_anomalies"] == 0 and again["new_decision_anomalies"] == 0
+    assert bus.client().xlen(key) == first["new_bar_anomalies"] + first["new_decision_anomalies"]
+    bus.client().delete(key)

@@ -419,16 +419,11 @@ def decision_make(*, tenant, symbol: str, timeframe: str | None = None, bars: li
     # (spread, latency, partial fills) like the stream's, which publishes the trade events.
     if bars:
         decision.save()
-    elif decision.action == Action.HOLD and decision_insert_applied(
-        decision, price, pipeline.ledger, position
-    ):
-        pass
-    else:
-        with transaction.atomic():  # under the position's row lock
+    elif decision.action != Action.HOLD or not decision_insert_applied(decision, price, pipeline.ledger, position):
+        with transaction.atomic():  # under the position's row lock (a HOLD: its position moved meanwhile)
             decision.save()
-            ledger_apply(
-                [(decision, price)], pipeline.ledger, fresh=True, broker=PaperBroker.from_flow(pipeline.flow)
-            )
+            broker = PaperBroker.from_flow(pipeline.flow)
+            ledger_apply([(decision, price)], pipeline.ledger, fresh=True, broker=broker)
     if not bars:
         if decision.vetoed_by.startswith("control:"):
             decision_controls.alert_blocked(decision.vetoed_by[8:], decision.inputs["blocked"]["reason"])

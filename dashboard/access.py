@@ -64,6 +64,32 @@ def forbidden(request, required_role: str):
     return render(request, "403.html", {"role": request.role, "required_role": required_role}, status=403)
 
 
+def start_form(request, form, start, *, role: str = Role.ANALYST):
+    """A page's "start something" form (training, backtest, workflow): ``(response, status)``.
+
+    GET: ``(None, 200)``. POST below ``role``: the 403 page. An invalid form: ``(None, 400)``.
+    Valid: ``start(form.cleaned_data)`` calls the domain service and returns ``(object, message,
+    url)``: the message flashed, a redirect to ``url``. The service's ApplicationError is shown on
+    the form, its status kept where it says something (403 plan, 409 conflict, 429 quota), else 400."""
+    from django.contrib import messages
+
+    from api.errors import ApplicationError
+
+    if request.method != "POST":
+        return None, 200
+    if not can(request, role):
+        return forbidden(request, role), 403
+    if not form.is_valid():
+        return None, 400
+    try:
+        _, message, url = start(form.cleaned_data)
+    except ApplicationError as exc:
+        form.add_error(None, exc.message)
+        return None, exc.status if exc.status in (403, 409, 429) else 400
+    messages.success(request, message)
+    return redirect(url), 302
+
+
 def staff_page(view):
     """Decorate a platform-staff page (/app/staff/…): not logged in, the log-in page; logged in
     without ``is_staff`` (a tenant's member), 403. Needs no tenant; never cached."""

@@ -3,16 +3,16 @@
 
 from __future__ import annotations
 
-from django.contrib import messages
 from django.db.models import Q
 from django.http import Http404
-from django.shortcuts import redirect, render
+from django.shortcuts import render
+from django.urls import reverse
 
 from api.errors import ApplicationError, NotFound
 from models_registry.models import JobState
 from tenants.models import Role
 
-from .access import can, forbidden, tenant_page
+from .access import can, start_form, tenant_page
 from .forms import BacktestForm
 from .paging import Choice, Dates, ListSpec, Search
 from .views import _is_htmx
@@ -64,34 +64,27 @@ def backtests(request):
     from marketdata import selectors as md
 
     form = BacktestForm(request.POST or None)
-    status = 200
-    if request.method == "POST":
-        if not can(request, Role.ANALYST):
-            return forbidden(request, Role.ANALYST)
-        status = 400
-        if form.is_valid():
-            d = form.cleaned_data
-            broker = {"cash": d["cash"], "commission": d["commission"] / 100, "fill": d["fill"]}
-            if d["stop_loss"]:
-                broker["stop_loss"] = d["stop_loss"] / 100
-            params, strategy = d["params"], d["strategy"]
-            if strategy == services.MODEL:
-                params = {"model": d["model"], "window": d["window"] or 500, "step": d["step"] or 100, **params}
-            elif strategy == services.CONSENSUS:
-                params = {}
-            elif strategy == "replay":
-                params, strategy = {"replay": True}, services.CONSENSUS
-            try:
-                run = services.backtest_create(
-                    tenant=request.tenant, actor=request.user, strategy=strategy, symbol=d["symbol"],
-                    timeframe=d["timeframe"], params=params, broker=broker, grid=d["grid"],
-                    metric=d["metric"] or "sharpe",
-                )  # fmt: skip
-            except ApplicationError as exc:
-                form.add_error(None, exc.message)
-            else:
-                messages.success(request, f"Backtest of {run.strategy} on {run.symbol} started.")
-                return redirect("dashboard:backtest", run_id=run.pk)
+
+    def start(d):
+        broker = {"cash": d["cash"], "commission": d["commission"] / 100, "fill": d["fill"]}
+        if d["stop_loss"]:
+            broker["stop_loss"] = d["stop_loss"] / 100
+        params, strategy = d["params"], d["strategy"]
+        if strategy == services.MODEL:
+            params = {"model": d["model"], "window": d["window"] or 500, "step": d["step"] or 100, **params}
+        elif strategy == services.CONSENSUS:
+            params = {}
+        elif strategy == "replay":
+            params, strategy = {"replay": True}, services.CONSENSUS
+        run = services.backtest_create(
+            tenant=request.tenant, actor=request.user, strategy=strategy, symbol=d["symbol"],
+            timeframe=d["timeframe"], params=params, broker=broker, grid=d["grid"], metric=d["metric"] or "sharpe",
+        )  # fmt: skip
+        return run, f"Backtest of {run.strategy} on {run.symbol} started.", reverse("dashboard:backtest", args=[run.pk])
+
+    response, status = start_form(request, form, start)
+    if response is not None:
+        return response
     context = {
         "runs": _run_list_spec().apply(request, selectors.run_list().order_by("-created_at")),
         "form": form,

@@ -14,7 +14,7 @@ from api.errors import ApplicationError, NotFound
 from models_registry.models import JobState, VersionStatus
 from tenants.models import Role
 
-from .access import can, forbidden, tenant_page
+from .access import can, forbidden, start_form, tenant_page
 from .forms import DeployForm, RollbackForm, TrainForm
 from .paging import Choice, Dates, ListSpec, Search
 from .views import _is_htmx
@@ -75,35 +75,23 @@ def models_home(request):
     from models_registry import selectors, services
 
     form = TrainForm(request.POST or None)
-    status = 200
-    if request.method == "POST":
-        if not can(request, Role.ANALYST):
-            return forbidden(request, Role.ANALYST)
-        status = 400
-        if form.is_valid():
-            d = form.cleaned_data
-            target = {"kind": d["target"], "horizon": d["horizon"]}
-            if d["target"] == "ternary":
-                target.update(dead_band=(d["dead_band"] or 0) / 100, dead_band_unit="pct")
-            elif d["target"] == "rl":
-                target = {"kind": "rl", "algo": d["rl_algo"] or "q_learning"}
-            try:
-                job, _ = services.training_job_create(
-                    tenant=request.tenant,
-                    actor=request.user,
-                    model_name=d["model"],
-                    symbol=d["symbol"],
-                    timeframe=d["timeframe"],
-                    feature_set=d["feature_set"],
-                    target=target,
-                    families=d["families"] or None,
-                    n_trials=d["n_trials"],
-                )
-            except ApplicationError as exc:
-                form.add_error(None, exc.message)
-            else:
-                messages.success(request, f"Training job started for {job.model_name}.")
-                return redirect("dashboard:training-job", job_id=job.pk)
+
+    def start(d):
+        target = {"kind": d["target"], "horizon": d["horizon"]}
+        if d["target"] == "ternary":
+            target.update(dead_band=(d["dead_band"] or 0) / 100, dead_band_unit="pct")
+        elif d["target"] == "rl":
+            target = {"kind": "rl", "algo": d["rl_algo"] or "q_learning"}
+        job, _ = services.training_job_create(
+            tenant=request.tenant, actor=request.user, model_name=d["model"], symbol=d["symbol"],
+            timeframe=d["timeframe"], feature_set=d["feature_set"], target=target, families=d["families"] or None,
+            n_trials=d["n_trials"],
+        )  # fmt: skip
+        return job, f"Training job started for {job.model_name}.", reverse("dashboard:training-job", args=[job.pk])
+
+    response, status = start_form(request, form, start)
+    if response is not None:
+        return response
     context = {
         "models": MODEL_LIST.apply(request, selectors.model_list()),
         "jobs": JOB_LIST.apply(request, selectors.job_list()),

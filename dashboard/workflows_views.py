@@ -17,7 +17,7 @@ from api.errors import ApplicationError, NotFound
 from marketdata.models import Timeframe
 from tenants.models import Role
 
-from .access import can, forbidden, tenant_page
+from .access import can, forbidden, start_form, tenant_page
 from .forms import families_field
 from .views import _is_htmx
 
@@ -64,26 +64,19 @@ def workflows(request):
     from orchestration.models import WorkflowState
 
     form = WorkflowForm(request.POST or None)
-    status = 200
-    if request.method == "POST":
-        if not can(request, Role.ANALYST):
-            return forbidden(request, Role.ANALYST)
-        status = 400
-        if form.is_valid():
-            d = form.cleaned_data
-            try:
-                wf, _ = services.workflow_create(
-                    tenant=request.tenant, actor=request.user, model_name=d["model"], symbol=d["symbol"],
-                    timeframe=d["timeframe"], feature_set=d["feature_set"], n_trials=d["n_trials"],
-                    families=d["families"] or None, canary_percent=d["canary_percent"], auto_promote=d["auto_promote"],
-                    allow_no_edge=d["allow_no_edge"], can_manage=can(request, Role.ADMIN),
-                )  # fmt: skip
-            except ApplicationError as exc:
-                form.add_error(None, exc.message)
-                status = exc.status if exc.status in (403, 409, 429) else 400
-            else:
-                messages.success(request, f"Workflow started for {wf.model_name}.")
-                return redirect("dashboard:workflow", workflow_id=wf.pk)
+
+    def start(d):
+        wf, _ = services.workflow_create(
+            tenant=request.tenant, actor=request.user, model_name=d["model"], symbol=d["symbol"],
+            timeframe=d["timeframe"], feature_set=d["feature_set"], n_trials=d["n_trials"],
+            families=d["families"] or None, canary_percent=d["canary_percent"], auto_promote=d["auto_promote"],
+            allow_no_edge=d["allow_no_edge"], can_manage=can(request, Role.ADMIN),
+        )  # fmt: skip
+        return wf, f"Workflow started for {wf.model_name}.", reverse("dashboard:workflow", args=[wf.pk])
+
+    response, status = start_form(request, form, start)
+    if response is not None:
+        return response
     state, model = request.GET.get("state", ""), request.GET.get("model", "").strip()
     problems = []
     if state and state not in WorkflowState.values:

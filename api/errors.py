@@ -102,7 +102,43 @@ def _wants_html(request) -> bool:
     return "text/html" in request.headers.get("Accept", "")
 
 
+DATABASE_RETRY_AFTER_S = 5
+DATABASE_DOWN_STATES = {"57P01", "57P02", "57P03"}  # admin / crash shutdown, cannot connect now
+
+
+def _database_down() -> bool:
+    """The exception being handled is the database being unreachable (down, restarting, refusing
+    connections): a 503 the client may retry, not a bug. Django closes the broken connection at the
+    end of the request (``errors_occurred``), so the first request after the server is back
+    reconnects; no restart of the app is needed."""
+    import sys
+
+    import psycopg
+    from django.db import InterfaceError, OperationalError
+
+    exc, seen, wrapped = sys.exc_info()[1], 0, False
+    while exc is not None and seen < 10:  # django.db's wrapper, then the driver's own error
+        if isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)):
+            # no SQLSTATE: the connection failed or broke; 08xxx connection exceptions; 57P01-03 the
+            # server shutting down or starting. Not a timeout or a deadlock (also OperationalError).
+            state = getattr(exc, "sqlstate", None)
+            return state is None or state.startswith("08") or state in DATABASE_DOWN_STATES
+        wrapped = wrapped or isinstance(exc, (OperationalError, InterfaceError))
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return wrapped
+
+
 def server_error(request, *args, **kwargs):
+    if _database_down():
+        logger.warning("database unavailable: %s %s answered 503", request.method, request.path)
+        response = error_response(
+            "database_unavailable",
+            f"The database is unavailable for a moment; retry in {DATABASE_RETRY_AFTER_S} s.",
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            {"retry_after_seconds": DATABASE_RETRY_AFTER_S},
+        )
+        response["Retry-After"] = str(DATABASE_RETRY_AFTER_S)
+        return response
     if _wants_html(request):
         from django.http import HttpResponse
         from django.template.loader import render_to_string

@@ -12,7 +12,7 @@ MANAGE := $(PY) manage.py
 TEST_WORKERS ?= 2
 COV := --cov=tenants --cov=compliance --cov=accounts --cov=api --cov=ops --cov-report=term:skip-covered
 
-.PHONY: install run test test-slow bench screenshots lint stop services migrate demo clean help
+.PHONY: install run test test-slow faulttest bench screenshots lint stop services migrate demo clean help
 
 # Telegram: with no TELEGRAM_API_BASE in the environment, `make run` (and `make demo`) talk to the local
 # sandbox Bot API (Procfile 'telegram', notifications/sandbox.py) on TELEGRAM_SANDBOX_PORT, where the demo
@@ -27,6 +27,7 @@ help:
 	@echo "make run        start everything (embedded PostgreSQL/Redis if DATABASE_URL/REDIS_URL unset)"
 	@echo "make test       full test suite against real PostgreSQL and Redis (what CI runs)"
 	@echo "make test-slow  long load, soak and fault runs"
+	@echo "make faulttest  fault tests: kill a worker, restart Redis/PostgreSQL, drop WebSockets"
 	@echo "make bench      benchmarks, printing figures"
 	@echo "make lint       ruff"
 	@echo "make stop       stop the embedded PostgreSQL and Redis"
@@ -61,6 +62,11 @@ test: install
 
 test-slow: install
 	$(PY) -m pytest -m slow $(PYTEST_ARGS); rc=$$?; [ $$rc -eq 5 ] && echo "no slow tests yet" && exit 0; exit $$rc
+
+# fault tests (tests/faults/): a worker killed mid-job, Redis and PostgreSQL restarted, WebSockets dropped;
+# each prints what it checked. The slow ones also run in test-slow, the fast ones in test.
+faulttest: install
+	$(PY) -m pytest tests/faults -v $(PYTEST_ARGS)
 
 screenshots: install migrate demo  ## PNG of each main page (desktop + phone) in .data/screenshots/
 	$(PY) -m tests.browser.screenshots

@@ -14,6 +14,8 @@ class Anomaly(models.Model):
         BAR_ISOLATION = "bar_isolation"
         DECISION_RATE = "decision_rate"
         CONFIDENCE_SHIFT = "confidence_shift"
+        USAGE_RATE = "usage_rate"  # API requests per bucket
+        USAGE_ERRORS = "usage_errors"  # share of requests answered 4xx/5xx per bucket
 
     kind = models.CharField(max_length=20, choices=Kind.choices)
     symbol = models.CharField(max_length=32)

@@ -182,10 +182,56 @@ def decision_anomalies_detect(
             "anomalies": sorted(flagged, key=lambda a: a.ts)}  # fmt: skip
 
 
+def usage_anomalies_detect(*, bucket: str = "1h", window: int = 500, threshold: float = 5.0) -> dict:
+    """The tenant's API usage per ``bucket`` (1h or 1d) over its latest ``window`` buckets, from the
+    metered hourly usage: the request count (empty buckets count as 0) and the share of requests
+    answered with an error (4xx, 429, 5xx), each flagged at ``|z| >= threshold`` (robust z). A burst
+    of calls or of refusals (a leaked key, a broken client) shows here. Stored under symbol ``*``."""
+    from django.db.models import Sum
+
+    from analytics.models import Kind, UsageHourly
+
+    if bucket not in ("1h", "1d"):
+        raise ApplicationError("invalid_bucket", "bucket must be 1h or 1d.", {"choices": ["1h", "1d"]})
+    hours = window * (24 if bucket == "1d" else 1)
+    rows = list(
+        UsageHourly.objects.filter(kind=Kind.REQUEST)
+        .values("hour", "status")
+        .annotate(n=Sum("count"))
+        .order_by("-hour")[: hours * 8]
+    )
+    if not rows:
+        return {"symbol": "*", "bucket": bucket, "buckets": 0, "flagged": 0, "new": 0, "anomalies": []}
+    frame = pd.DataFrame(rows)
+    frame["errors"] = np.where(frame["status"].isin(["4xx", "429", "5xx"]), frame["n"], 0)
+    frame = frame.groupby("hour")[["n", "errors"]].sum().sort_index()
+    freq = "1h" if bucket == "1h" else "1D"
+    per = frame.resample(freq).sum().iloc[-window:]
+    flagged: list[Anomaly] = []
+    counts = per["n"].to_numpy(dtype="float64")
+    zn = detection.robust_z(counts)
+    for i in detection.flagged(zn, threshold):
+        flagged.append(Anomaly(kind=Anomaly.Kind.USAGE_RATE, symbol="*", timeframe=bucket,
+                               ts=per.index[i].to_pydatetime(), value=float(counts[i]),
+                               score=float(zn[i]), method="robust_z",
+                               detail={"threshold": threshold}))  # fmt: skip
+    busy = per[per["n"] > 0]
+    if len(busy) >= 3:
+        share = (busy["errors"] / busy["n"]).to_numpy(dtype="float64")
+        z = detection.robust_z(share)
+        for i in detection.flagged(z, threshold):
+            flagged.append(Anomaly(kind=Anomaly.Kind.USAGE_ERRORS, symbol="*", timeframe=bucket,
+                                   ts=busy.index[i].to_pydatetime(), value=float(share[i]), score=float(z[i]),
+                                   method="robust_z", detail={"threshold": threshold}))  # fmt: skip
+    created = _store(flagged)
+    return {"symbol": "*", "bucket": bucket, "buckets": len(per), "flagged": len(flagged), "new": len(created),
+            "anomalies": sorted(flagged, key=lambda a: a.ts)}  # fmt: skip
+
+
 def anomaly_sweep(*, window: int = 500, threshold: float = 5.0) -> dict:
     """Beat, hourly, in a tenant's schema: robust-z detection over the latest ``window`` bars of
-    every stored instrument and timeframe (with enough bars) and over the decision stream (1-hour
-    buckets). Stores and emits only what was not found before, so a sweep repeats nothing."""
+    every stored instrument and timeframe (with enough bars), over the decision stream and over the
+    API usage (1-hour buckets). Stores and emits only what was not found before, so a sweep repeats nothing."""
     from marketdata.models import Instrument
     from marketdata.selectors import coverage
 
@@ -200,7 +246,9 @@ def anomaly_sweep(*, window: int = 500, threshold: float = 5.0) -> dict:
             scanned += 1
             new += found["new"]
     decisions = decision_anomalies_detect(bucket="1h", window=window, threshold=threshold)
-    return {"series": scanned, "new_bar_anomalies": new, "new_decision_anomalies": decisions["new"]}
+    usage = usage_anomalies_detect(bucket="1h", window=window, threshold=threshold)
+    return {"series": scanned, "new_bar_anomalies": new, "new_decision_anomalies": decisions["new"],
+            "new_usage_anomalies": usage["new"]}  # fmt: skip
 
 
 def fundamentals_upsert(*, symbol: str, **fields) -> tuple[Fundamentals, bool]:

@@ -117,22 +117,23 @@ class _AnomalyParams(serializers.Serializer):
 
 class AnomalyDetectApi(APIView):
     """Run detection now: on a symbol's bars (robust z of log returns and volumes, or an
-    IsolationForest), or with ``"stream": "decisions"`` on the decision stream (decisions per
-    bucket and their mean confidence). New anomalies are stored once and emitted as
+    IsolationForest), with ``"stream": "decisions"`` on the decision stream (decisions per
+    bucket and their mean confidence), or with ``"stream": "usage"`` on the tenant's API usage
+    (requests per bucket and their error share). New anomalies are stored once and emitted as
     ``anomaly.detected``."""
 
     access = {"POST": WRITE}
 
     class InputSerializer(_AnomalyParams):
         symbol = serializers.CharField(max_length=32, required=False)
-        stream = serializers.CharField(default="bars", help_text="bars or decisions")
-        bucket = serializers.CharField(default="1h", help_text="decisions: 1h or 1d")
+        stream = serializers.CharField(default="bars", help_text="bars, decisions or usage")
+        bucket = serializers.CharField(default="1h", help_text="decisions and usage: 1h or 1d")
 
         def validate(self, data):
-            _choice(data["stream"], ("bars", "decisions"), "invalid_stream", "stream")
+            _choice(data["stream"], ("bars", "decisions", "usage"), "invalid_stream", "stream")
             if data["stream"] == "bars" and not data.get("symbol"):
                 raise ApplicationError("symbol_required", "Bars' anomalies need a symbol.", {"field": "symbol"})
-            if data["stream"] == "decisions":
+            if data["stream"] in ("decisions", "usage"):
                 _choice(data["bucket"], ("1h", "1d"), "invalid_bucket", "bucket")
             return data
 
@@ -142,9 +143,12 @@ class AnomalyDetectApi(APIView):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         v = dict(data.validated_data)
-        if v.pop("stream") == "decisions":
+        stream = v.pop("stream")
+        if stream == "decisions":
             out = services.decision_anomalies_detect(symbol=v.get("symbol"), bucket=v["bucket"], window=v["window"],
                                                      threshold=v["threshold"])  # fmt: skip
+        elif stream == "usage":
+            out = services.usage_anomalies_detect(bucket=v["bucket"], window=v["window"], threshold=v["threshold"])
         else:
             v.pop("bucket")
             out = services.bar_anomalies_detect(**v)

@@ -153,9 +153,42 @@ def test_the_hourly_sweep_scans_every_stored_series_and_repeats_nothing(alpha, d
         assert first["series"] == 1 and first["new_bar_anomalies"] >= 2
         assert Anomaly.objects.filter(symbol="SPK", kind="bar_return").exists()
         assert not Anomaly.objects.filter(symbol="TINY").exists()
-        assert bus.client().xlen(key) == first["new_bar_anomalies"] + first["new_decision_anomalies"]
+        assert (
+            bus.client().xlen(key)
+            == first["new_bar_anomalies"] + first["new_decision_anomalies"] + first["new_usage_anomalies"]
+        )
         with django_capture_on_commit_callbacks(execute=True):
             again = anomaly_sweep_task()
         assert again["series"] == 1 and again["new_bar_anomalies"] == 0 and again["new_decision_anomalies"] == 0
-    assert bus.client().xlen(key) == first["new_bar_anomalies"] + first["new_decision_anomalies"]
+    assert (
+        bus.client().xlen(key)
+        == first["new_bar_anomalies"] + first["new_decision_anomalies"] + first["new_usage_anomalies"]
+    )
     bus.client().delete(key)
+
+
+def test_usage_stream_burst_and_error_share(alpha):
+    """The metered API usage per hour: a burst of calls and an hour of refusals are flagged."""
+    from analytics.models import UsageHourly
+
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    rows = []
+    for h in range(100):  # ~100 ok calls and ~2 refused an hour; hour 40: 3,000 calls; hour 80: 60 % refused
+        hour = start + dt.timedelta(hours=h)
+        ok = 3000 if h == 40 else 100 + h % 7
+        rows.append(UsageHourly(hour=hour, kind="request", name="decisions", status="2xx", count=ok))
+        rows.append(UsageHourly(hour=hour, kind="request", name="decisions", status="4xx", count=150 if h == 80 else 2))
+    rows.append(UsageHourly(hour=start, kind="unit", name="decision", count=10**6))  # units are not requests
+    with schema_context(alpha.tenant.schema_name):
+        UsageHourly.objects.bulk_create(rows)
+    r = alpha.client().post(URL, {"stream": "usage", "bucket": "1h", "threshold": 6}, format="json")
+    assert r.status_code == 200, r.content
+    body = r.json()
+    found = {(a["kind"], a["ts"]) for a in body["anomalies"]}
+    assert ("usage_rate", (start + dt.timedelta(hours=40)).isoformat()) in found
+    assert ("usage_errors", (start + dt.timedelta(hours=80)).isoformat()) in found
+    assert body["buckets"] == 100 and body["new"] == len(found)
+    again = alpha.client().post(URL, {"stream": "usage", "threshold": 6}, format="json").json()
+    assert again["new"] == 0
+    r = alpha.client().post(URL, {"stream": "usage", "bucket": "5m"}, format="json")
+    assert r.status_code == 400 and error_code(r) == "invalid_bucket"

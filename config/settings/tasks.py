@@ -102,3 +102,10 @@ ORCHESTRATION_STEP_STALE_S = env_int("ORCHESTRATION_STEP_STALE_S", 300)
 CELERY_BEAT_SCHEDULE["orchestration-sweep"] = {"task": "orchestration.sweep", "schedule": 60.0}
 # riskcore: each tenant's bars and decision stream scanned for anomalies (new ones stored, emitted)
 CELERY_BEAT_SCHEDULE["riskcore-anomaly-sweep"] = {"task": "riskcore.anomaly_sweep", "schedule": 3600.0}
+
+# Jobs whose worker was killed outright (kill -9 of the whole worker: its message stays unacked in
+# Redis until the visibility timeout, hours away): the beat sweeps queue them again once they are
+# 'running' this long with nobody holding their lock (a live run always holds it).
+TRAINING_JOB_STALE_S = env_int("TRAINING_JOB_STALE_S", 600)  # without a heartbeat (the registry's sweep)
+BACKTEST_STALE_S = env_int("BACKTEST_STALE_S", 60)  # since it started
+CELERY_BEAT_SCHEDULE["backtesting-sweep"] = {"task": "backtesting.sweep", "schedule": 60.0}

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import zlib
 from dataclasses import dataclass, fields
 
 import numpy as np
 import pandas as pd
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from api.errors import ApplicationError
@@ -263,8 +264,53 @@ def _equity_points(result: Result) -> list[list]:
     return [[equity.index[i].isoformat(), float(equity.iloc[i]), float(dd[i])] for i in picks]
 
 
+def _lock_key(run_id) -> int:
+    return zlib.crc32(f"{connection.schema_name}:backtest:{run_id}".encode()) - 2**31
+
+
 def backtest_execute(*, run_id) -> str:
-    """Run one queued backtest to its end; a finished run is left as it is (safe to redeliver)."""
+    """Run one queued backtest to its end; safe to deliver any number of times. A run holds a
+    PostgreSQL advisory lock for its whole duration (released by the server when the worker's
+    connection dies, kill -9 included), so two deliveries never run it at once; a finished run is
+    left as it is; a run whose worker died (``running``, lock free) is started over by the next
+    delivery -- the worker's own on reject_on_worker_lost, or the beat sweep's (:func:`backtests_reap`)
+    -- and its trades are replaced, never added to."""
+    key = _lock_key(run_id)
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_try_advisory_lock(%s)", [key])
+        if not cur.fetchone()[0]:
+            return "running elsewhere"
+    try:
+        return _execute_locked(run_id)
+    finally:
+        try:
+            with connection.cursor() as cur:
+                cur.execute("SELECT pg_advisory_unlock(%s)", [key])
+        except Exception:  # noqa: BLE001 - a broken connection took the lock with it
+            log.warning("could not release the lock of backtest %s", run_id, exc_info=True)
+
+
+def backtests_reap() -> int:
+    """Queue again the runs a lost worker left: ``running`` for BACKTEST_STALE_S or more while
+    nobody holds their lock (a live run always does). Returns how many were queued."""
+    from django.conf import settings
+
+    stale_before = timezone.now() - dt.timedelta(seconds=settings.BACKTEST_STALE_S)
+    queued = 0
+    for run_row in BacktestRun.objects.filter(state=JobState.RUNNING, started_at__lt=stale_before):
+        with connection.cursor() as cur:
+            cur.execute("SELECT pg_try_advisory_lock(%s)", [_lock_key(run_row.pk)])
+            free = cur.fetchone()[0]
+            if free:
+                cur.execute("SELECT pg_advisory_unlock(%s)", [_lock_key(run_row.pk)])
+        if free:
+            log.warning("backtest %s lost its worker; queued again", run_row.pk)
+            backtest_enqueue(run_row)
+            queued += 1
+    return queued
+
+
+def _execute_locked(run_id) -> str:
     with transaction.atomic():
         run_row = BacktestRun.objects.select_for_update().filter(pk=run_id).first()
         if run_row is None or run_row.finished:

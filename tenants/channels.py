@@ -20,6 +20,8 @@ from django_tenants.utils import tenant_context
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.tokens import AccessToken
 
+from ops.logging import log_context, new_request_id
+
 from . import resolution
 from .models import Membership
 
@@ -110,7 +112,10 @@ class TenantWebSocketMiddleware:
             user_id=user_id,
             accepted_subprotocol=subprotocol,
         )
-        return await self.app(scope, receive, send)
+        actor = f"apikey:{key.prefix}" if key is not None else f"user:{user_id}" if user_id else None
+        # every record of this connection (its consumer, and threads it starts) names it
+        with log_context(request_id=new_request_id(), tenant=tenant.schema_name, user=actor):
+            return await self.app(scope, receive, send)
 
 
 def call_in_tenant(tenant, fn, *args, **kwargs):

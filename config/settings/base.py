@@ -51,12 +51,14 @@ TENANT_APPS = [
 INSTALLED_APPS = list(SHARED_APPS) + [app for app in TENANT_APPS if app not in SHARED_APPS]
 
 MIDDLEWARE = [
+    "ops.metrics.MetricsMiddleware",  # first: times the whole stack (ati_http_request_duration_seconds)
     "ops.middleware.RequestIdMiddleware",
     "ops.security_headers.SecurityHeadersMiddleware",  # CSP (+ nonce), Permissions-Policy, COOP
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "tenants.middleware.TenantResolutionMiddleware",
+    "ops.middleware.LogContextMiddleware",  # tenant and user on every log record of the request
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",

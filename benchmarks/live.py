@@ -69,9 +69,27 @@ WS_TARGET_RATIO = 1.5
 
 
 def _free_port() -> int:
+    """A free loopback port: from ``BENCH_PORTS`` (``18500-18599``) when set, so runs on a shared
+    machine stay in the range given to them, else any the kernel picks."""
+    span = os.environ.get("BENCH_PORTS", "")
+    if span:
+        low, _, high = span.partition("-")
+        for port in range(int(low), int(high or low) + 1):
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                if port not in _handed_out:
+                    _handed_out.add(port)  # bound by a child only later: never hand it out twice
+                    return port
+        raise RuntimeError(f"no free port in BENCH_PORTS={span}")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+_handed_out: set[int] = set()
 
 
 def _wait_port(port: int, proc: subprocess.Popen, seconds: float = 30.0) -> None:

@@ -387,7 +387,8 @@ async def ws_fleet(url: str, count: int, headers: list[tuple[str, str]], connect
     out ``{"ready": connected, "failed": n, "connect_s": t}`` once every handshake is done;
     in ``{"ids": [...], "wait_s": w}`` after the publisher is done: wait up to ``w`` s for every
     client to have every id, then out ``{"latencies_ms": [...], "received", "lost", "duplicates",
-    "closed"}``.
+    "closed", "unstamped"}`` (``unstamped``: decisions without ``published_ns``, e.g. the live
+    stream's, counted over all clients but not timed).
     """
     import orjson
 
@@ -395,7 +396,7 @@ async def ws_fleet(url: str, count: int, headers: list[tuple[str, str]], connect
     clock = time.monotonic_ns
     seen: list[set[int]] = [set() for _ in range(count)]
     latencies: list[int] = []
-    duplicates, malformed = [0], [0]
+    duplicates, malformed, unstamped = [0], [0], [0]
     progress = asyncio.Event()
     gate = asyncio.Semaphore(connect_concurrency)
 
@@ -408,9 +409,12 @@ async def ws_fleet(url: str, count: int, headers: list[tuple[str, str]], connect
                 message = orjson.loads(text)
                 if message.get("type") != "decision":
                     return  # heartbeats, subscription acks
-                ident, published = message["id"], message["data"]["published_ns"]
+                ident, published = message["id"], message["data"].get("published_ns")
             except (ValueError, KeyError, TypeError, AttributeError):
                 malformed[0] += 1
+                return
+            if published is None:  # a real decision (e.g. the live stream's), not a timed probe
+                unstamped[0] += 1
                 return
             if ident in mine:
                 duplicates[0] += 1
@@ -458,6 +462,7 @@ async def ws_fleet(url: str, count: int, headers: list[tuple[str, str]], connect
         "lost": len(want) * count - received,  # clients that never connected lose every message
         "duplicates": duplicates[0],
         "malformed": malformed[0],
+        "unstamped": unstamped[0],  # decisions without a publish stamp, summed over clients
         "closed": sum(1 for _, ws in live if ws.closed.done()),  # by the server, before the end
     }
     for _, ws in live:

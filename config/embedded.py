@@ -183,8 +183,12 @@ def redis_url() -> str:
                 str(REDIS_DIR / "redis.log"),
                 "--save",
                 "",
+                # the event streams are the only copy of bars not yet decided: they survive a
+                # restart (tests/faults/test_redis_restart.py); fsync once a second
                 "--appendonly",
-                "no",
+                "yes",
+                "--appendfsync",
+                "everysec",
                 "--maxclients",
                 "4000",
             ],

@@ -57,6 +57,7 @@ demo: migrate
 
 run: demo
 	@$(MANAGE) demo_setup --print
+	rm -f "$${PROMETHEUS_MULTIPROC_DIR:-$${DATA_DIR:-.data}/prometheus}"/*.db  # /metrics: figures of this run only
 	$(VENV)/bin/honcho -f Procfile start
 
 test: install

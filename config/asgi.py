@@ -14,6 +14,7 @@ from django.urls import path  # noqa: E402
 from models_registry.consumers import TrainingProgressConsumer  # noqa: E402
 from notifications.consumers import NotificationConsumer  # noqa: E402
 from ops.consumers import EchoConsumer  # noqa: E402
+from ops.metrics import WebSocketMetrics  # noqa: E402
 from tenants.channels import TenantWebSocketMiddleware  # noqa: E402
 
 websocket_urlpatterns = [
@@ -25,6 +26,6 @@ websocket_urlpatterns = [
 application = ProtocolTypeRouter(
     {
         "http": django_asgi,
-        "websocket": TenantWebSocketMiddleware(URLRouter(websocket_urlpatterns)),
+        "websocket": WebSocketMetrics(TenantWebSocketMiddleware(URLRouter(websocket_urlpatterns))),
     }
 )

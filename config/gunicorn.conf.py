@@ -10,3 +10,16 @@ timeout = 30
 graceful_timeout = 10
 accesslog = "-" if os.environ.get("ACCESS_LOG") else None
 preload_app = False
+
+
+def child_exit(server, worker):
+    """A worker's live gauges leave /metrics with it (prometheus_client multiprocess mode)."""
+    from pathlib import Path
+
+    data = os.environ.get("DATA_DIR") or str(Path(__file__).resolve().parents[1] / ".data")
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR", str(Path(data) / "prometheus"))
+    if path and Path(path).is_dir():
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid, path)

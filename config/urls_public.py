@@ -24,6 +24,8 @@ urlpatterns = [
     path("health", ops.health, name="health"),
     path("health/ready", ops.ready, name="health-ready"),
     path("version", ops.version, name="version"),
+    # Prometheus text: staff, METRICS_TOKEN or loopback (ops/metrics.py; docs/observability.md)
+    path("metrics", ops.metrics, name="metrics"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # split view: Swagger UI's start-up script from a URL, not inline (Content-Security-Policy)
     path(

@@ -54,6 +54,7 @@ from django.conf import settings
 from websockets.asyncio.server import ServerConnection, broadcast, serve
 from websockets.protocol import State
 
+from ops import metrics
 from ops.logging import log_context
 from tenants import limits
 from tenants.channels import SUBPROTOCOL_PREFIX, _credentials, _resolve, call_in_tenant
@@ -117,6 +118,8 @@ class Tenant:
 
     # -- membership
     def add(self, client: Client) -> None:
+        if client.ws not in self.clients:
+            metrics.ws_opened("edge")
         self.clients[client.ws] = client
         self.special.add(client)
 
@@ -139,6 +142,7 @@ class Tenant:
 
     def remove(self, client: Client) -> None:
         if self.clients.pop(client.ws, None) is not None:
+            metrics.ws_closed("edge")
             self._unplace(client)
 
     def resubscribe(self, client: Client, symbols: frozenset[str] | None) -> None:
@@ -342,6 +346,7 @@ class Hub:
             return ws.respond(http.HTTPStatus.UNAUTHORIZED, UNAUTHENTICATED)
         if usage is None:
             self.refused += 1
+            metrics.limit_rejected("websocket_connections", resolved[0])
             cap = limits.plan_limit(resolved[0], "websocket_connections")
             response = ws.respond(
                 http.HTTPStatus.TOO_MANY_REQUESTS,

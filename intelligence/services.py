@@ -17,6 +17,7 @@ from api.errors import ApplicationError
 from compliance.services import actor_display, audit_record
 from configuration.schema import LIVE
 from notifications.decisions import offer as notify_decisions
+from ops import metrics
 
 from . import controls as decision_controls
 from . import selectors
@@ -435,6 +436,7 @@ def decision_make(*, tenant, symbol: str, timeframe: str | None = None, bars: li
     if rl_version is not None:
         transaction.on_commit(lambda: rl_events_publish(decision, schema))
     metering.units_add_many(tenant, {"decision": 1, "prediction": 1 if ml else 0})
+    metrics.decision_observed(source="api", tenant=tenant, latency_ms=decision.latency_ms)
     return decision
 
 

@@ -94,6 +94,9 @@ def limit_check(tenant: Tenant, metric: str, amount: int = 1) -> Usage:
     if cap:
         _quota_crossings(tenant, metric, int(used) - (amount if ok else 0), int(used) if ok else cap + 1, cap)
     if not ok:
+        from ops import metrics
+
+        metrics.limit_rejected(metric, tenant)
         now = dt.datetime.now(dt.UTC)
         reset = period_end(metric, now)
         what = metric.rsplit("_per_", 1)[0].replace("_", " ")
@@ -168,6 +171,9 @@ def count_check(tenant: Tenant, metric: str, current: int) -> None:
     """For stock limits (api_keys, members, models): raise when ``current`` already reaches the cap."""
     cap = plan_limit(tenant, metric)
     if cap is not None and current >= cap:
+        from ops import metrics
+
+        metrics.limit_rejected(metric, tenant)
         raise ApplicationError(
             "plan_limit_exceeded",
             f"Your plan '{tenant.plan.code}' allows at most {cap} {metric.replace('_', ' ')}; "

@@ -24,6 +24,9 @@ from . import metering, ratelimit, resolution
 log = logging.getLogger(__name__)
 
 SESSION_TENANT_KEY = "active_tenant_id"
+# served without a tenant, whatever the host or credentials: /metrics takes a scraper's bearer
+# token (METRICS_TOKEN), which is not a JWT (ops/metrics.py)
+PUBLIC_ONLY_PATHS = frozenset({"/metrics"})
 
 
 class TenantResolutionMiddleware:
@@ -35,6 +38,9 @@ class TenantResolutionMiddleware:
         request.tenant = None
         request.api_key = None
         request.jwt_token = None
+        if request.path_info in PUBLIC_ONLY_PATHS:
+            request.urlconf = settings.PUBLIC_SCHEMA_URLCONF
+            return self.get_response(request)
         try:
             tenant_or_response = self._resolve(request)
             if not hasattr(tenant_or_response, "schema_name"):
@@ -126,6 +132,9 @@ class UsageMiddleware:
             decision = None
         units: list = []
         if decision is not None and not decision.allowed:
+            from ops import metrics
+
+            metrics.limit_rejected(f"requests_{decision.scope}", tenant)
             who = {"tenant": "for your tenant", "key": "for this API key", "user": "for your user"}[decision.scope]
             response = error_response(
                 "rate_limited",

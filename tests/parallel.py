@@ -27,6 +27,10 @@ import time
 from pathlib import Path
 
 WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+# /metrics' per-process files (ops/metrics.py): this session's own directory, not .data/prometheus
+if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix=f"ati-prometheus-{WORKER or 'main'}-")
+    atexit.register(shutil.rmtree, os.environ["PROMETHEUS_MULTIPROC_DIR"], True)
 _LOCK = Path(tempfile.gettempdir()) / "ati-tests-cluster.lock"
 
 

@@ -51,6 +51,7 @@ TENANT_APPS = [
 INSTALLED_APPS = list(SHARED_APPS) + [app for app in TENANT_APPS if app not in SHARED_APPS]
 
 MIDDLEWARE = [
+    "ops.metrics.MetricsMiddleware",  # first: times the whole stack (ati_http_request_duration_seconds)
     "ops.middleware.RequestIdMiddleware",
     "ops.security_headers.SecurityHeadersMiddleware",  # CSP (+ nonce), Permissions-Policy, COOP
     "django.middleware.security.SecurityMiddleware",

@@ -4,6 +4,7 @@
 - http: GET /api/v1/tenant/ with an API key through gunicorn (2 workers), 1 and 4 keep-alive
   connections, for a few seconds each; p50/p99 latency and throughput. The client is Python on the
   same 2 cores, so its own cost is part of every figure (also measured: GET /health).
+- metrics (``benchmarks.metrics``): MetricsMiddleware's µs per request; the exposition's ms.
 - live (``benchmarks.live``): POST /api/v1/decisions/ open-loop at 200 req/s from 50 clients
   through gunicorn, the highest rate keeping p99 <= 50 ms, one request's milliseconds by stage;
   the ws/decisions/ feed (edge server) to 1,000 clients next to a raw-broadcast floor.
@@ -190,6 +191,7 @@ if __name__ == "__main__":
     from benchmarks.events import bench_events
     from benchmarks.features import bench_features
     from benchmarks.live import bench_live
+    from benchmarks.metrics import bench_metrics
     from benchmarks.notifications import bench_notifications
     from benchmarks.review import bench_review
     from benchmarks.stream import bench_stream
@@ -198,6 +200,7 @@ if __name__ == "__main__":
     print("== benchmarks (2-core machine; client and server share the cores) ==")
     bench_provision()
     bench_http()
+    bench_metrics()
     bench_usage()
     bench_controls()
     bench_notifications()

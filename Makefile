@@ -31,6 +31,7 @@ help:
 	@echo "make loadtest   REST mix + 1,000 WebSocket clients + the live stream for 120 s, judged (exit 1 if missed)"
 	@echo "make soaktest   the same for 30 minutes (LOADTEST_DURATION=1800)"
 	@echo "make bench      benchmarks, printing figures"
+	@echo "make scaleout   2 web + 2 edge + 2 workers + 2 stream consumers behind a proxy: checks (docs/deploy.md)"
 	@echo "make lint       ruff"
 	@echo "make stop       stop the embedded PostgreSQL and Redis"
 
@@ -85,6 +86,11 @@ screenshots: install migrate demo  ## PNG of each main page (desktop + phone) in
 
 bench: install
 	$(PY) -m benchmarks $(BENCH_ARGS)
+
+.PHONY: scaleout
+# scale-out on loopback (benchmarks/scaleout.py, docs/deploy.md): exits 1 if a check fails
+scaleout: migrate
+	$(PY) -m benchmarks.scaleout $(SCALEOUT_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -19,7 +19,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--tenant", help="Only this tenant (slug).")
+        parser.add_argument("--tenant", action="append", help="Only this tenant (slug); repeat it for several.")
         parser.add_argument("--once", action="store_true", help="Drain what is there, then exit.")
         parser.add_argument("--name", help="Consumer name (default: host-pid).")
         parser.add_argument("--batch", type=int, default=500, help="Events per read batch (500).")
@@ -44,7 +44,7 @@ class Command(BaseCommand):
                 if time.monotonic() - refreshed > o["rescan"]:
                     qs = Tenant.objects.filter(status=Tenant.Status.ACTIVE).exclude(schema_name="public")
                     if o["tenant"]:
-                        qs = qs.filter(slug=o["tenant"])
+                        qs = qs.filter(slug__in=o["tenant"])
                     for tenant in qs.select_related("plan"):
                         if tenant.pk not in streams and tenant.status == Tenant.Status.ACTIVE:
                             stream = TenantStream(

@@ -29,6 +29,7 @@ from tests.conftest import service_env
 from tests.faults.conftest import kill_group, spawn, wait_for
 
 N_TRIALS = 12
+# the test database must exist for the module fixtures, which commit what the workers must see
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
 
@@ -47,6 +48,26 @@ def tenant(django_db_setup, django_db_blocker):
     yield tenant
     with django_db_blocker.unblock():
         Tenant.objects.get(pk=tenant.pk).delete(force_drop=True)
+
+
+@pytest.fixture(scope="module")
+def training_job_id(tenant, django_db_blocker):
+    with django_db_blocker.unblock(), schema_context(tenant.schema_name):
+        job, _ = training_job_create(
+            tenant=tenant, actor="test", model_name="faultkill", symbol="KILL",
+            families=["xgboost", "logistic"], n_trials=N_TRIALS, enqueue=False,
+        )  # fmt: skip
+        return str(job.pk)
+
+
+@pytest.fixture(scope="module")
+def backtest_run_id(tenant, django_db_blocker):
+    with django_db_blocker.unblock(), schema_context(tenant.schema_name):
+        run = backtest_create(
+            tenant=tenant, actor="test", strategy="consensus", symbol="KILL", timeframe="1d",
+            params={"use_model": False}, enqueue=False,
+        )  # fmt: skip
+        return str(run.pk)
 
 
 class Workers:
@@ -95,15 +116,10 @@ def workers(private_redis, tmp_path):
 
 
 def test_a_whole_worker_killed_mid_training_leaves_a_job_that_completes_once(
-    tenant, workers, django_db_blocker, fault_report
+    tenant, training_job_id, workers, django_db_blocker, fault_report
 ):
-    schema = tenant.schema_name
+    schema, job_id = tenant.schema_name, training_job_id
     with django_db_blocker.unblock(), schema_context(schema):
-        job, _ = training_job_create(
-            tenant=tenant, actor="test", model_name="faultkill", symbol="KILL",
-            families=["xgboost", "logistic"], n_trials=N_TRIALS, enqueue=False,
-        )  # fmt: skip
-        job_id = str(job.pk)
         started = time.monotonic()
         first = workers.start("first")
         workers.send("models_registry.tasks.train_model", schema, job_id)
@@ -120,8 +136,8 @@ def test_a_whole_worker_killed_mid_training_leaves_a_job_that_completes_once(
         time.sleep(1.5)
         reaped = workers.send("models_registry.tasks.registry_sweep_tenant", schema).get(timeout=120)
         # then the job is queued again and finished by the second worker, resuming the same study
-        finished = lambda: TrainingJob.objects.get(pk=job_id).state in (JobState.SUCCEEDED, JobState.FAILED)  # noqa: E731
-        wait_for(finished, 240, "the job to finish on the second worker")
+        ended = (JobState.SUCCEEDED, JobState.FAILED)
+        wait_for(lambda: TrainingJob.objects.get(pk=job_id).state in ended, 240, "the job to end on the second worker")
         recovered_s = time.monotonic() - started
         job = TrainingJob.objects.get(pk=job_id)
         assert job.state == JobState.SUCCEEDED, job.log
@@ -131,26 +147,23 @@ def test_a_whole_worker_killed_mid_training_leaves_a_job_that_completes_once(
         assert ModelVersion.objects.filter(training_job=job).count() == 1
         # and a later delivery of the same message (the dead worker's, once its visibility timeout
         # runs out) changes nothing
-        assert workers.send("models_registry.tasks.train_model", schema, job_id).get(timeout=60) == JobState.SUCCEEDED
+        again = workers.send("models_registry.tasks.train_model", schema, job_id).get(timeout=60)
+        assert again == JobState.SUCCEEDED
         assert ModelVersion.objects.filter(model__name="faultkill").count() == 1
         assert TrainingJob.objects.get(pk=job_id).attempts == 2
     fault_report(
-        f"training: killed the whole worker at {done_before}/{N_TRIALS} trials; sweep reaped {reaped}; "
+        f"training: killed the whole worker at {done_before}/{N_TRIALS} trials; sweep re-queued {reaped['reaped']}; "
         f"second worker finished attempt 2 with {len(complete)} complete trials, 1 version, state "
         f"{job.state}; redelivery a no-op; {recovered_s:.0f} s"
     )
 
 
 def test_a_pool_process_killed_mid_backtest_leaves_a_run_that_completes_once(
-    tenant, workers, django_db_blocker, fault_report
+    tenant, backtest_run_id, workers, django_db_blocker, fault_report
 ):
+    run_id = backtest_run_id
     schema = tenant.schema_name
     with django_db_blocker.unblock(), schema_context(schema):
-        run = backtest_create(
-            tenant=tenant, actor="test", strategy="consensus", symbol="KILL", timeframe="1d",
-            params={"use_model": False}, enqueue=False,
-        )  # fmt: skip
-        run_id = str(run.pk)
         started = time.monotonic()
         worker = workers.start("bt")
         child = workers.pool_child(worker)

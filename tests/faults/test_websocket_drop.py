@@ -1,0 +1,172 @@
+"""WebSocket connections dropped while decisions keep coming, against the feed's edge server as
+deployed (``run_feed_edge`` in its own process): first every client's connection is cut from its
+side (the network dropping it: no close frame), then the server is killed with SIGKILL and started
+again on the same port. Each client reconnects with ``?after=<last id it saw>`` (the resume
+protocol): the server replays what it missed from PostgreSQL, then goes on live. Every client
+ends with every decision id, contiguous and in order, none twice."""
+
+import asyncio
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from django.conf import settings
+from django_tenants.utils import schema_context
+from websockets.asyncio.client import connect
+
+from intelligence.feed import publish_decisions
+from intelligence.models import Decision
+from intelligence.selectors import decision_payload
+from tests.conftest import service_env
+from tests.faults.conftest import free_port, kill_group, spawn
+
+CLIENTS = 4
+DECISIONS = 240
+RATE = 40  # decisions a second
+
+# the test database must exist (the session's tenants live there); the decisions are committed by
+# the producer's own connection (the edge process reads them to replay) and removed at the end
+pytestmark = [pytest.mark.django_db, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def cleanup(tenants_ab, django_db_blocker):
+    yield
+    with django_db_blocker.unblock(), schema_context(tenants_ab[0].tenant.schema_name):
+        Decision.objects.filter(symbol="WSD-USD").delete()
+
+
+class Producer(threading.Thread):
+    """The decision side: each decision committed, then published (as the stream does)."""
+
+    def __init__(self, schema: str):
+        super().__init__(daemon=True)
+        self.schema, self.ids = schema, []
+        self.error = None
+
+    def run(self):
+        try:
+            base = dt.datetime(2031, 1, 1, tzinfo=dt.UTC)
+            with schema_context(self.schema):
+                for i in range(DECISIONS):
+                    d = Decision.objects.create(
+                        source="api", symbol="WSD-USD", timeframe="1m", ts=base + dt.timedelta(minutes=i),
+                        action="HOLD", confidence=0.5,
+                    )  # fmt: skip
+                    self.ids.append(d.id)
+                    publish_decisions([decision_payload(d)], self.schema)
+                    time.sleep(1 / RATE)
+        except Exception as exc:  # noqa: BLE001 - reported by the test
+            self.error = exc
+
+
+class Edge:
+    def __init__(self, port: int):
+        self.port, self.proc = port, None
+
+    def start(self):
+        self.proc = spawn(
+            [sys.executable, "manage.py", "run_feed_edge", "--port", str(self.port)],
+            cwd=settings.BASE_DIR, env={**os.environ, **service_env()}, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        line = self.proc.stdout.readline()
+        assert line.startswith("decision feed on ws://"), line
+
+    def kill(self):
+        kill_group(self.proc)
+
+
+class Client:
+    """A feed client that reconnects with ``?after=<last id seen>`` whenever its socket drops."""
+
+    def __init__(self, url: str, key: str, after: int):
+        self.url, self.key, self.last = url, key, after
+        self.seen: list[int] = []
+        self.connects = 0
+        self.ws = None
+
+    async def run(self, until):
+        while not until():
+            try:
+                async with connect(
+                    f"{self.url}?after={self.last}", additional_headers={"Authorization": f"Api-Key {self.key}"},
+                    open_timeout=3,
+                ) as ws:  # fmt: skip
+                    self.ws, self.connects = ws, self.connects + 1
+                    while not until():
+                        try:
+                            msg = json.loads(await asyncio.wait_for(ws.recv(), 0.5))
+                        except TimeoutError:
+                            continue
+                        if msg.get("type") == "decision":
+                            self.seen.append(msg["id"])
+                            self.last = msg["id"]
+            except Exception:  # noqa: BLE001 - any drop (closed, refused, reset): reconnect
+                pass
+            self.ws = None
+            await asyncio.sleep(0.1)
+
+    def cut(self):
+        """The network drops the connection: no close handshake, the socket just goes."""
+        if self.ws is not None:
+            self.ws.transport.abort()
+
+
+def test_dropped_sockets_resume_with_no_gap_and_no_repeat(tenants_ab, cleanup, django_db_blocker, fault_report):
+    alpha = tenants_ab[0]
+    schema = alpha.tenant.schema_name
+    edge = Edge(free_port(18330))
+    url = f"ws://127.0.0.1:{edge.port}/ws/decisions/"
+    producer = Producer(schema)
+    started = time.monotonic()
+    with django_db_blocker.unblock():
+        with schema_context(schema):
+            after = Decision.objects.order_by("-id").values_list("id", flat=True).first() or 0
+        try:
+            edge.start()
+            clients = [Client(url, alpha.key, after) for _ in range(CLIENTS)]
+
+            async def scenario():
+                def finished():
+                    return len(producer.ids) == DECISIONS and all(c.last == producer.ids[-1] for c in clients)
+
+                deadline = time.monotonic() + 120
+                until = lambda: finished() or time.monotonic() > deadline  # noqa: E731
+                tasks = [asyncio.create_task(c.run(until)) for c in clients]
+                await asyncio.sleep(1.0)  # all connected
+                producer.start()
+                # given decisions flowing, when every client's connection is cut from its side
+                await asyncio.sleep(1.5)
+                cut_at = len(producer.ids)
+                for c in clients:
+                    c.cut()
+                # and then the server itself dies (SIGKILL) and is started again on the same port
+                await asyncio.sleep(1.5)
+                killed_at = len(producer.ids)
+                await asyncio.to_thread(edge.kill)
+                await asyncio.sleep(0.5)
+                await asyncio.to_thread(edge.start)
+                await asyncio.gather(*tasks)
+                return cut_at, killed_at
+
+            cut_at, killed_at = asyncio.run(scenario())
+            producer.join(30)
+            assert producer.error is None, producer.error
+        finally:
+            edge.kill()
+    # then every client has every id once, in order (contiguous: nothing missed across the drops)
+    assert len(producer.ids) == DECISIONS and producer.ids == sorted(producer.ids)
+    for c in clients:
+        assert c.seen == producer.ids, (len(c.seen), c.connects)
+        assert c.connects >= 3  # it did lose its connection twice
+    fault_report(
+        f"{CLIENTS} clients x {DECISIONS} decisions at {RATE}/s; all sockets cut at decision {cut_at}, edge "
+        f"SIGKILLed at {killed_at} and restarted; {sum(c.connects for c in clients)} connections in all; "
+        f"every client saw ids {producer.ids[0]}..{producer.ids[-1]} contiguous, none twice; "
+        f"{time.monotonic() - started:.0f} s"
+    )

@@ -263,3 +263,64 @@ def test_no_secret_is_in_the_text(alpha, staff_user):
     for secret in (TOKEN, alpha.key, settings.SECRET_KEY, db_password, alpha.key[:12]):
         assert secret not in text
     assert "Api-Key" not in text and "Bearer" not in text
+
+
+# --- WebSockets -----------------------------------------------------------------------------------
+
+
+def _open(server: str) -> float:
+    """This process's own count (its multiprocess file): the other test worker's sockets aside."""
+    return metrics.WS_OPEN.labels(server)._value.get()
+
+
+def test_daphne_sockets_are_counted_while_open(alpha):
+    import asyncio
+
+    from channels.testing import WebsocketCommunicator
+
+    from config.asgi import application
+
+    before = _open("daphne")
+
+    async def scenario():
+        c = WebsocketCommunicator(application, f"/ws/echo/?api_key={alpha.key}")
+        connected, _ = await c.connect(timeout=5)
+        assert connected
+        assert _open("daphne") == before + 1
+        await c.disconnect()
+        await asyncio.sleep(0.05)
+        refused = WebsocketCommunicator(application, "/ws/echo/?api_key=ati_000000000000_bad")
+        assert not (await refused.connect(timeout=5))[0]  # never accepted: never counted
+
+    asyncio.run(scenario())
+    assert _open("daphne") == before
+
+
+def test_edge_sockets_are_counted_and_a_refusal_over_the_plan_is_a_rejection(beta):
+    import asyncio
+
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import InvalidStatus
+
+    from intelligence import edge
+    from tenants import limits
+
+    cap = limits.plan_limit(beta.tenant, "websocket_connections")
+    before = _open("edge")
+    rejected = metrics.LIMIT_REJECTIONS.labels("websocket_connections", beta.tenant.plan.code)._value.get()
+
+    async def main():
+        hub = edge.Hub()
+        async with hub.serve("127.0.0.1", 0) as server:
+            url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/ws/decisions/?api_key={beta.key}"
+            sockets = [await connect(url) for _ in range(cap)]
+            assert _open("edge") == before + cap
+            with pytest.raises(InvalidStatus):
+                await connect(url)
+            for ws in sockets:
+                await ws.close()
+            await asyncio.sleep(0.2)
+
+    asyncio.run(main())
+    assert _open("edge") == before
+    assert metrics.LIMIT_REJECTIONS.labels("websocket_connections", beta.tenant.plan.code)._value.get() == rejected + 1

@@ -78,6 +78,9 @@ def lockout_check(*, username: str, ip: str) -> None:
     user_ttl, ip_ttl = redis_client().pipeline().ttl(keys.user_lock).ttl(keys.ip_lock).execute()
     wait = max(int(user_ttl), int(ip_ttl))  # -2: no lock
     if wait > 0:
+        from ops import metrics
+
+        metrics.limit_rejected("login_lockout", None)
         raise LoginLocked(wait)
 
 

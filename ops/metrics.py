@@ -101,7 +101,7 @@ WS_OPEN = Gauge(
 LIMIT_REJECTIONS = Counter(
     "ati_limit_rejections",
     "Requests refused by a limit: the per-minute rate limits (requests_tenant/_key/_user), a plan quota "
-    "(<quota>, 429 or 402), a stock limit (plan_limit) or the plan's WebSocket connections",
+    "(<quota>, 429 or 402), a stock limit (its name), the plan's WebSocket connections, or login_lockout",
     ["limit", "plan"],
 )
 

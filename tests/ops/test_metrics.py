@@ -179,6 +179,19 @@ def test_rate_limit_rejections_are_counted_by_limit_and_plan(beta):
     assert any(lb["route"] not in ("unmatched", "") and lb["method"] == "GET" for lb in route)
 
 
+def test_a_locked_login_is_a_rejection(alpha):
+    from django.conf import settings
+
+    from accounts import lockout
+
+    rejected = metrics.LIMIT_REJECTIONS.labels("login_lockout", "none")._value.get()
+    for _ in range(settings.LOGIN_LOCKOUT_MAX_FAILURES):
+        lockout.failure_record(username="viewer@alpha.test", ip="10.9.9.9", via="dashboard")
+    with pytest.raises(lockout.LoginLocked):
+        lockout.lockout_check(username="viewer@alpha.test", ip="10.9.9.9")
+    assert metrics.LIMIT_REJECTIONS.labels("login_lockout", "none")._value.get() == rejected + 1
+
+
 def test_figures_of_other_processes_are_included():
     """Multiprocess mode: what another process (a worker, the stream) counted is in the scrape."""
     if not metrics.MULTIPROC_DIR:

@@ -73,7 +73,7 @@ faulttest: install
 	$(PY) -m pytest tests/faults -v $(PYTEST_ARGS)
 
 # load and soak (benchmarks/loadtest.py): the Procfile's servers against its own bench tenant, loopback only, bounded
-# by LOADTEST_DURATION (s), LOADTEST_RPS (0: 50 per core), LOADTEST_WS_CLIENTS (1000); prints figures and the
+# by LOADTEST_DURATION (s), LOADTEST_RPS (0: 40 per core), LOADTEST_WS_CLIENTS (1000); prints figures and the
 # targets, exit 1 when one is missed. Not in test-slow (tests/ops/test_loadtest.py runs the harness for seconds there).
 loadtest: migrate
 	$(PY) -m benchmarks.loadtest $(LOADTEST_ARGS)

@@ -45,7 +45,7 @@ MISSES = [
 
 HEADER = [  # what a run prints before the load, as patterns
     r"load average at start \d+\.\d\d / \d+\.\d\d / \d+\.\d\d",
-    r"scaled load: .* planned 50 req/s of this mix per core -> 400 cores, 200 machines .* share 100 req/s",
+    r"scaled load: .* planned 40 req/s of this mix per core -> 500 cores, 250 machines .* share 80 req/s",
 ]
 FIGURES = [  # what the report after it must show, as patterns
     *(

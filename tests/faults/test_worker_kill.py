@@ -1,11 +1,16 @@
 """A Celery worker killed with SIGKILL in the middle of a job, against real workers (prefork, as
-deployed) on a private Redis broker. Training: the whole worker (main process and its pool) is
-killed, so its message stays unacknowledged in Redis for hours (visibility timeout); a second
-worker and the beat sweep's reaper (job running, heartbeat stale, its advisory lock free) finish
-it. Backtest: the pool process running it is killed; the worker rejects the message
-(acks_late + reject_on_worker_lost) and its new pool process runs it again. Either way the job
-ends succeeded exactly once: one model version, one set of trades, and a further delivery of the
-same message changes nothing."""
+deployed: ``celery -A config worker``) on a private Redis broker, for a training job and for a
+backtest, each in two ways:
+
+- ``pool``: the pool process running the task is killed; the worker's main process rejects the
+  message (acks_late + reject_on_worker_lost) and its new pool process runs the job again;
+- ``worker``: the whole worker (main process and pool) is killed, so nobody rejects the message: it
+  stays unacknowledged in Redis until the visibility timeout, hours away. A second worker starts,
+  and the beat sweep (registry / backtesting) re-queues the job: ``running``, stale, and its
+  advisory lock free (the dead worker's connection took it along).
+
+Either way the job ends succeeded exactly once -- one model version (a training job resumes its
+Optuna study), one set of trades -- and a further delivery of the same message changes nothing."""
 
 import os
 import sys
@@ -50,24 +55,33 @@ def tenant(django_db_setup, django_db_blocker):
         Tenant.objects.get(pk=tenant.pk).delete(force_drop=True)
 
 
-@pytest.fixture(scope="module")
-def training_job_id(tenant, django_db_blocker):
-    with django_db_blocker.unblock(), schema_context(tenant.schema_name):
-        job, _ = training_job_create(
-            tenant=tenant, actor="test", model_name="faultkill", symbol="KILL",
-            families=["xgboost", "logistic"], n_trials=N_TRIALS, enqueue=False,
-        )  # fmt: skip
-        return str(job.pk)
+MODES = ["pool", "worker"]
 
 
 @pytest.fixture(scope="module")
-def backtest_run_id(tenant, django_db_blocker):
+def training_jobs(tenant, django_db_blocker):
+    """One committed, queued training job per kill mode."""
     with django_db_blocker.unblock(), schema_context(tenant.schema_name):
-        run = backtest_create(
-            tenant=tenant, actor="test", strategy="consensus", symbol="KILL", timeframe="1d",
-            params={"use_model": False}, enqueue=False,
-        )  # fmt: skip
-        return str(run.pk)
+        return {
+            mode: str(training_job_create(
+                tenant=tenant, actor="test", model_name=f"faultkill-{mode}", symbol="KILL",
+                families=["xgboost", "logistic"], n_trials=N_TRIALS, enqueue=False,
+            )[0].pk)
+            for mode in MODES
+        }  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def backtest_runs(tenant, django_db_blocker):
+    """One committed, queued backtest (the live consensus replayed bar by bar) per kill mode."""
+    with django_db_blocker.unblock(), schema_context(tenant.schema_name):
+        return {
+            mode: str(backtest_create(
+                tenant=tenant, actor="test", strategy="consensus", symbol="KILL", timeframe="1d",
+                params={"use_model": False}, enqueue=False,
+            ).pk)
+            for mode in MODES
+        }  # fmt: skip
 
 
 class Workers:
@@ -102,6 +116,17 @@ class Workers:
 
         return wait_for(child, 30, "the worker's pool process")
 
+    def kill(self, mode: str, proc, child, schema: str, sweep: str):
+        """Kill the pool process, or the whole worker and then recover as production does: a
+        second worker, and the beat's sweep for the job's tenant (stale after 1 s here)."""
+        if mode == "pool":
+            child.kill()
+            return None
+        kill_group(proc)
+        self.start("second")
+        time.sleep(1.5)
+        return self.send(sweep, schema).get(timeout=120)
+
     def stop_all(self):
         for proc in self.procs:
             kill_group(proc)
@@ -115,29 +140,26 @@ def workers(private_redis, tmp_path):
     w.stop_all()
 
 
-def test_a_whole_worker_killed_mid_training_leaves_a_job_that_completes_once(
-    tenant, training_job_id, workers, django_db_blocker, fault_report
+@pytest.mark.parametrize("mode", MODES)
+def test_a_worker_killed_mid_training_leaves_a_job_that_completes_once(
+    mode, tenant, training_jobs, workers, django_db_blocker, fault_report
 ):
-    schema, job_id = tenant.schema_name, training_job_id
+    schema, job_id = tenant.schema_name, training_jobs[mode]
     with django_db_blocker.unblock(), schema_context(schema):
         started = time.monotonic()
         first = workers.start("first")
+        child = workers.pool_child(first)
         workers.send("models_registry.tasks.train_model", schema, job_id)
         # given a worker some trials into the job
         trials = lambda: TrainingJob.objects.get(pk=job_id).trials_done  # noqa: E731
         wait_for(lambda: trials() >= 3 or first.poll() is not None, 180, "3 trials")
         assert first.poll() is None, (workers.logs / "first.log").read_text()[-2000:]
-        # when the whole worker is killed outright (main process and pool: nobody rejects the message)
-        kill_group(first)
+        # when the worker (its pool process, or all of it) is killed outright
+        reaped = workers.kill(mode, first, child, schema, "models_registry.tasks.registry_sweep_tenant")
         done_before = trials()
-        assert TrainingJob.objects.get(pk=job_id).state == JobState.RUNNING
-        # and a second worker is up; the beat sweep runs (the heartbeat is stale after 1 s here)
-        workers.start("second")
-        time.sleep(1.5)
-        reaped = workers.send("models_registry.tasks.registry_sweep_tenant", schema).get(timeout=120)
-        # then the job is queued again and finished by the second worker, resuming the same study
+        # then the job is run again (same worker or a second one) and finishes, resuming its study
         ended = (JobState.SUCCEEDED, JobState.FAILED)
-        wait_for(lambda: TrainingJob.objects.get(pk=job_id).state in ended, 240, "the job to end on the second worker")
+        wait_for(lambda: TrainingJob.objects.get(pk=job_id).state in ended, 240, "the job to end")
         recovered_s = time.monotonic() - started
         job = TrainingJob.objects.get(pk=job_id)
         assert job.state == JobState.SUCCEEDED, job.log
@@ -145,50 +167,55 @@ def test_a_whole_worker_killed_mid_training_leaves_a_job_that_completes_once(
         complete = [t for t in job.trials if t["state"] == "COMPLETE"]
         assert len(complete) <= N_TRIALS and done_before >= 3
         assert ModelVersion.objects.filter(training_job=job).count() == 1
-        # and a later delivery of the same message (the dead worker's, once its visibility timeout
-        # runs out) changes nothing
+        if mode == "worker":
+            assert reaped["reaped"] == 1
+        # and a later delivery of the same message (for ``worker``: the dead worker's own, once its
+        # visibility timeout runs out) changes nothing
         again = workers.send("models_registry.tasks.train_model", schema, job_id).get(timeout=60)
         assert again == JobState.SUCCEEDED
-        assert ModelVersion.objects.filter(model__name="faultkill").count() == 1
+        assert ModelVersion.objects.filter(model__name=f"faultkill-{mode}").count() == 1
         assert TrainingJob.objects.get(pk=job_id).attempts == 2
+    how = "the pool process (the worker re-ran it)" if mode == "pool" else "the whole worker (sweep re-queued 1)"
     fault_report(
-        f"training: killed the whole worker at {done_before}/{N_TRIALS} trials; sweep re-queued {reaped['reaped']}; "
-        f"second worker finished attempt 2 with {len(complete)} complete trials, 1 version, state "
-        f"{job.state}; redelivery a no-op; {recovered_s:.0f} s"
+        f"training: killed {how} at {done_before}/{N_TRIALS} trials; attempt 2 resumed the study: "
+        f"{len(complete)} complete trials, 1 version, {job.state}; redelivery a no-op; {recovered_s:.0f} s"
     )
 
 
-def test_a_pool_process_killed_mid_backtest_leaves_a_run_that_completes_once(
-    tenant, backtest_run_id, workers, django_db_blocker, fault_report
+@pytest.mark.parametrize("mode", MODES)
+def test_a_worker_killed_mid_backtest_leaves_a_run_that_completes_once(
+    mode, tenant, backtest_runs, workers, django_db_blocker, fault_report
 ):
-    run_id = backtest_run_id
-    schema = tenant.schema_name
+    schema, run_id = tenant.schema_name, backtest_runs[mode]
     with django_db_blocker.unblock(), schema_context(schema):
         started = time.monotonic()
-        worker = workers.start("bt")
-        child = workers.pool_child(worker)
+        first = workers.start("first")
+        child = workers.pool_child(first)
         workers.send("backtesting.tasks.run_backtest", schema, run_id)
         # given the run simulating its bars
         row = lambda: BacktestRun.objects.get(pk=run_id)  # noqa: E731
         wait_for(lambda: row().percent > 30 or row().finished, 120, "the run simulating")
         assert not row().finished, "the run finished before it could be killed: make it longer"
         first_start, percent = row().started_at, row().percent
-        # when the pool process running it is killed outright
-        child.kill()
-        # then the worker hands the message back and its new pool process runs it again, to the end
+        # when the worker (its pool process, or all of it) is killed outright
+        reaped = workers.kill(mode, first, child, schema, "backtesting.sweep_tenant")
+        # then the run is started again (same worker or a second one) and finishes
         wait_for(lambda: row().finished, 240, "the run to finish")
         recovered_s = time.monotonic() - started
         done = row()
         assert done.state == JobState.SUCCEEDED, done.error
         assert done.started_at > first_start  # it did run a second time
         trades = list(BacktestTrade.objects.filter(run_id=run_id).values_list("n", flat=True).order_by("n"))
-        assert trades == list(range(1, len(trades) + 1)) and trades  # one set of trades, no duplicates
-        assert BacktestRun.objects.count() == 1
+        assert trades and trades == list(range(1, len(trades) + 1))  # one set of trades, none twice
+        assert BacktestRun.objects.count() == len(MODES)  # the recovery made no run of its own
+        if mode == "worker":
+            assert reaped == 1
         # and a later delivery of the same message changes nothing
         assert workers.send("backtesting.tasks.run_backtest", schema, run_id).get(timeout=60) == JobState.SUCCEEDED
         assert BacktestTrade.objects.filter(run_id=run_id).count() == len(trades)
         assert row().finished_at == done.finished_at
+    how = "the pool process (the worker re-ran it)" if mode == "pool" else "the whole worker (sweep re-queued 1)"
     fault_report(
-        f"backtest: killed the pool process at {percent} %; the worker redelivered it, run started twice, "
-        f"state {done.state}, {len(trades)} trades once, redelivery a no-op; {recovered_s:.0f} s"
+        f"backtest: killed {how} at {percent} %; run started twice, {done.state}, {len(trades)} trade(s) "
+        f"stored once, redelivery a no-op; {recovered_s:.0f} s"
     )

@@ -670,39 +670,57 @@ def run(port_base: int = 0) -> dict:
                 pid for p in fleet.procs if p.name.startswith("web") for pid in [p.proc.pid, *_pids(parent=p.proc.pid)]
             ]
 
-        cap = CpuMeter({"web": web_pids, "postgres": _pg_backends, "proxy": lambda: [proxy.proc.pid]})
-        cap.start()
-        t0 = time.perf_counter()
-        errors = 0
-        lock = threading.Lock()
+        def sample(method: str, path: str, body=None) -> dict:
+            """CAPACITY_REQUESTS requests from 4 client threads through the proxy (gunicorn's sync
+            workers close after each answer: http.client reconnects, the proxy balances)."""
+            cap = CpuMeter({"web": web_pids, "postgres": _pg_backends})
+            errors = [0]
+            lock = threading.Lock()
 
-        def burst(n):
-            nonlocal errors
-            # gunicorn's sync workers close after each answer: http.client reconnects, the proxy balances
-            conn = http.client.HTTPConnection("127.0.0.1", proxy_port, timeout=30)
-            for k in range(n):
-                t = tenants[k % len(tenants)]
-                conn.request("GET", "/api/v1/decisions/?limit=20", headers={"Authorization": f"Api-Key {t.key}"})
-                r = conn.getresponse()
-                r.read()
-                if r.status != 200:
-                    with lock:
-                        errors += 1
-            conn.close()
+            def burst(n):
+                conn = http.client.HTTPConnection("127.0.0.1", proxy_port, timeout=30)
+                for k in range(n):
+                    t = tenants[k % len(tenants)]
+                    headers = {"Authorization": f"Api-Key {t.key}", "Content-Type": "application/json"}
+                    conn.request(method, path, body=body(t) if body else None, headers=headers)
+                    r = conn.getresponse()
+                    r.read()
+                    if r.status >= 300:
+                        with lock:
+                            errors[0] += 1
+                conn.close()
 
-        threads = [threading.Thread(target=burst, args=(CAPACITY_REQUESTS // 4,)) for _ in range(4)]
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join()
-        took = time.perf_counter() - t0
-        cpu = cap.stop()
-        n = CAPACITY_REQUESTS // 4 * 4
+            cap.start()
+            t0 = time.perf_counter()
+            threads = [threading.Thread(target=burst, args=(CAPACITY_REQUESTS // 4,)) for _ in range(4)]
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join()
+            took = time.perf_counter() - t0
+            cpu = cap.stop()
+            n = CAPACITY_REQUESTS // 4 * 4
+            out = {
+                "rps": n / took,
+                "errors": errors[0],
+                "web_cpu_ms": cpu.get("web", 0) / n * 1000,
+                "pg_cpu_ms": cpu.get("postgres", 0) / n * 1000,
+            }
+            print(
+                f"  {method} {path:<28} {out['rps']:5.0f} req/s, {out['errors']} errors; CPU per request: "
+                f"web {out['web_cpu_ms']:5.1f} ms, PostgreSQL {out['pg_cpu_ms']:4.1f} ms"
+            )
+            return out
+
+        print(f"  {CAPACITY_REQUESTS} requests each, 4 client threads through the proxy, API keys of both tenants:")
         figures = {
-            "rest_rps": n / took,
-            "rest_errors": errors,
-            "rest_web_cpu_ms": cpu.get("web", 0) / n * 1000,
-            "rest_pg_cpu_ms": cpu.get("postgres", 0) / n * 1000,
+            "rest": {
+                "tenant": sample("GET", "/api/v1/tenant/"),
+                "decisions_list": sample("GET", "/api/v1/decisions/?limit=20"),
+                "decision_post": sample(
+                    "POST", "/api/v1/decisions/", lambda t: json.dumps({"symbol": t.symbols[1]}).encode()
+                ),
+            },
             "stream_cpu_ms_per_decision": used.get("streams", 0) / max(total, 1) * 1000,
             "stream_pg_cpu_ms_per_decision": used.get("postgres", 0) / max(total, 1) * 1000,
             "ws_p50_ms": pct(steady, 0.5) if steady else None,
@@ -710,11 +728,6 @@ def run(port_base: int = 0) -> dict:
             "global_order_inversions": inversions,
         }
         f = figures
-        print(
-            f"  GET /api/v1/decisions/?limit=20 (API key), 4 client threads through the proxy: {f['rest_rps']:.0f} "
-            f"req/s, {errors} errors; CPU per request: web {f['rest_web_cpu_ms']:.1f} ms, "
-            f"PostgreSQL {f['rest_pg_cpu_ms']:.1f} ms"
-        )
         print(
             f"  stream: {f['stream_cpu_ms_per_decision']:.1f} ms consumer CPU + "
             f"{f['stream_pg_cpu_ms_per_decision']:.1f} ms "

@@ -14,6 +14,8 @@ from django.conf import settings
 
 from tests.conftest import service_env
 
+pytestmark = pytest.mark.django_db  # the test database must exist (the run makes and drops its own tenants)
+
 CHECKS = {
     "celery workers",
     "sockets spread over the edge processes",

@@ -43,3 +43,15 @@ class AutoSchema(__import__("drf_spectacular.openapi", fromlist=["AutoSchema"]).
             owner = qualname.split(".")[0].removesuffix("Api")
             return owner + name
         return name
+
+
+def allow_empty_optional_query(result, generator, request, public):
+    """drf-spectacular postprocessing hook: the API reads an optional query parameter sent empty
+    (``?symbol=``) as left out (DRF's rule for query serializers, kept by the hand-read ones), so
+    the document says so with ``allowEmptyValue`` and clients and fuzzers know ``""`` is accepted."""
+    for item in result.get("paths", {}).values():
+        for op in item.values():
+            for param in op.get("parameters", []) if isinstance(op, dict) else []:
+                if param.get("in") == "query" and not param.get("required"):
+                    param["allowEmptyValue"] = True
+    return result

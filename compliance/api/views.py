@@ -17,6 +17,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api.errors import ApplicationError, NotFound
+from api.pagination import StrictPageSize
 from api.schema import ERRORS
 from tenants.authentication import ApiKeyPrincipal
 from tenants.models import Membership
@@ -32,7 +33,7 @@ class _FormatIsOurs(DefaultContentNegotiation):
         return renderers[0], renderers[0].media_type
 
 
-class AuditCursorPagination(CursorPagination):
+class AuditCursorPagination(StrictPageSize, CursorPagination):
     ordering = ("id",)  # the chain's order
     page_size = 200
     page_size_query_param = "page_size"

@@ -24,7 +24,8 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "AI Trading Intelligence API",
     "DESCRIPTION": (
         "Multi-tenant trading intelligence. Authenticate with `Authorization: Api-Key <key>` "
-        'or `Authorization: Bearer <JWT>`. Every error is `{"error": {"code", "message", "details"}}`.'
+        'or `Authorization: Bearer <JWT>`. Every error is `{"error": {"code", "message", "details"}}`. '
+        "An optional query parameter sent empty (`?symbol=`) is the same as leaving it out."
     ),
     "VERSION": VERSION,
     "SERVE_INCLUDE_SCHEMA": False,
@@ -37,6 +38,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # an optional query parameter sent empty is read as left out: the document says so
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "api.schema.allow_empty_optional_query",
+    ],
     "ENUM_NAME_OVERRIDES": {
         "TimeframeEnum": "marketdata.models.Timeframe",
         "JobStateEnum": "models_registry.models.JobState",

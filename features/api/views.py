@@ -10,6 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api.errors import ApplicationError
+from api.params import query_flag
 from api.renderers import FastJSONRenderer
 from api.schema import ERRORS
 from marketdata import selectors as md_selectors
@@ -68,7 +69,7 @@ class FeatureSetListCreateApi(APIView):
         responses={200: FeatureSetSerializer(many=True), **ERRORS},
     )
     def get(self, request):
-        latest = request.query_params.get("latest", "").lower() in ("1", "true", "yes")
+        latest = query_flag(request, "latest")
         return Response(FeatureSetSerializer(selectors.feature_set_list(latest_only=latest), many=True).data)
 
     @extend_schema(

@@ -11,6 +11,7 @@ from rest_framework.views import APIView
 
 from api.errors import ApplicationError
 from api.pagination import CreatedCursorPagination
+from api.params import query_flag
 from api.schema import ERRORS
 from marketdata.models import Timeframe
 from tenants.permissions import MANAGE, READ, WRITE
@@ -508,7 +509,7 @@ class AlertListApi(APIView):
         responses={200: OutputSerializer(many=True), **ERRORS},
     )
     def get(self, request):
-        open_only = request.query_params.get("open", "").lower() in ("1", "true", "yes")
+        open_only = query_flag(request, "open")
         return Response(self.OutputSerializer(selectors.alert_list(open_only=open_only)[:200], many=True).data)
 
 

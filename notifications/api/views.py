@@ -16,6 +16,7 @@ from rest_framework.views import APIView
 
 from api.errors import ApplicationError, NotFound
 from api.pagination import CreatedCursorPagination
+from api.params import query_flag
 from api.schema import ERRORS
 from tenants.authentication import ApiKeyPrincipal
 from tenants.models import ROLE_RANK, Role, Scope
@@ -437,7 +438,7 @@ class InAppListApi(APIView):
         if uid is None:
             rows = selectors.inbox(user_id=0).none()
         else:
-            rows = selectors.inbox(user_id=uid, unread=request.query_params.get("unread") in ("1", "true"))
+            rows = selectors.inbox(user_id=uid, unread=query_flag(request, "unread"))
             paginator.unread = selectors.unread_count(user_id=uid)
         page = paginator.paginate_queryset(rows, request, view=self)
         return paginator.get_paginated_response([selectors.inapp_payload(n) for n in page])

@@ -471,9 +471,10 @@ async def ws_fleet(url: str, count: int, headers: list[tuple[str, str]], connect
     sys.stdout.flush()
 
 
-async def ws_floor_server(port: int, redis_url: str, channel: str) -> None:
+async def ws_floor_server(port: int, redis_url: str, channel: str, symbols: frozenset[str] | None = None) -> None:
     """A minimal feed: subscribe once, broadcast each message's text (the feed wire format
-    ``<symbol>\\n<id>\\n<json>``) to every connected socket. Handshake headers are ignored."""
+    ``<symbol>\\n<id>\\n<json>``) to every connected socket; with ``symbols``, only those symbols'
+    messages (what a feed client filtering on them receives). Handshake headers are ignored."""
     import redis.asyncio as aioredis
     from websockets.asyncio.server import broadcast, serve
 
@@ -495,8 +496,9 @@ async def ws_floor_server(port: int, redis_url: str, channel: str) -> None:
         async for message in pubsub.listen():
             if message["type"] != "message":
                 continue
-            text = message["data"].split(b"\n", 2)[2]
-            broadcast(sockets, text, text=True)
+            symbol, _, text = message["data"].split(b"\n", 2)
+            if symbols is None or symbol.decode() in symbols:
+                broadcast(sockets, text, text=True)
 
 
 def main(argv: list[str]) -> int:
@@ -513,6 +515,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--redis-url", required=True)
     p.add_argument("--channel", required=True)
+    p.add_argument("--symbols", help="comma-separated: broadcast only these symbols' messages")
     args = parser.parse_args(argv)
     if args.cmd == "http-server":
         asyncio.run(serve_http(args.port, args.body_size))
@@ -520,7 +523,8 @@ def main(argv: list[str]) -> int:
         headers = [tuple(part.strip() for part in h.split(":", 1)) for h in args.header]
         asyncio.run(ws_fleet(args.url, args.count, headers))
     else:
-        asyncio.run(ws_floor_server(args.port, args.redis_url, args.channel))
+        symbols = frozenset(args.symbols.split(",")) if args.symbols else None
+        asyncio.run(ws_floor_server(args.port, args.redis_url, args.channel, symbols))
     return 0
 
 

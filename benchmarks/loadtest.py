@@ -20,9 +20,10 @@ The load, for ``LOADTEST_DURATION`` seconds (120; ``make soaktest``: 1,800):
 - ``LOADTEST_WS_CLIENTS`` (1,000) WebSocket clients in one process on ``ws/decisions/?symbols=LIVE``
   (:func:`benchmarks.loadgen.ws_fleet`): they receive the stream's decisions, and once a second a
   probe decision stamped with its publish time gives publish -> receive latency; the same client
-  code with as many sockets on a raw-broadcast server (:func:`benchmarks.loadgen.ws_floor_server`)
-  gets a probe half a second later: the floor, measured in the same run under the same load
-  (CONVENTIONS §4);
+  code with as many sockets on a raw-broadcast server (:func:`benchmarks.loadgen.ws_floor_server`:
+  one subscription to the same tenant channel, the same ``LIVE`` messages, ``websockets.broadcast``)
+  gets the same probes and stream decisions at the same moments: the floor, measured in the same
+  run under the same load (CONVENTIONS §4);
 - the live stream: the replay publishes ``LIVE`` bars, the stream decides each and the edge fans
   the decisions out to the 1,000 sockets.
 
@@ -500,7 +501,6 @@ def run(cfg: Config) -> int:
         fleets: list[subprocess.Popen] = []
         try:
             servers = start_servers()
-            floor_schema = f"loadfloor{os.getpid()}"
             floor_port = _free_port()
             floor = _launch(
                 "ws-floor",
@@ -514,7 +514,9 @@ def run(cfg: Config) -> int:
                     "--redis-url",
                     _channels_url(),
                     "--channel",
-                    channel(floor_schema),
+                    channel(bt.tenant.schema_name),
+                    "--symbols",
+                    LIVE_SYMBOL,
                 ],
                 floor_port,
             )
@@ -552,29 +554,19 @@ def run(cfg: Config) -> int:
             sampler.start()
             started = time.monotonic()
             rest = _rest(web.port, ops, cfg.duration)
-            edge_ids, floor_ids = [], []
-            i = 0
-            while True:
-                due = started + 0.05 + i
-                if due + 1 > started + cfg.duration:
-                    break
+            ids = []  # one probe a second, on the tenant's feed: both servers relay the same messages
+            while (due := started + 0.05 + len(ids)) + 1 <= started + cfg.duration:
                 time.sleep(max(0.0, due - time.monotonic()))
-                ident = PROBE_BASE + i
-                probe = {**extras["payload"], "symbol": LIVE_SYMBOL, "id": ident}
-                publish_decisions([{**probe, "published_ns": time.monotonic_ns()}], bt.tenant.schema_name)
-                edge_ids.append(ident)
-                time.sleep(max(0.0, due + 0.5 - time.monotonic()))
-                publish_decisions([{**probe, "published_ns": time.monotonic_ns()}], floor_schema)
-                floor_ids.append(ident)
-                i += 1
+                ident = PROBE_BASE + len(ids)
+                probe = {**extras["payload"], "symbol": LIVE_SYMBOL, "id": ident, "published_ns": time.monotonic_ns()}
+                publish_decisions([probe], bt.tenant.schema_name)
+                ids.append(ident)
             time.sleep(max(0.0, started + cfg.duration - time.monotonic()))
             sampler.stop()
             elapsed = time.monotonic() - started
             rest.join(60)
             stream_after, stream_latency = _stream_decisions(bt)
-            edge, base = (
-                _collect(f, ids, cfg.ws_clients) for f, ids in zip(fleets, (edge_ids, floor_ids), strict=True)
-            )
+            edge, base = (_collect(f, ids, cfg.ws_clients) for f in fleets)
             for out, h in zip((edge, base), hello, strict=True):
                 out.update(h)
             dead = ", ".join(

@@ -6,7 +6,8 @@
 - 2 web processes (gunicorn, ``config/gunicorn.conf.py``, one worker each, access log on),
 - 2 WebSocket edge processes (``run_feed_edge``: ``ws/decisions/``),
 - 2 Celery workers (queues ``celery`` and ``notify``),
-- 2 decision stream consumers (``run_decision_stream --partitions 2 --partition 0|1``),
+- 2 decision stream consumers (``run_decision_stream --partitions 2 --partition 0|1``) and a hot
+  standby for partition 0 (the same command again: it waits on the partition's lease),
 - a round-robin reverse proxy in front of the web and edge processes (``benchmarks/proxy.py``),
 
 sets up two tenants (stored bars of 4 instruments each; tenant A's first instrument gets a model
@@ -14,8 +15,10 @@ trained by the Celery workers and deployed), connects WebSocket clients of both 
 proxy (so each tenant has sockets on both edge processes), feeds live bars on the tenants' event
 streams while REST requests go through the proxy, and then checks:
 
-(a) every (tenant, symbol, timeframe, bar) was decided exactly once in the database, every bar fed
-    was decided, and both consumers decided (their own "decided N" and the checkpoints' partitions);
+(a) every (tenant, symbol, timeframe, bar) was decided exactly once in the database and every bar
+    fed was decided, although partition 0's owner is killed with SIGKILL halfway through the feed
+    (once it has decided some bars) and its standby takes over (when, and how many bars each
+    process decided, from their own "decided N" lines and the leases);
 (b) each WebSocket client received every decision of its tenant, once, in bar order per
     instrument, and none of the other tenant's;
 (c) REST through the proxy reached both web processes (counted in each process's access log),
@@ -60,6 +63,7 @@ HISTORY = 1_000  # stored hourly bars per instrument: past the agents' warm-up (
 TIMEFRAME = "1h"
 STEPS = 40  # live bars per instrument
 STEP_S = 0.25  # between two steps (one bar of every instrument of both tenants)
+KILL_AT_STEP = STEPS // 2  # the owner of partition 0 is killed before this step's bars, once it has decided some
 WS_PER_TENANT = 2
 REST_REQUESTS = 60
 CAPACITY_REQUESTS = 300
@@ -271,6 +275,38 @@ def _clear_redis(schemas: list[str]) -> None:
                 r.delete(key)
 
 
+def _wait_decided(tenants: list[ScaleTenant], *, partition: int, at_least: int, timeout: float) -> None:
+    """Until each tenant has ``at_least`` stream decisions of the instruments of ``partition``."""
+    from django_tenants.utils import schema_context
+
+    from intelligence.models import Decision
+    from intelligence.stream import partition_of
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        counts = []
+        for t in tenants:
+            mine = [sym for sym in t.symbols if partition_of(sym, PARTITIONS) == partition]
+            with schema_context(t.tenant.schema_name):
+                counts.append(Decision.objects.filter(source="stream", symbol__in=mine).count())
+        if min(counts) >= at_least:
+            return
+        time.sleep(0.1)
+
+
+def _watch_takeover(keys: list[str], name: str, out: dict, timeout: float = 90.0) -> None:
+    """Seconds until ``name`` holds each lease of ``keys`` (``out[key]``)."""
+    from eventbus import bus
+
+    started = time.monotonic()
+    while len(out) < len(keys) and time.monotonic() - started < timeout:
+        for k in keys:
+            h = bus.client().get(k)
+            if k not in out and h is not None and (h.decode() if isinstance(h, bytes) else h) == name:
+                out[k] = time.monotonic() - started
+        time.sleep(0.1)
+
+
 # ----------------------------------------------------------------------------- clients
 
 
@@ -439,28 +475,13 @@ def run(port_base: int = 0) -> dict:
         print(f"  model {model} of {tenants[0].symbols[0]} trained by a worker and deployed in {took:.1f} s")
 
         slugs = [arg for t in tenants for arg in ("--tenant", t.tenant.slug)]
-        streams = [
-            fleet.start(
-                f"stream{i}",
-                [
-                    PYTHON,
-                    "manage.py",
-                    "run_decision_stream",
-                    *slugs,
-                    "--partitions",
-                    str(PARTITIONS),
-                    "--partition",
-                    str(i),
-                    "--name",
-                    f"scaleout-{i}",
-                    "--batch",
-                    "50",
-                    "--rescan",
-                    "1",
-                ],
-            )  # fmt: skip
-            for i in range(PARTITIONS)
-        ]
+
+        def consumer(label: str, partition: int) -> Proc:
+            argv = [PYTHON, "manage.py", "run_decision_stream", *slugs, "--partitions", str(PARTITIONS)]
+            argv += ["--partition", str(partition), "--name", f"scaleout-{label}", "--batch", "50", "--rescan", "1"]
+            return fleet.start(f"stream{label}", argv)
+
+        streams = [consumer(str(i), i) for i in range(PARTITIONS)]
         # both consumers hold their partition's lease of both tenants before the first bar
         deadline = time.monotonic() + 60
         want = {f"lease:{t.tenant.schema_name}:decisions-{i}of{PARTITIONS}" for t in tenants for i in range(PARTITIONS)}
@@ -471,6 +492,11 @@ def run(port_base: int = 0) -> dict:
             if time.monotonic() > deadline:
                 raise RuntimeError("the stream consumers did not take their partitions")
             time.sleep(0.2)
+        # a hot standby for partition 0 (another machine, in production): it waits on the lease
+        standby = consumer("0b", 0)
+        want0 = [k for k in want if k.endswith(f"decisions-0of{PARTITIONS}")]
+        streams.append(standby)
+        takeover: dict[str, float] = {}
 
         # --- WebSocket clients through the proxy: A, A, B, B: each tenant on both edge processes
         labels = {t.tenant.schema_name: t for t in tenants}
@@ -507,6 +533,10 @@ def run(port_base: int = 0) -> dict:
         t_feed = time.perf_counter()
         rest_thread.start()
         for step in range(STEPS):
+            if step == KILL_AT_STEP:  # the owner of partition 0 dies outright: no clean-up, lease left to expire
+                _wait_decided(tenants, partition=0, at_least=2, timeout=60)  # once it has decided some
+                os.killpg(streams[0].proc.pid, signal.SIGKILL)
+                threading.Thread(target=_watch_takeover, args=(want0, "scaleout-0b", takeover), daemon=True).start()
             for t in tenants:
                 now = time.time()
                 for bar in t.live[step]:
@@ -537,7 +567,7 @@ def run(port_base: int = 0) -> dict:
         used = meter.stop()
 
         # --- (a) exactly once
-        print("(a) each bar decided exactly once, by two consumers")
+        print("(a) each bar decided exactly once, by two consumers and a standby that takes over from a killed one")
         db: dict[str, list[tuple[int, str, int]]] = {}
         dupes = 0
         for t in tenants:
@@ -580,19 +610,32 @@ def run(port_base: int = 0) -> dict:
                 print(f"--- {s.name}:\n{s.tail(30)}")
         for s in streams:
             s.stop(signal.SIGTERM, 30)
-        per_proc = []
+        decided_by = {}
         for s in streams:
             m = re.search(r"decided (\d+) bar", s.text())
-            per_proc.append(int(m.group(1)) if m else -1)
+            decided_by[s.name] = int(m.group(1)) if m else None
+        from intelligence.stream import partition_of
+
+        part1 = sum(1 for _, sym, _ in decided_keys if partition_of(sym, PARTITIONS) == 1)
+        owner1, spare = decided_by["stream1"], decided_by["stream0b"]
         checks(
-            "both consumers decided, together each bar once",
-            all(n > 0 for n in per_proc) and sum(per_proc) == total,
-            " + ".join(f"stream{i} {n}" for i, n in enumerate(per_proc)) + f" = {sum(per_proc)} (database {total})",
+            "partition 1's consumer decided its instruments' bars",
+            owner1 == part1 and owner1 > 0,
+            f"stream1 {owner1} of the {part1} bars of its instruments",
         )
+        checks(
+            "the standby took partition 0 over from its killed owner",
+            len(takeover) == len(want0) and spare and spare > 0 and owner1 + spare < total,
+            f"owner killed (SIGKILL) at bar {KILL_AT_STEP + 1} of {STEPS}; the standby took the leases "
+            + ", ".join(f"{k.split(':')[1]} {v:.1f} s" for k, v in sorted(takeover.items(), key=lambda kv: kv[1]))
+            + f" later (LEASE_S 15; a lease waits for the previous tenant's first batch) and decided {spare} bars; "
+            f"the killed owner {total - part1 - (spare or 0)} before it died",
+        )
+        result["failover_s"] = max(takeover.values()) if takeover else None
 
         # --- (b) WebSocket fan-out
         print("(b) WebSocket fan-out through the proxy")
-        latencies, steady, inversions, foreign_total = [], [], 0, 0
+        latencies, steady, failed_over, inversions, foreign_total = [], [], [], 0, 0
         for i, c in enumerate(ws.clients):
             schema = c["tenant"]
             mine = db[schema]
@@ -611,10 +654,14 @@ def run(port_base: int = 0) -> dict:
             for recv, _, data in c["messages"]:
                 ts = int(dt.datetime.fromisoformat(data["ts"]).timestamp())
                 sent = published.get((schema, data["symbol"], ts))
-                if sent is not None:
-                    latencies.append((recv - sent) * 1000)
-                    if step_of[(schema, data["symbol"], ts)] >= 2:  # past each process's first batches
-                        steady.append((recv - sent) * 1000)
+                if sent is None:
+                    continue
+                if partition_of(data["symbol"], PARTITIONS) == 0:  # failed over: waits for the standby
+                    failed_over.append((recv - sent) * 1000)
+                    continue
+                latencies.append((recv - sent) * 1000)
+                if step_of[(schema, data["symbol"], ts)] >= 2:  # past the consumer's first batches
+                    steady.append((recv - sent) * 1000)
             checks(
                 f"client {i} ({labels[schema].tenant.slug})",
                 sorted(ids) == sorted(pk for pk, _, _ in mine)
@@ -629,9 +676,15 @@ def run(port_base: int = 0) -> dict:
                 pct(v, q) for v, q in ((latencies, 0.5), (latencies, 0.99), (steady, 0.5), (steady, 0.99))
             )
             print(
-                f"  bar published -> decision on the socket (stream, edge, proxy): all bars p50 {p50:.0f} ms, "
-                f"p99 {p99:.0f} ms ({len(latencies)} deliveries; the first bars wait for each consumer's "
+                f"  bar published -> decision on the socket (stream, edge, proxy), partition 1: p50 {p50:.0f} ms, "
+                f"p99 {p99:.0f} ms ({len(latencies)} deliveries; the first bars wait for the consumer's "
                 f"pipeline load and warm-up); from the third bar on p50 {s50:.0f} ms, p99 {s99:.0f} ms"
+            )
+        if failed_over:
+            print(
+                f"  partition 0 (its owner killed at bar {KILL_AT_STEP + 1}, the standby took over): "
+                f"p50 {pct(failed_over, 0.5) / 1000:.1f} s, max {max(failed_over) / 1000:.1f} s "
+                f"({len(failed_over)} deliveries)"
             )
         print(
             f"  ids out of global order across a socket's stream: {inversions} (two partitions commit independently; "

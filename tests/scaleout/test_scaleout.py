@@ -1,8 +1,8 @@
 """Scale-out on loopback (issue 14, part 7): ``benchmarks.scaleout`` run as ``make scaleout`` runs it,
 against this session's database and Redis: 2 gunicorn + 2 edge + 2 Celery workers + 2 decision
-stream consumers behind the round-robin proxy. Every check it prints must pass (no bar decided
-twice, every decision on every socket of its tenant and none of another, REST on both web
-processes) and it must leave no process behind."""
+stream consumers (and a standby that takes over from a killed one) behind the round-robin proxy.
+Every check it prints must pass (no bar decided twice, every decision on every socket of its
+tenant and none of another, REST on both web processes) and it must leave no process behind."""
 
 import json
 import os
@@ -21,7 +21,8 @@ CHECKS = {
     "sockets spread over the edge processes",
     "no bar decided twice",
     "every bar fed was decided",
-    "both consumers decided, together each bar once",
+    "partition 1's consumer decided its instruments' bars",
+    "the standby took partition 0 over from its killed owner",
     "REST answers",
     "REST reached both web processes",
     "/health/ready through the proxy",

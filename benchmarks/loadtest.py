@@ -66,7 +66,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from benchmarks.live import Server, _free_port, _pg_backends, _read_json, _wait_port, bench_tenant
 from benchmarks.loadgen import LoadResult, closed_loop, http_request, open_loop, pct, raise_nofile
@@ -240,6 +240,7 @@ class Sample:
     procs: dict[str, int]
     machine_busy: float  # share of all cores busy since the previous sample (every process)
     mem_pct: float
+    per: dict[str, dict[int, tuple[float, int]]] = field(default_factory=dict)  # group -> pid -> (CPU s, RSS)
 
 
 class Sampler:
@@ -258,9 +259,9 @@ class Sampler:
         import psutil
 
         first = not self.samples
-        cpu, rss, procs, seen = {}, {}, {}, {}
+        cpu, rss, procs, seen, per = {}, {}, {}, {}, {}
         for label, resolve in self.groups.items():
-            cpu[label], rss[label], procs[label] = 0.0, 0, 0
+            cpu[label], rss[label], procs[label], per[label] = 0.0, 0, 0, {}
             for pid in resolve():
                 try:
                     p = psutil.Process(pid)
@@ -274,6 +275,7 @@ class Sampler:
                 if not first:
                     cpu[label] += used - self._last.get(key, 0.0)
                 seen[key] = used
+                per[label][pid] = (used, mem)
                 rss[label] += mem
                 procs[label] += 1
         self._last = seen
@@ -284,7 +286,7 @@ class Sampler:
             d_busy, d_all = busy_total[0] - self._machine[0], busy_total[1] - self._machine[1]
             busy = d_busy / d_all if d_all > 0 else 0.0
         self._machine = busy_total
-        sample = Sample(time.monotonic(), cpu, rss, procs, busy, psutil.virtual_memory().percent)
+        sample = Sample(time.monotonic(), cpu, rss, procs, busy, psutil.virtual_memory().percent, per)
         self.samples.append(sample)
         return sample
 
@@ -650,11 +652,15 @@ def report(cfg, ops, sampler, servers, clients, edge, base, elapsed, dead, strea
     )
 
     samples = sampler.samples
-    first, last = samples[1] if len(samples) > 1 else samples[0], samples[-1]
-    w_first = first.at - samples[0].at or 1.0
-    w_last = last.at - samples[-2].at if len(samples) > 1 else 1.0
-    wall = last.at - samples[0].at or 1.0
+    start, last = samples[0], samples[-1]
+    first = samples[1] if len(samples) > 1 else start
+    # the end window: back from the last sample (stop() takes one at once) to one a half interval earlier
+    before = next((s for s in reversed(samples[:-1]) if last.at - s.at >= cfg.sample_s / 2), start)
+    tail = [s for s in samples if s.at > before.at]
+    w_first, w_last = (first.at - start.at) or 1.0, (last.at - before.at) or 1.0
+    wall = last.at - start.at or 1.0
     total_cpu = {g: sum(s.cpu.get(g, 0.0) for s in samples) for g in [*servers, *clients]}
+    end_cpu = {g: sum(s.cpu.get(g, 0.0) for s in tail) for g in [*servers, *clients]}
     print(f"processes (CPU: % of one core in the first and last {cfg.sample_s:.0f} s and over the run; RSS MiB):")
     print(
         f"  {'group':<28} {'procs':>5} {'CPU start':>9} {'CPU end':>8} {'CPU avg':>8} {'RSS start':>9} "
@@ -665,21 +671,26 @@ def report(cfg, ops, sampler, servers, clients, edge, base, elapsed, dead, strea
         growth = f"{(r1 - r0) / r0 * 100:+6.1f}%" if r0 else "    n/a"
         print(f"  {label:<28} {procs:>5} {c0:8.1f}% {c1:7.1f}% {avg:7.1f}% {_mib(r0):>9} {_mib(r1):>8} {growth:>7}")
 
+    def cpu_of(pid, g, a, b, seconds):  # one process's CPU % between samples a and b
+        if pid in a.per.get(g, {}) and pid in b.per.get(g, {}):
+            return (b.per[g][pid][0] - a.per[g][pid][0]) / seconds * 100
+        return float("nan")
+
     for g in [*servers, *clients]:
-        row(
-            g,
-            last.procs.get(g, 0),
-            first.cpu[g] / w_first * 100,
-            last.cpu[g] / w_last * 100,
-            total_cpu[g] / wall * 100,
-            samples[0].rss[g],
-            last.rss[g],
-        )
+        c0, c1, avg = first.cpu[g] / w_first * 100, end_cpu[g] / w_last * 100, total_cpu[g] / wall * 100
+        row(g, last.procs.get(g, 0), c0, c1, avg, start.rss[g], last.rss[g])
+        pids = list(last.per.get(g, {}))
+        if g in servers and 1 < len(pids) <= 4:  # gunicorn's and Celery's master and workers, each
+            for n, pid in enumerate(pids):
+                r0 = start.per[g].get(pid, (0, 0))[1]
+                c0, c1 = cpu_of(pid, g, start, first, w_first), cpu_of(pid, g, before, last, w_last)
+                avg = cpu_of(pid, g, start, last, wall)
+                row(f"  {'master' if n == 0 else 'child'} pid {pid}", 1, c0, c1, avg, r0, last.per[g][pid][1])
     judged = [g for g in servers if g != "postgres backends"]
-    r0 = sum(samples[0].rss[g] for g in judged)
+    r0 = sum(start.rss[g] for g in judged)
     r1 = sum(last.rss[g] for g in judged)
     server_cpu = sum(total_cpu[g] for g in servers)
-    c0, c1 = sum(first.cpu[g] for g in servers) / w_first * 100, sum(last.cpu[g] for g in servers) / w_last * 100
+    c0, c1 = sum(first.cpu[g] for g in servers) / w_first * 100, sum(end_cpu[g] for g in servers) / w_last * 100
     row("servers (RSS: all but pg)", sum(last.procs[g] for g in servers), c0, c1, server_cpu / wall * 100, r0, r1)
     server_cpu_pct = server_cpu / wall / cores * 100
     busy = sum(s.machine_busy * (s.at - p.at) for p, s in zip(samples, samples[1:], strict=False)) / wall * 100

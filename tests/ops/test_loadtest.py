@@ -109,16 +109,18 @@ def _fake_run(ws_p99: float):
     sampler = loadtest.Sampler({}, 5.0)
     for at, rss in ((0.0, 100 * 2**20), (5.0, 104 * 2**20), (10.0, 105 * 2**20)):
         groups = servers + clients
-        sampler.samples.append(
-            loadtest.Sample(
-                at,
-                dict.fromkeys(groups, 0.5 if at else 0.0),
-                dict.fromkeys(groups, rss),
-                dict.fromkeys(groups, 1),
-                0.5,
-                30.0,
-            )  # fmt: skip
+        sample = loadtest.Sample(
+            at,
+            dict.fromkeys(groups, 0.5 if at else 0.0),
+            dict.fromkeys(groups, rss),
+            dict.fromkeys(groups, 1),
+            0.5,
+            30.0,
         )
+        # gunicorn's master and two workers, each: 0.1 s of CPU a second for a worker, RSS as the group's
+        sample.per["gunicorn"] = {1: (0.0, rss), 2: (at / 10, rss), 3: (at / 10, rss)}
+        sampler.samples.append(sample)
+
     ws = {"p50": 20.0, "p99": ws_p99, "max": ws_p99, "lost": 0, "duplicates": 0, "ready": 10, "closed": 0}
     edge = {**ws, "expected": 100, "unstamped": 40}
     base = {**ws, "p99": 50.0, "expected": 100, "unstamped": 0}
@@ -132,6 +134,8 @@ def test_the_report_lists_every_figure_and_fails_on_a_missed_target(capsys):
     out = capsys.readouterr().out
     assert _missing(out) == [] and "result: all targets met" in out
     assert re.search(r"servers \(RSS: all but pg\).*\+5\.0%", out)  # each group 100 -> 105 MiB
+    # the multi-process groups are listed process by process: a worker at 10 % of a core
+    assert re.search(r"gunicorn\s+1 .*\n\s+master pid 1\s+1\s+0\.0%.*\n\s+child pid 2\s+1\s+10\.0%\s+10\.0%", out)
     # when the feed's p99 is 2x its floor -> exit 1, naming that target
     assert loadtest.report(*_fake_run(ws_p99=100.0)) == 1
     last = capsys.readouterr().out.strip().splitlines()[-1]
@@ -151,6 +155,7 @@ def test_the_harness_runs_every_server_under_load_and_reports_every_figure(setti
     out = proc.stdout
     assert proc.returncode in (0, 1), proc.stderr[-3000:]
     assert _missing(out, HEADER + FIGURES) == [], out
+    assert len(re.findall(r"^\s+master pid \d+\s+1\s+[\d.]+%", out, re.M)) == 2, out  # gunicorn's, Celery's
     assert ("result: all targets met" in out) == (proc.returncode == 0)
     # the feed carried the probes and the stream's decisions to every client
     assert re.search(r"edge ws/decisions/\?symbols=LIVE .* lost 0 .* connected 10/10", out), out

@@ -131,6 +131,13 @@ def _database_down() -> bool:
 def server_error(request, *args, **kwargs):
     if _database_down():
         logger.warning("database unavailable: %s %s answered 503", request.method, request.path)
+        if _wants_html(request):
+            from django.http import HttpResponse
+            from django.template.loader import render_to_string
+
+            response = HttpResponse(render_to_string("500.html"), status=503)  # no context: the DB is down
+            response["Retry-After"] = str(DATABASE_RETRY_AFTER_S)
+            return response
         response = error_response(
             "database_unavailable",
             f"The database is unavailable for a moment; retry in {DATABASE_RETRY_AFTER_S} s.",

@@ -78,3 +78,14 @@ def _wrap(cause):
             raise OperationalError(str(exc)) from exc
         except OperationalError as wrapped:
             return wrapped
+
+
+def test_a_dashboard_page_gets_an_html_503(client, fault_report):
+    # given a browser asking for a page while the tenant lookup by host cannot reach the database
+    client.raise_request_exception = False
+    with mock.patch.object(resolution, "tenant_by_host", side_effect=_down()):
+        r = client.get("/", HTTP_ACCEPT="text/html")
+    # then an HTML error page with 503 and Retry-After, not the JSON envelope
+    assert r.status_code == 503 and r["Content-Type"].startswith("text/html")
+    assert r["Retry-After"] == str(errors.DATABASE_RETRY_AFTER_S)
+    fault_report(f"dashboard page: status {r.status_code}, HTML, Retry-After {r['Retry-After']}")

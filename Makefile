@@ -32,6 +32,7 @@ help:
 	@echo "make soaktest   the same for 30 minutes (LOADTEST_DURATION=1800)"
 	@echo "make bench      benchmarks, printing figures"
 	@echo "make scaleout   2 web + 2 edge + 2 workers + 2 stream consumers behind a proxy: checks (docs/deploy.md)"
+	@echo "make scale-tenants  500 tenants: creation, migrate_schemas, decision p99 and sign-up with 1 vs 500 (dropped after)"
 	@echo "make lint       ruff"
 	@echo "make stop       stop the embedded PostgreSQL and Redis"
 
@@ -91,6 +92,12 @@ bench: install
 # scale-out on loopback (benchmarks/scaleout.py, docs/deploy.md): exits 1 if a check fails
 scaleout: migrate
 	$(PY) -m benchmarks.scaleout $(SCALEOUT_ARGS)
+
+.PHONY: scale-tenants
+# tenant scale (benchmarks/tenants.py, README "Scale: 500 tenants"): SCALE_TENANTS tenants created, measured, dropped
+SCALE_TENANTS ?= 500
+scale-tenants: migrate
+	$(PY) -m benchmarks.tenants --count $(SCALE_TENANTS) --drop $(SCALE_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .

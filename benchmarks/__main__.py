@@ -8,6 +8,9 @@
 - live (``benchmarks.live``): POST /api/v1/decisions/ open-loop at 200 req/s from 50 clients
   through gunicorn, the highest rate keeping p99 <= 50 ms, one request's milliseconds by stage;
   the ws/decisions/ feed (edge server) to 1,000 clients next to a raw-broadcast floor.
+- tenants (``benchmarks.tenants``): BENCH_TENANTS (50) tenants created through tenant_provision, decision
+  p99 and sign-up with 1 vs all present, migrate_schemas standard vs multiprocessing; dropped after
+  (``make scale-tenants`` runs it with 500).
 """
 
 import gc
@@ -195,6 +198,7 @@ if __name__ == "__main__":
     from benchmarks.notifications import bench_notifications
     from benchmarks.review import bench_review
     from benchmarks.stream import bench_stream
+    from benchmarks.tenants import bench_tenants
     from benchmarks.usage import bench_usage
 
     print("== benchmarks (2-core machine; client and server share the cores) ==")
@@ -213,3 +217,4 @@ if __name__ == "__main__":
     bench_events()
     bench_live()
     bench_backtest()
+    bench_tenants()  # BENCH_TENANTS (50) tenants; `make scale-tenants` for 500

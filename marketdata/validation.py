@@ -150,35 +150,89 @@ def _mixed_timezones_check(text: pd.Series, rows: np.ndarray, report: Report) ->
         )
 
 
+# what a bar's time may be: nanoseconds since the epoch in int64 (pandas' and the COPY payload's unit)
+TS_MIN, TS_MAX = pd.Timestamp("1677-09-22", tz="UTC"), pd.Timestamp("2262-04-11", tz="UTC")
+
+
+def _text(s: pd.Series) -> pd.Series:
+    """Cells as text, whatever their type: binary cells (a Parquet ``binary`` column) decoded with
+    undecodable bytes replaced; a cell that can't be printed at all becomes "" (then reported)."""
+    try:
+        return s.astype(str)
+    except Exception:  # bytes that aren't UTF-8, dates outside Python's range, ...
+        return pd.Series([_cell_text(v) for v in s.astype(object)], index=s.index, dtype=str)
+
+
+def _cell_text(value) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    try:
+        return str(value)
+    except Exception:
+        return ""
+
+
 def _timestamps(raw: pd.Series, report: Report) -> pd.Series:
-    """Parse to UTC; report unparseable values and mixed time zones."""
+    """Parse to UTC (nanoseconds); report unparseable values, mixed time zones and times out of range."""
     numeric = pd.to_numeric(raw, errors="coerce") if raw.dtype == object else raw
     if pd.api.types.is_datetime64_any_dtype(raw):
         ts = pd.to_datetime(raw, utc=True)
-        return ts
-    if pd.api.types.is_numeric_dtype(numeric) and numeric.notna().all():
-        # epoch seconds, or milliseconds when the magnitude says so
-        unit = "ms" if numeric.abs().max() > 1e11 else "s"
-        return pd.to_datetime(numeric, unit=unit, utc=True)
-    text = raw.astype(str).str.strip()
+        missing = np.flatnonzero(ts.isna().to_numpy()) + 1  # nulls of a Parquet timestamp column
+        if len(missing):
+            report.add("invalid_timestamp", "Missing timestamp.", missing, "timestamp")
+        return _in_range(ts, report)
+    if pd.api.types.is_numeric_dtype(numeric) and not pd.api.types.is_bool_dtype(numeric) and numeric.notna().all():
+        # epoch seconds, or milliseconds when the magnitude says so (the typical magnitude: one
+        # absurd cell must not turn the whole column into milliseconds)
+        values = numeric.to_numpy(dtype="float64")
+        finite = np.isfinite(values)
+        unit = "ms" if finite.any() and np.median(np.abs(values[finite])) > 1e11 else "s"
+        in_bounds = finite & (np.abs(values) < 9e18 / (1e6 if unit == "ms" else 1e9))
+        ts = pd.to_datetime(numeric if in_bounds.all() else numeric.where(in_bounds), unit=unit, utc=True)
+        return _in_range(ts, report, known_bad=~in_bounds)
+    text = _text(raw).str.strip()
     ts = pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601")
     parsed = ts.notna().to_numpy()
     _mixed_timezones_check(text[parsed], np.flatnonzero(parsed) + 1, report)
     bad = np.flatnonzero(ts.isna().to_numpy()) + 1
     if len(bad):
         report.add("invalid_timestamp", "Not a timestamp: use ISO 8601 or epoch seconds.", bad, "timestamp")
-    return ts
+    return _in_range(ts, report)
+
+
+def _in_range(ts: pd.Series, report: Report, known_bad: np.ndarray | None = None) -> pd.Series:
+    """``ts`` in nanoseconds: times outside 1677-09-22 … 2262-04-11 (and ``known_bad`` rows) are
+    reported and become NaT -- converted as they are, they would wrap around silently."""
+    unit = ts.dt.unit
+    ticks = ts.array.asi8  # int64 in the series' own unit; NaT is int64's minimum
+    lo, hi = (int(bound.as_unit(unit).asm8.astype(np.int64)) for bound in (TS_MIN, TS_MAX))  # in that unit
+    out = (ticks != np.iinfo(np.int64).min) & ((ticks < lo) | (ticks > hi))
+    if known_bad is not None:
+        out = out | known_bad
+    bad = np.flatnonzero(out) + 1
+    if len(bad):
+        report.add(
+            "invalid_timestamp",
+            f"Out of range: timestamps must fall between {TS_MIN:%Y-%m-%d} and {TS_MAX:%Y-%m-%d} (UTC).",
+            bad,
+            "timestamp",
+        )
+        ts = ts.where(~out)
+    return ts if unit == "ns" else ts.dt.as_unit("ns")
 
 
 _NONFINITE_TEXT = {"nan", "inf", "-inf", "+inf", "infinity", "-infinity"}
 
 
 def _numbers(s: pd.Series, col: str, report: Report) -> np.ndarray:
+    if pd.api.types.is_datetime64_any_dtype(s) or pd.api.types.is_timedelta64_dtype(s):
+        report.add("invalid_number", f"'{col}' is not a number.", np.arange(1, len(s) + 1), col)
+        return np.full(len(s), np.nan)
     if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
         arr = s.to_numpy(dtype="float64", na_value=np.nan)
         unparseable = np.zeros(len(arr), dtype=bool)
     else:
-        text = s.astype(str).str.strip()
+        text = _text(s).str.strip()
         num = pd.to_numeric(text, errors="coerce")
         unparseable = (num.isna() & ~text.str.lower().isin(_NONFINITE_TEXT)).to_numpy()
         arr = num.to_numpy(dtype="float64", na_value=np.nan, copy=True)
@@ -200,6 +254,13 @@ def validate(raw: pd.DataFrame, *, timeframe: str, max_rows: int | None = None) 
             "invalid_timeframe", f"Unknown timeframe '{timeframe}'.", {"choices": list(TIMEFRAME_SECONDS)}
         )
     df = raw.rename(columns={c: ALIASES.get(str(c).strip().lower(), str(c).strip().lower()) for c in raw.columns})
+    twice = sorted({c for c in df.columns[df.columns.duplicated()] if c in COLUMNS})
+    if twice:  # e.g. "time" and "timestamp": which one is meant?
+        for c in twice:
+            report.add(
+                "duplicate_column", f"Column '{c}' appears more than once (names or aliases); keep one.", None, c
+            )
+        return report
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
         for c in missing:
@@ -350,6 +411,8 @@ def _records_fast(records: list, step: int) -> Report | None:
     diffs = np.diff(epoch)
     if not clean or (epoch % step).any() or (diffs < step).any():
         return None
+    if epoch.min() < TS_MIN.timestamp() or epoch.max() > TS_MAX.timestamp():
+        return None  # nanoseconds would wrap around: the full path reports the rows
     index = pd.DatetimeIndex((epoch * 1_000_000_000).view("M8[ns]"), name="ts").tz_localize("UTC")
     report = Report(rows=len(records))
     _gaps(report, diffs, step, index)
@@ -364,7 +427,10 @@ def _epoch_seconds(values: list) -> np.ndarray | None:
     UTC, ``Z``, ``+HH:MM``). None for anything else (mixed zones, fractions, other spellings)."""
     kinds = set(map(type, values))
     if kinds == {int}:
-        secs = np.array(values, dtype=np.int64)
+        try:
+            secs = np.array(values, dtype=np.int64)
+        except OverflowError:  # beyond int64: the full path reports it
+            return None
         if np.abs(secs).max() > 1e11:  # milliseconds, as the full path reads them
             if (secs % 1000).any():
                 return None

@@ -58,7 +58,7 @@ def test_a_view_whose_query_loses_the_server_answers_503(alpha, fault_report):
     fault_report(f"view query (57P01): status {r.status_code}, code {r.json()['error']['code']}")
 
 
-def test_a_statement_timeout_is_not_called_an_outage(alpha):
+def test_a_statement_timeout_is_not_called_an_outage(alpha, fault_report):
     # given a query cancelled by statement_timeout (an OperationalError too, SQLSTATE 57014)
     timeout = psycopg.errors.QueryCanceled("canceling statement due to statement timeout")
     client = _client(alpha)
@@ -68,6 +68,7 @@ def test_a_statement_timeout_is_not_called_an_outage(alpha):
     # then it stays an internal error: retrying in 5 s would not help
     assert r.status_code == 500
     assert r.json()["error"]["code"] == "server_error"
+    fault_report(f"statement timeout (57014): status {r.status_code}, code server_error (not an outage)")
 
 
 def _wrap(cause):

@@ -36,7 +36,7 @@ def _hold(conn, key: int) -> None:
     assert conn.execute("SELECT pg_try_advisory_lock(%s)", [key]).fetchone()[0]
 
 
-def test_a_backtest_held_by_a_live_worker_is_neither_run_again_nor_reaped(alpha, other_session, settings):
+def test_a_backtest_held_by_a_live_worker_is_neither_run_again_nor_reaped(alpha, other_session, settings, fault_report):
     settings.BACKTEST_STALE_S = 60
     with schema_context(alpha.tenant.schema_name):
         old = timezone.now() - dt.timedelta(minutes=5)
@@ -61,18 +61,24 @@ def test_a_backtest_held_by_a_live_worker_is_neither_run_again_nor_reaped(alpha,
         with mock.patch.object(bt_services, "backtest_enqueue") as enqueue:
             assert bt_services.backtests_reap() == 2
         assert {c.args[0].pk for c in enqueue.call_args_list} == {held.pk, lost.pk}
+    fault_report(
+        "backtest: held run 'running elsewhere' when redelivered; sweep re-queued 1 of 3, then 2 once unlocked"
+    )
 
 
-def test_a_finished_backtest_delivered_again_is_left_as_it_is(alpha):
+def test_a_finished_backtest_delivered_again_is_left_as_it_is(alpha, fault_report):
     with schema_context(alpha.tenant.schema_name):
         done = BacktestRun.objects.create(strategy="sma_cross", symbol="X", timeframe="1d", state=JobState.SUCCEEDED,
                                           percent=100, stats={"trades": 3})  # fmt: skip
         assert bt_services.backtest_execute(run_id=done.pk) == JobState.SUCCEEDED
         done.refresh_from_db()
         assert done.stats == {"trades": 3} and done.percent == 100
+    fault_report("backtest: a finished run delivered again is left as it is")
 
 
-def test_the_training_reaper_waits_for_the_lock_and_its_stale_age_is_a_setting(alpha, other_session, settings):
+def test_the_training_reaper_waits_for_the_lock_and_its_stale_age_is_a_setting(
+    alpha, other_session, settings, fault_report
+):
     with schema_context(alpha.tenant.schema_name):
         job = TrainingJob.objects.create(model_name="reap", params={}, state=JobState.RUNNING,
                                          heartbeat_at=timezone.now() - dt.timedelta(seconds=30))  # fmt: skip
@@ -85,3 +91,4 @@ def test_the_training_reaper_waits_for_the_lock_and_its_stale_age_is_a_setting(a
             other_session.close()
             assert training.training_jobs_reap() == 1
         assert enqueue.call_args.args[0].pk == job.pk
+    fault_report("training: not reaped when fresh (600 s) nor while locked; re-queued once the lock went")

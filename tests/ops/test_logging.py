@@ -4,17 +4,21 @@ configured formatter renders them (JSON lines) from a handler on the root logger
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
 
 import pytest
 import structlog
+from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django_tenants.utils import schema_context
 
+from config.asgi import application  # (imported first: django.setup() in it configures logging anew)
 from config.celery import app as celery_app
 from ops import logging as ops_logging
+from ops.consumers import EchoConsumer
 from ops.logging import REDACTED
 
 API_KEY = "ati_0123456789ab_Zq3xY-9_kLmNoPqRsTuVwXyZ0123456789abcdEFG"
@@ -224,3 +228,25 @@ def test_log_context_binds_and_restores():
         inside = structlog.contextvars.get_contextvars()
     assert inside == {"tenant": "acme", "user": "user:7"}
     assert "tenant" not in structlog.contextvars.get_contextvars()
+
+
+def test_a_record_of_a_websocket_consumer_carries_connection_id_tenant_and_user(alpha, captured, monkeypatch):
+    original = EchoConsumer.connect
+
+    async def logging_connect(self):
+        logging.getLogger("tests.ws").info("consumer connects")
+        await original(self)
+
+    monkeypatch.setattr(EchoConsumer, "connect", logging_connect)
+    viewer = alpha.users["viewer"]
+
+    async def scenario():
+        client = WebsocketCommunicator(application, f"/ws/echo/?token={alpha.jwt('viewer')}")
+        connected, _ = await client.connect(timeout=5)
+        assert connected
+        await client.disconnect()
+
+    asyncio.run(scenario())
+    record = captured.one("consumer connects")
+    assert record["tenant"] == alpha.tenant.schema_name and record["user"] == f"user:{viewer.pk}"
+    assert len(record["request_id"]) == 32  # one id per connection

@@ -15,13 +15,25 @@ Protocol (unchanged from the consumer it replaces):
 - A connection receives every decision of its tenant; ``?symbols=A,B`` or the message
   ``{"action": "subscribe", "symbols": [...]}`` narrows them (``[]``: all again), answered by
   ``{"type": "subscribed", "symbols": [...]}``; ``{"action": "ping"}`` gets ``{"type": "pong"}``.
-- ``?after=<id>`` replays the decisions after that id (up to 1,000; then page with
-  ``GET /api/v1/decisions/?after=``) and continues live with no gap and no repeat: the socket is
-  subscribed before the handshake completes, and what arrives during the replay waits.
-- Messages ``{"id", "type": "decision", "data": {...REST decision...}}`` and
-  ``{"type": "heartbeat"}`` every ``HEARTBEAT_S``.
+- Messages ``{"cursor", "id", "type": "decision", "data": {...REST decision...}}`` and
+  ``{"type": "heartbeat"}`` every ``HEARTBEAT_S``. ``cursor`` is the message's entry id in the
+  tenant's resume log (:mod:`intelligence.feed`), in publish (hence commit) order.
+- ``?cursor=<the last cursor received>`` resumes exactly: the entries after it are replayed from
+  the log, in order, then the socket continues live with no gap and no repeat (the socket is
+  subscribed before the handshake completes, what arrives during the replay waits, and a live
+  copy of a replayed entry is recognised by its cursor). A cursor that is not an entry id is
+  refused with HTTP 400. A cursor older than the log's retention (``FEED_RESUME_RETAIN`` entries,
+  ``FEED_RESUME_TTL_S`` idle; or a Redis that lost the log) cannot be resumed exactly: with
+  ``&after=<the last id received>`` as well, the socket gets ``{"type": "cursor_expired",
+  "after": id}`` and the replay by id below; without it, it is closed with code 4009 and the
+  client resyncs with ``GET /api/v1/decisions/?after=<last id>`` then connects anew (no cursor).
+- ``?after=<id>`` replays the decisions after that id from PostgreSQL (up to 1,000; then page
+  with ``GET /api/v1/decisions/?after=``), without cursors, then continues live. Ids are taken
+  before commit, so with several writers for a tenant (two stream partitions, the stream and
+  ``POST /api/v1/decisions/``) a lower id can commit after a higher one was sent: resuming by id
+  may miss it. Use ``?cursor=`` (and keep ``after`` as its fallback).
 - A client that reads slower than decisions arrive, so that more than ``WS_CLIENT_BUFFER`` bytes
-  wait in its socket's send buffer, is closed with code 4008; it reconnects with ``?after=``.
+  wait in its socket's send buffer, is closed with code 4008; it reconnects with ``?cursor=``.
 - When the tenant's live configuration (``prod``, :mod:`configuration`) changes, every socket
   gets ``{"type": "config", "environment": "prod", "version": N, "changed": [setting paths]}``
   (pushed over the channel layer): e.g. ``feed.publish`` false means decisions stop arriving.
@@ -66,8 +78,11 @@ log = logging.getLogger(__name__)
 PATH = "/ws/decisions/"
 HEARTBEAT_S = 20.0
 SLOW_CLIENT = 4008
+CURSOR_EXPIRED = 4009
+CURSOR_EXPIRED_REASON = "cursor expired: resync with GET /api/v1/decisions/?after=<last id>"
 BACKEND_ERROR = 1011
 RESUME_LIMIT = 1000  # decisions replayed on ?after=; more are paged over REST
+LOG_PAGE = 500  # resume-log entries read per round trip on ?cursor= (all retained ones are replayed)
 SKIP_WINDOW_S = 30.0  # how long a resumed socket keeps the replayed ids to drop late duplicates
 HEARTBEAT = b'{"type":"heartbeat"}'
 UNAUTHENTICATED = (
@@ -84,14 +99,23 @@ def _symbols(values) -> frozenset[str] | None:
 class Client:
     """One socket: its tenant, symbol filter and resume state."""
 
-    __slots__ = ("ws", "tenant", "schema", "symbols", "after", "early", "skip", "skip_until", "slot")
+    __slots__ = ("ws", "tenant", "schema", "symbols", "after", "cursor", "floor", "early", "skip", "skip_until", "slot")
 
-    def __init__(self, ws: ServerConnection, tenant, symbols: frozenset[str] | None, after: int | None):
+    def __init__(
+        self,
+        ws: ServerConnection,
+        tenant,
+        symbols: frozenset[str] | None,
+        after: int | None,
+        cursor: tuple[int, int] | None = None,
+    ):
         self.ws = ws
         self.tenant = tenant
         self.schema = tenant.schema_name
         self.symbols = symbols
         self.after = after
+        self.cursor = cursor  # ?cursor=, parsed
+        self.floor: tuple[int, int] | None = None  # after a log replay: live copies up to it were sent
         self.early: list[tuple[str, int, str]] | None = []  # live messages held while resuming
         self.skip: set[int] = set()  # ids sent by the replay: a late live copy is not sent twice
         self.skip_until = 0.0
@@ -154,10 +178,25 @@ class Tenant:
         else:
             self.special.add(client)
 
-    def go_live(self, client: Client, replayed: set[int]) -> None:
+    def go_live(self, client: Client, replayed: set[int], floor: tuple[int, int] | None = None) -> None:
         """End the resume: send what arrived meanwhile (minus what the replay sent), synchronously,
-        so that no live message can slip in between."""
+        so that no live message can slip in between. ``floor``: the last cursor a log replay sent
+        (or the client's own): pub/sub and the log share one order, so exactly the messages with
+        a later cursor are new."""
         held, client.early = client.early or [], None
+        if floor is not None:
+            passed = False
+            for symbol, _ident, text in held:
+                cursor = feed.cursor_of(text)
+                if cursor is None or cursor > floor:
+                    passed = passed or cursor is not None
+                    if client.wants(symbol):
+                        self.hub.send(self, [client.ws], text.encode())
+            if passed:  # every later message is later than the floor too
+                self._to_fast_path(client)
+            else:  # live copies of replayed entries may still be on their way
+                client.floor = floor
+            return
         for symbol, ident, text in held:
             if ident not in replayed and (client.after is None or ident > client.after) and client.wants(symbol):
                 self.hub.send(self, [client.ws], text.encode())
@@ -169,6 +208,7 @@ class Tenant:
     def _to_fast_path(self, client: Client) -> None:
         """From the per-client path (resuming, or dropping replayed ids) to the shared sets."""
         client.skip = set()
+        client.floor = None
         self.special.discard(client)
         self._place(client)
 
@@ -186,6 +226,14 @@ class Tenant:
             for client in tuple(self.special):
                 if client.early is not None:
                     client.early.append((symbol, ident, text))
+                    continue
+                if client.floor is not None:
+                    cursor = feed.cursor_of(text)
+                    if cursor is None or cursor > client.floor:
+                        if cursor is not None:  # the first message past the replay: all later ones are too
+                            self._to_fast_path(client)
+                        if client.wants(symbol):
+                            self.hub.send(self, [client.ws], data)
                     continue
                 if now > client.skip_until:  # the replay is long past: back to the fast path
                     self._to_fast_path(client)
@@ -240,7 +288,7 @@ class Tenant:
         except Exception:  # a Redis outage: close the sockets; clients resume with ?after=
             log.exception("decision feed of %s stopped", self.schema)
             for c in tuple(self.clients.values()):
-                self.hub.drop(c, BACKEND_ERROR, "feed interrupted: reconnect with ?after=<last id>")
+                self.hub.drop(c, BACKEND_ERROR, "feed interrupted: reconnect with ?cursor=")
         finally:
             with contextlib.suppress(Exception):
                 await pubsub.aclose()
@@ -294,7 +342,7 @@ class Hub:
             for ws in slow:
                 client = group.clients.get(ws)
                 if client is not None:
-                    self.drop(client, SLOW_CLIENT, "too slow: reconnect with ?after=<last id>")
+                    self.drop(client, SLOW_CLIENT, "too slow: reconnect with ?cursor=<last cursor>")
             gone = set(slow)
             sockets = [ws for ws in sockets if ws not in gone]
         broadcast(sockets, data, text=True)
@@ -332,6 +380,14 @@ class Hub:
             return response
         if path.rstrip("/") != PATH.rstrip("/"):
             return ws.respond(http.HTTPStatus.NOT_FOUND, f"Not found: this server serves {PATH} and /health.\n")
+        params = parse_qs(query)
+        raw_cursor = (params.get("cursor") or [""])[0]
+        cursor = feed.parse_cursor(raw_cursor) if raw_cursor else None
+        if raw_cursor and cursor is None:
+            return ws.respond(
+                http.HTTPStatus.BAD_REQUEST,
+                "invalid_cursor: ?cursor= takes the 'cursor' of the last decision received, e.g. 1712345678901-0.\n",
+            )
         scope = {
             "query_string": query.encode(),
             "subprotocols": [
@@ -355,10 +411,9 @@ class Hub:
             )
             response.headers["Retry-After"] = "30"
             return response
-        params = parse_qs(query)
         after = (params.get("after") or [""])[0]
         symbols = _symbols((params.get("symbols") or [""])[0].split(","))
-        client = Client(ws, resolved[0], symbols, int(after) if after.isdigit() else None)
+        client = Client(ws, resolved[0], symbols, int(after) if after.isdigit() else None, cursor)
         client.slot = slot
         ws.feed_client = client
         # subscribed before the handshake completes: nothing published after the client sees
@@ -384,7 +439,15 @@ class Hub:
     async def _serve_client(self, ws: ServerConnection, client: Client) -> None:
         try:
             replayed: set[int] = set()
-            if client.after is not None:
+            floor = None
+            if client.cursor is not None:
+                floor = await self._replay_log(ws, client)
+                if floor is None:  # older than the log's retention
+                    if client.after is None:
+                        await ws.close(CURSOR_EXPIRED, CURSOR_EXPIRED_REASON)
+                        return
+                    await ws.send(json.dumps({"type": "cursor_expired", "after": client.after}))
+            if floor is None and client.after is not None:
                 backlog = await asyncio.to_thread(_backlog, client.tenant, client.after, client.symbols)
                 for payload in backlog:
                     await ws.send(feed.message_text(payload))
@@ -392,11 +455,33 @@ class Hub:
             group = self.tenants.get(client.schema)
             if group is None or ws not in group.clients:  # dropped meanwhile
                 return
-            group.go_live(client, replayed)
+            group.go_live(client, replayed, floor)
             async for raw in ws:
                 await self._command(client, raw)
         finally:
             self.leave(client)
+
+    async def _replay_log(self, ws: ServerConnection, client: Client) -> tuple[int, int] | None:
+        """Send the resume log's entries after ``client.cursor`` (those of its symbols); return the
+        last cursor sent (the client's own when none), or None when entries after the cursor may
+        have been trimmed away (the log's oldest entry is later than the position read from)."""
+        key = feed.log_key(client.schema)
+        position = client.cursor
+        async with aioredis.Redis.from_url(self.redis_url) as r:
+            while True:
+                async with r.pipeline(transaction=True) as pipe:  # the head check and the page, atomically
+                    pipe.xrange(key, "-", "+", count=1)
+                    pipe.xrange(key, f"{position[0]}-{position[1] + 1}", "+", count=LOG_PAGE)
+                    head, page = await pipe.execute()
+                if not head or feed.parse_cursor(head[0][0].decode()) > position:
+                    return None
+                for entry_id, fields in page:
+                    eid = entry_id.decode()
+                    if client.wants(fields[b"s"].decode()):
+                        await ws.send(feed.with_cursor(fields[b"m"].decode(), eid))
+                    position = feed.parse_cursor(eid)
+                if len(page) < LOG_PAGE:
+                    return position
 
     async def _command(self, client: Client, raw) -> None:
         try:

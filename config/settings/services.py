@@ -90,6 +90,11 @@ WS_PUBLIC_URL = env_str("WS_PUBLIC_URL", "")
 # bytes a feed client may leave unread in its socket's send buffer before it is dropped as too slow
 # (close 4008): about 1,300 decisions
 WS_CLIENT_BUFFER = env_int("WS_CLIENT_BUFFER", 4 * 1024 * 1024)
+# the feed's resume log (intelligence/feed.py): a Redis Stream per tenant of the last ~N published
+# decisions (?cursor= replays from it; older cursors fall back to ?after= or close 4009), dropped
+# when the tenant publishes nothing for TTL seconds (0: kept)
+FEED_RESUME_RETAIN = env_int("FEED_RESUME_RETAIN", 10_000)
+FEED_RESUME_TTL_S = env_int("FEED_RESUME_TTL_S", 24 * 3600)
 # external market feed for `ingest_feed` (marketdata/feeds.py): ws(s):// or http(s):// URL, may carry
 # credentials (never printed); empty = no feed
 LEVEL3_DATA_STREAM_URL = env_str("LEVEL3_DATA_STREAM_URL", "")

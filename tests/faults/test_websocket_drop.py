@@ -1,8 +1,9 @@
 """WebSocket connections dropped while decisions keep coming, against the feed's edge server as
 deployed (``run_feed_edge`` in its own process): first every client's connection is cut from its
 side (the network dropping it: no close frame), then the server is killed with SIGKILL and started
-again on the same port. Each client reconnects with ``?after=<last id it saw>`` (the resume
-protocol): the server replays what it missed from PostgreSQL, then goes on live. Every client
+again on the same port. Each client reconnects with ``?cursor=<last cursor it saw>`` (the resume
+protocol; ``&after=<last id>`` as its fallback): the server replays what it missed from the
+tenant's resume log in Redis, then goes on live. Every client
 ends with every decision id, contiguous and in order, none twice."""
 
 import asyncio
@@ -82,10 +83,11 @@ class Edge:
 
 
 class Client:
-    """A feed client that reconnects with ``?after=<last id seen>`` whenever its socket drops."""
+    """A feed client that reconnects with ``?cursor=<last cursor seen>`` whenever its socket drops
+    (``?after=<id>`` before it has one, and as the fallback for an expired cursor)."""
 
     def __init__(self, url: str, key: str, after: int):
-        self.url, self.key, self.last = url, key, after
+        self.url, self.key, self.last, self.cursor = url, key, after, None
         self.seen: list[int] = []
         self.connects = 0
         self.ws = None
@@ -93,8 +95,9 @@ class Client:
     async def run(self, until):
         while not until():
             try:
+                resume = f"after={self.last}" + (f"&cursor={self.cursor}" if self.cursor else "")
                 async with connect(
-                    f"{self.url}?after={self.last}", additional_headers={"Authorization": f"Api-Key {self.key}"},
+                    f"{self.url}?{resume}", additional_headers={"Authorization": f"Api-Key {self.key}"},
                     open_timeout=3,
                 ) as ws:  # fmt: skip
                     self.ws, self.connects = ws, self.connects + 1
@@ -106,6 +109,7 @@ class Client:
                         if msg.get("type") == "decision":
                             self.seen.append(msg["id"])
                             self.last = msg["id"]
+                            self.cursor = msg.get("cursor", self.cursor)
             except Exception:  # noqa: BLE001 - any drop (closed, refused, reset): reconnect
                 pass
             self.ws = None
@@ -163,6 +167,7 @@ def test_dropped_sockets_resume_with_no_gap_and_no_repeat(tenants_ab, cleanup, d
     assert len(producer.ids) == DECISIONS and producer.ids == sorted(producer.ids)
     for c in clients:
         assert c.seen == producer.ids, (len(c.seen), c.connects)
+        assert c.cursor is not None  # it resumed by cursor
         assert c.connects >= 3  # it did lose its connection twice
     fault_report(
         f"{CLIENTS} clients x {DECISIONS} decisions at {RATE}/s; all sockets cut at decision {cut_at}, edge "

@@ -1,7 +1,9 @@
 """The decision feed ``ws/decisions/`` on its edge server (intelligence/edge.py): a tenant hears
-only its own decisions, narrows them by symbol, resumes after an id without gaps or repeats, a
-slow client is dropped with 4008; browsers connect with a one-use ticket, other clients with an
-API-key header, subprotocol or query; a refused handshake says what to send."""
+only its own decisions, narrows them by symbol, resumes after an id without gaps or repeats,
+resumes after a cursor exactly even when two writers commit out of id order (a trimmed cursor
+falls back to the id or closes 4009), a slow client is dropped with 4008; browsers connect with
+a one-use ticket, other clients with an API-key header, subprotocol or query; a refused handshake
+says what to send."""
 
 import asyncio
 import datetime as dt
@@ -10,10 +12,12 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 from unittest import mock
 
 import pytest
 from asgiref.sync import sync_to_async
+from django.db import connection, transaction
 from django_tenants.utils import schema_context
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -320,5 +324,169 @@ def test_a_live_configuration_change_is_told_to_the_tenants_sockets(alpha, beta)
         assert await _nothing(a) and await _nothing(b)
         for c in (a, b):
             await c.close()
+
+    _serve(scenario)
+
+
+# ----------------------------------------------------------------------------- the cursor
+
+
+def _commit_and_publish(schema: str, minute: int, held: threading.Event | None = None, go=None) -> dict:
+    """A writer on its own connection: a decision stored in a transaction that publishes on commit
+    (as the stream and the REST view do); with ``held``/``go`` it takes its id, says so, and
+    commits only when told (a slow concurrent writer)."""
+    try:
+        with schema_context(schema), transaction.atomic():
+            d = Decision.objects.create(
+                source="api", symbol="CUR-USD", timeframe="1m", ts=dt.datetime(2032, 1, 1, 0, minute, tzinfo=dt.UTC),
+                action="BUY", confidence=0.7,
+            )  # fmt: skip
+            payload = decision_payload(d)
+            transaction.on_commit(lambda: feed.publish_decisions([payload], schema))
+            if held is not None:
+                held.set()
+                assert go.wait(30)
+        return payload
+    finally:
+        connection.close()
+
+
+@pytest.fixture
+def cursor_rows(alpha, django_db_blocker):
+    """The writers' rows, committed on their own connections, deleted on another one (this
+    thread's is inside the test's rolled-back transaction)."""
+    yield
+
+    def delete():
+        try:
+            with schema_context(alpha.tenant.schema_name):
+                Decision.objects.filter(symbol="CUR-USD").delete()
+        finally:
+            connection.close()
+
+    with django_db_blocker.unblock():
+        cleaner = threading.Thread(target=delete)
+        cleaner.start()
+        cleaner.join(30)
+
+
+def test_a_decision_committed_late_by_another_writer_is_resumed_by_cursor_once(alpha, cursor_rows, django_db_blocker):
+    """Two writers: the first takes id N and commits late; the second takes N+1, commits and is
+    published; the client sees N+1 and disconnects; then N commits and is published. Resuming
+    with the last cursor gets N, once; resuming by id (after N+1) cannot."""
+    schema = alpha.tenant.schema_name
+    held, go, out = threading.Event(), threading.Event(), {}
+
+    def slow_writer():
+        out["late"] = _commit_and_publish(schema, 1, held, go)
+
+    async def scenario(hub, url):
+        c = await connect(f"{url}/ws/decisions/?api_key={alpha.key}")
+        first = threading.Thread(target=slow_writer)
+        first.start()
+        assert await asyncio.to_thread(held.wait, 30)
+        early = await asyncio.to_thread(_commit_and_publish, schema, 2)
+        got = await _recv(c)
+        assert got["id"] == early["id"] and got["id"] > 0
+        cursor = got["cursor"]
+        await c.close()
+        go.set()
+        await asyncio.to_thread(first.join, 30)
+        late = out["late"]
+        assert late["id"] < early["id"]  # the id was taken first, the commit came last
+        by_cursor = await connect(f"{url}/ws/decisions/?api_key={alpha.key}&cursor={cursor}")
+        by_id = await connect(f"{url}/ws/decisions/?api_key={alpha.key}&after={early['id']}")
+        resumed = await _recv(by_cursor)
+        assert (resumed["id"], resumed["type"], resumed["data"]) == (late["id"], "decision", late)
+        assert feed.parse_cursor(resumed["cursor"]) > feed.parse_cursor(cursor)
+        assert await _nothing(by_cursor)  # neither the late one again nor the one already seen
+        assert await _nothing(by_id)  # the id protocol's blind spot, documented
+        await _publish(schema, [_payload(early["id"] + 1000, "CUR-USD")])
+        for ws in (by_cursor, by_id):
+            assert (await _recv(ws))["id"] == early["id"] + 1000
+            assert await _nothing(ws)
+            await ws.close()
+
+    with django_db_blocker.unblock():
+        _serve(scenario)
+
+
+async def _cursors(url: str, key: str, schema: str, payloads: list[dict]) -> list[str]:
+    c = await connect(f"{url}/ws/decisions/?api_key={key}")
+    await _publish(schema, payloads)
+    cursors = [(await _recv(c))["cursor"] for _ in payloads]
+    await c.close()
+    return cursors
+
+
+@pytest.mark.parametrize("page", [1, 500])
+def test_a_cursor_resume_merges_what_is_published_during_the_replay_once(alpha, page):
+    """Pages of 1: the new messages are replayed from the log and their live copies dropped;
+    one page: they wait and are sent after the replay. Either way each arrives once, in order."""
+    schema = alpha.tenant.schema_name
+    real_with_cursor, published = feed.with_cursor, []
+
+    def publishing_with_cursor(text, cursor):  # the replay is under way: two more decisions come
+        if not published:
+            published.append(cursor)
+            feed.publish_decisions([_payload(9001, "ETH-USD"), _payload(9002)], schema)
+        return real_with_cursor(text, cursor)
+
+    async def scenario(hub, url):
+        cursors = await _cursors(url, alpha.key, schema, [_payload(i) for i in (101, 102, 103)])
+        with mock.patch.object(edge, "LOG_PAGE", page), mock.patch.object(feed, "with_cursor", publishing_with_cursor):
+            c = await connect(f"{url}/ws/decisions/?api_key={alpha.key}&cursor={cursors[0]}")
+            got = [await _recv(c) for _ in range(4)]
+            assert await _nothing(c)
+        assert [m["id"] for m in got] == [102, 103, 9001, 9002]
+        assert [m["cursor"] for m in got[:2]] == cursors[1:]
+        assert sorted(got, key=lambda m: feed.parse_cursor(m["cursor"])) == got
+        # narrowed to a symbol, the replay skips the others
+        only_eth = await connect(f"{url}/ws/decisions/?api_key={alpha.key}&cursor={cursors[0]}&symbols=ETH-USD")
+        assert (await _recv(only_eth))["id"] == 9001 and await _nothing(only_eth)
+        # live again afterwards
+        await _publish(schema, [_payload(9003)])
+        assert (await _recv(c))["id"] == 9003 and await _nothing(c)
+        for ws in (c, only_eth):
+            await ws.close()
+
+    _serve(scenario)
+
+
+def test_a_trimmed_cursor_falls_back_to_the_id_or_closes_4009(alpha, committed_decisions):
+    """Entries after the cursor were trimmed (retention, or a Redis that lost the log): with
+    ``after`` the edge says so and replays by id; without, it closes 4009 pointing at REST. A
+    cursor that is no entry id is refused at the handshake."""
+    first, second, third = committed_decisions
+    schema = alpha.tenant.schema_name
+
+    async def scenario(hub, url):
+        cursors = await _cursors(url, alpha.key, schema, [_payload(i) for i in (201, 202, 203)])
+        await sync_to_async(feed._redis().xtrim)(feed.log_key(schema), maxlen=2, approximate=False)  # 201 is gone
+        c = await connect(f"{url}/ws/decisions/?api_key={alpha.key}&cursor={cursors[0]}")
+        with pytest.raises(ConnectionClosed) as closed:
+            await _recv(c)
+        assert closed.value.rcvd.code == edge.CURSOR_EXPIRED
+        assert "GET /api/v1/decisions/?after=" in closed.value.rcvd.reason
+        # the cursor of the entry still kept resumes exactly
+        ok = await connect(f"{url}/ws/decisions/?api_key={alpha.key}&cursor={cursors[1]}")
+        assert (await _recv(ok))["id"] == 203 and await _nothing(ok)
+        await ok.close()
+        fallback = await connect(f"{url}/ws/decisions/?api_key={alpha.key}&cursor={cursors[0]}&after={first.id}")
+        assert await _recv(fallback) == {"type": "cursor_expired", "after": first.id}
+        assert [(await _recv(fallback))["id"] for _ in range(2)] == [second.id, third.id]
+        assert await _nothing(fallback)
+        await _publish(schema, [_payload(third.id + 1)])
+        assert (await _recv(fallback))["id"] == third.id + 1
+        await fallback.close()
+        await sync_to_async(feed._redis().delete)(feed.log_key(schema))  # the log lost altogether
+        gone = await connect(f"{url}/ws/decisions/?api_key={alpha.key}&cursor={cursors[2]}")
+        with pytest.raises(ConnectionClosed) as closed:
+            await _recv(gone)
+        assert closed.value.rcvd.code == edge.CURSOR_EXPIRED
+        for bad in ("abc", "12", "1-2-3", "-1-0"):
+            with pytest.raises(InvalidStatus) as refused:
+                await connect(f"{url}/ws/decisions/?api_key={alpha.key}&cursor={bad}")
+            assert refused.value.response.status_code == 400 and b"invalid_cursor" in refused.value.response.body
 
     _serve(scenario)

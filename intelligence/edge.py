@@ -91,6 +91,10 @@ UNAUTHENTICATED = (
 )
 
 
+class _TrimmedMidway(Exception):
+    """The resume log was trimmed past a replay under way (more than the retention published meanwhile)."""
+
+
 def _symbols(values) -> frozenset[str] | None:
     chosen = frozenset(str(s).strip().upper() for s in values or () if str(s).strip())
     return chosen or None
@@ -441,7 +445,11 @@ class Hub:
             replayed: set[int] = set()
             floor = None
             if client.cursor is not None:
-                floor = await self._replay_log(ws, client)
+                try:
+                    floor = await self._replay_log(ws, client)
+                except _TrimmedMidway:
+                    await ws.close(CURSOR_EXPIRED, CURSOR_EXPIRED_REASON)
+                    return
                 if floor is None:  # older than the log's retention
                     if client.after is None:
                         await ws.close(CURSOR_EXPIRED, CURSOR_EXPIRED_REASON)
@@ -474,6 +482,8 @@ class Hub:
                     pipe.xrange(key, f"{position[0]}-{position[1] + 1}", "+", count=LOG_PAGE)
                     head, page = await pipe.execute()
                 if not head or feed.parse_cursor(head[0][0].decode()) > position:
+                    if position != client.cursor:  # trimmed under a long replay: the client resumes anew
+                        raise _TrimmedMidway
                     return None
                 for entry_id, fields in page:
                     eid = entry_id.decode()

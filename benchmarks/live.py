@@ -18,7 +18,8 @@ the Procfile's ``edge`` line starts it; decisions published through
 ``intelligence.feed.publish_decisions`` for the bench tenant, each stamped with its publish time;
 publish -> receive p50/p99 and lost messages; floor: the same client against a minimal
 ``websockets.broadcast`` server fed by the same publisher (server and client CPU per decision
-printed for both).
+printed for both). First the publish itself in this process (:func:`publish_cost`: the
+resume log's Lua script per call and per decision).
 
 The bench tenant: enterprise plan, 2,000 stored hourly bars of the seeded synthetic market and a
 deployed XGBoost model for the symbol (so each decision includes the model's vote), dropped at the
@@ -599,6 +600,30 @@ def _feed_run(label: str, server: Server, path: str, key: str, schema: str, payl
     return out
 
 
+def publish_cost(schema: str, payload: dict, calls: int = 2000) -> None:
+    """``publish_decisions`` in this process: wall and client CPU per call, and the Redis server's
+    time per message (its command statistics: the Lua script that appends to the tenant's resume
+    log and PUBLISHes), for one decision a call and for batches of 10 (the stream's)."""
+    from intelligence import feed
+
+    r = feed._redis()
+    for n in (1, 10):
+        feed.publish_decisions([payload], schema)  # the script loaded
+        r.config_resetstat()
+        cpu, wall = time.process_time(), time.perf_counter()
+        for i in range(calls // n):
+            feed.publish_decisions([{**payload, "id": i * n + k + 1} for k in range(n)], schema)
+        wall, cpu = (time.perf_counter() - wall) / (calls // n), (time.process_time() - cpu) / (calls // n)
+        stats = r.info("commandstats")
+        server = sum(v["usec"] for k, v in stats.items() if k in ("cmdstat_evalsha", "cmdstat_eval", "cmdstat_publish"))
+        print(
+            f"  publish_decisions, {n:>2} a call: wall {wall * 1e6:5.0f} us   client CPU {cpu * 1e6:4.0f} us   "
+            f"Redis {server / calls:4.1f} us per decision",
+            flush=True,
+        )
+    r.delete(feed.log_key(schema))
+
+
 def bench_feed(bt: BenchTenant) -> None:
     from django.db import connection
     from django_tenants.utils import schema_context
@@ -617,6 +642,7 @@ def bench_feed(bt: BenchTenant) -> None:
         f"WebSocket feed: {WS_CLIENTS} clients in one process, {WS_MESSAGES} decisions every "
         f"{WS_INTERVAL * 1000:.0f} ms, {size} bytes each, publish -> receive"
     )
+    publish_cost(floor_schema, payload)
     server = start_edge()
     floor = _loadgen(
         "ws-floor", "--redis-url", redis_db_url(REDIS_DB_CHANNELS), "--channel", feed.channel(floor_schema)
@@ -645,6 +671,7 @@ def bench_feed(bt: BenchTenant) -> None:
     finally:
         server.stop()
         floor.stop()
+        feed._redis().delete(feed.log_key(floor_schema))  # the floor's resume log (the tenant's is kept)
     r50, r99 = real["p50"] / base["p50"], real["p99"] / base["p99"]
     verdict = "met" if max(r50, r99) <= WS_TARGET_RATIO and not real["lost"] else "MISSED"
     print(f"  edge / floor: p50 {r50:.2f}x   p99 {r99:.2f}x   (target <= {WS_TARGET_RATIO}x, 0 lost) -> {verdict}")

@@ -367,7 +367,7 @@ class WsClients:
         async for raw in ws:
             msg = json.loads(raw)
             if msg.get("type") == "decision":
-                client["messages"].append((time.time(), msg["id"], msg["data"]))
+                client["messages"].append((time.time(), msg["id"], msg["data"], msg.get("cursor")))
 
     def stop(self) -> None:
         if self._loop is not None and self._stop is not None:
@@ -636,6 +636,7 @@ def run(port_base: int = 0) -> dict:
         # --- (b) WebSocket fan-out
         print("(b) WebSocket fan-out through the proxy")
         latencies, steady, failed_over, inversions, foreign_total = [], [], [], 0, 0
+        cursor_inversions, cursorless = 0, 0
         for i, c in enumerate(ws.clients):
             schema = c["tenant"]
             mine = db[schema]
@@ -651,7 +652,13 @@ def run(port_base: int = 0) -> dict:
             for x in ids:
                 inversions += x < top
                 top = max(top, x)
-            for recv, _, data in c["messages"]:
+            last = (0, 0)
+            for *_, cursor in c["messages"]:  # the resume cursor: publish order, hence commit order
+                parsed = tuple(int(part) for part in cursor.split("-")) if cursor else None
+                cursorless += parsed is None
+                cursor_inversions += parsed is not None and parsed <= last
+                last = parsed or last
+            for recv, _, data, _cursor in c["messages"]:
                 ts = int(dt.datetime.fromisoformat(data["ts"]).timestamp())
                 sent = published.get((schema, data["symbol"], ts))
                 if sent is None:
@@ -689,6 +696,12 @@ def run(port_base: int = 0) -> dict:
         print(
             f"  ids out of global order across a socket's stream: {inversions} (two partitions commit independently; "
             "order holds per instrument, see docs/deploy.md)"
+        )
+        checks(
+            "resume cursors in publish order on every socket",
+            cursor_inversions == 0 and cursorless == 0,
+            f"{cursor_inversions} cursor inversions, {cursorless} messages without one: resuming with ?cursor= "
+            f"gets the {inversions} decisions that came after a higher id (?after= could skip them)",
         )
 
         # --- (c) REST through the proxy
@@ -779,6 +792,7 @@ def run(port_base: int = 0) -> dict:
             "ws_p50_ms": pct(steady, 0.5) if steady else None,
             "ws_p99_ms": pct(steady, 0.99) if steady else None,
             "global_order_inversions": inversions,
+            "cursor_order_inversions": cursor_inversions,
         }
         f = figures
         print(

@@ -37,16 +37,16 @@ _script = None
 CURSOR_RE = re.compile(r"^(\d{1,20})-(\d{1,20})$")
 _CURSOR_AT = len('{"cursor":"')
 
-# KEYS: the tenant's stream, its channel. ARGV: retain, ttl, then (symbol, id, text) per message.
+# KEYS: the tenant's stream. ARGV: its channel (not a key), retain, ttl, then (symbol, id, text) per message.
 # The entry id is spliced in as the text's first member; the stream keeps the text without it
 # (the edge splices it back on replay: :func:`with_cursor`).
 PUBLISH_LUA = """
-local retain, ttl = ARGV[1], tonumber(ARGV[2])
-for i = 3, #ARGV, 3 do
+local chan, retain, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
+for i = 4, #ARGV, 3 do
   local body = ARGV[i + 2]
   local symbol, ident = ARGV[i], ARGV[i + 1]
   local eid = redis.call('XADD', KEYS[1], 'MAXLEN', '~', retain, '*', 's', symbol, 'i', ident, 'm', body)
-  redis.call('PUBLISH', KEYS[2], symbol .. '\\n' .. ident .. '\\n{"cursor":"' .. eid .. '",' .. string.sub(body, 2))
+  redis.call('PUBLISH', chan, symbol .. '\\n' .. ident .. '\\n{"cursor":"' .. eid .. '",' .. string.sub(body, 2))
 end
 if ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl) end
 return 1
@@ -108,10 +108,10 @@ def publish_decisions(payloads: list[dict], schema: str | None = None) -> None:
     client = _redis()
     if _script is None or _script.registered_client is not client:
         _script = client.register_script(PUBLISH_LUA)
-    args: list = [settings.FEED_RESUME_RETAIN, settings.FEED_RESUME_TTL_S]
+    args: list = [channel(schema), settings.FEED_RESUME_RETAIN, settings.FEED_RESUME_TTL_S]
     for p in payloads:
         args += (p["symbol"], p["id"], message_text(p))
-    _script(keys=[log_key(schema), channel(schema)], args=args)
+    _script(keys=[log_key(schema)], args=args)
 
 
 def parse(raw: bytes | str) -> tuple[str, int, str]:

@@ -27,6 +27,7 @@ CHECKS = {
     "REST reached both web processes",
     "/health/ready through the proxy",
     "every process stopped",
+    "resume cursors in publish order on every socket",
 }
 
 

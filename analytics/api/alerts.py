@@ -17,6 +17,7 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from api.pagination import StrictPageSize
 from api.schema import ERRORS
 from tenants.permissions import MANAGE, READ, WRITE
 
@@ -96,7 +97,7 @@ class MetricSerializer(serializers.Serializer):
     rules = serializers.ListField(child=serializers.CharField(), help_text="the rules watching it")
 
 
-class AlertCursorPagination(CursorPagination):
+class AlertCursorPagination(StrictPageSize, CursorPagination):
     ordering = ("-id",)
     page_size_query_param = "page_size"
     max_page_size = 500

@@ -14,7 +14,9 @@ view's declared ``access`` (``tenants.permissions.required_access`` + ``ROLE_RAN
    schema the document declares for that status ($refs resolved against the document, OpenAPI 3.0
    ``nullable`` honoured, and no undocumented fields).
 
-A short schemathesis property run on top fuzzes parameters and bodies of every operation.
+A short schemathesis property run on top fuzzes parameters and bodies of every operation: valid
+requests (no 5xx, statuses, content types and bodies as documented) and invalid ones (negative
+generation: each must be refused with a documented 4xx).
 
 Objects named by path parameters come from ``OBJECT_FACTORIES`` (keyed by parameter name);
 failing that, from the operation's collection (``POST`` with a generated body, else the first
@@ -1158,29 +1160,26 @@ def served_schema(alpha):
         signals.request_finished.connect(close_old_connections)
 
 
-@pytest.mark.parametrize("op", OPERATIONS, ids=str)
-def test_fuzzed_requests_conform(op, served_schema, alpha):
+def _fuzz(op, served_schema, alpha, *, checks, examples: int, negative: bool = False) -> None:
+    """``examples`` generated requests to ``op`` as alpha's owner key, each response validated by
+    ``checks``. Positive: valid by the document (explicit examples, generated, shrunk on failure);
+    negative: each breaks the document somewhere (generated only)."""
     from hypothesis import HealthCheck, Phase, given, settings
-    from schemathesis.checks import not_a_server_error
-    from schemathesis.specs.openapi.checks import (
-        content_type_conformance,
-        response_schema_conformance,
-        status_code_conformance,
-    )
+    from schemathesis import GenerationMode
 
     operation = served_schema[op.path][op.method.lower()]
     headers = {"Authorization": f"Api-Key {alpha.key}"}
-    checks = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+    mode = GenerationMode.NEGATIVE if negative else GenerationMode.POSITIVE
 
     @settings(
-        max_examples=PROPERTY_EXAMPLES,
+        max_examples=examples,
         deadline=None,
         derandomize=True,
         database=None,
         suppress_health_check=list(HealthCheck),
-        phases=[Phase.explicit, Phase.generate, Phase.shrink],
+        phases=[Phase.generate] if negative else [Phase.explicit, Phase.generate, Phase.shrink],
     )
-    @given(case=operation.as_strategy())
+    @given(case=operation.as_strategy(generation_mode=mode))
     def run(case):
         if op.method not in SAFE_METHODS:
             # writes aim at objects made here, so the session's keys stay usable within the test
@@ -1191,6 +1190,19 @@ def test_fuzzed_requests_conform(op, served_schema, alpha):
         case.validate_response(response, checks=checks, headers=headers)
 
     run()
+
+
+@pytest.mark.parametrize("op", OPERATIONS, ids=str)
+def test_fuzzed_requests_conform(op, served_schema, alpha):
+    from schemathesis.checks import not_a_server_error
+    from schemathesis.specs.openapi.checks import (
+        content_type_conformance,
+        response_schema_conformance,
+        status_code_conformance,
+    )
+
+    checks = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+    _fuzz(op, served_schema, alpha, checks=checks, examples=PROPERTY_EXAMPLES)
 
 
 # operations whose requests have nothing to violate (no parameters, no body): no negative case exists
@@ -1207,35 +1219,13 @@ def test_invalid_requests_are_rejected(op, served_schema, alpha):
     """Negative fuzzing: parameters and bodies that break the documented schema (wrong types,
     out-of-range values, missing required fields) get a 4xx that conforms to the document,
     never a 2xx that took them and never a 5xx."""
-    from hypothesis import HealthCheck, Phase, given, settings
     from hypothesis.errors import Unsatisfiable
-    from schemathesis import GenerationMode
     from schemathesis.checks import not_a_server_error
     from schemathesis.specs.openapi.checks import negative_data_rejection, response_schema_conformance
 
-    operation = served_schema[op.path][op.method.lower()]
-    headers = {"Authorization": f"Api-Key {alpha.key}"}
     checks = [not_a_server_error, negative_data_rejection, response_schema_conformance]
-
-    @settings(
-        max_examples=NEGATIVE_EXAMPLES,
-        deadline=None,
-        derandomize=True,
-        database=None,
-        suppress_health_check=list(HealthCheck),
-        phases=[Phase.generate],
-    )
-    @given(case=operation.as_strategy(generation_mode=GenerationMode.NEGATIVE))
-    def run(case):
-        if op.method not in SAFE_METHODS:
-            for p in op.path_params:
-                if p["name"] in OBJECT_FACTORIES:
-                    case.path_parameters[p["name"]] = OBJECT_FACTORIES[p["name"]](alpha).value
-        response = case.call(headers=headers)
-        case.validate_response(response, checks=checks, headers=headers)
-
     try:
-        run()
+        _fuzz(op, served_schema, alpha, checks=checks, examples=NEGATIVE_EXAMPLES, negative=True)
     except Unsatisfiable:  # nothing to violate: only free-form path strings, no query, no body
         spec = DOC["paths"][op.path][op.method.lower()]
         params = spec.get("parameters", []) + DOC["paths"][op.path].get("parameters", [])

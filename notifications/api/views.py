@@ -69,7 +69,7 @@ class SubscriptionSerializer(serializers.ModelSerializer):
 class SubscriptionInputSerializer(serializers.Serializer):
     """Validated by the service (one place for the rules): this documents the body."""
 
-    name = serializers.CharField(required=False, max_length=120)
+    name = serializers.CharField(required=False, allow_blank=True, max_length=120, help_text="empty: no name")
     tenant_wide = serializers.BooleanField(
         required=False, help_text="admins: for the whole tenant (in-app: every member)"
     )
@@ -434,11 +434,12 @@ class InAppListApi(APIView):
     )
     def get(self, request):
         uid = user_id_of(request)
+        unread = query_flag(request, "unread")
         paginator = self.pagination_class()
-        if uid is None:
+        if uid is None:  # an API key is no one: its inbox is empty
             rows = selectors.inbox(user_id=0).none()
         else:
-            rows = selectors.inbox(user_id=uid, unread=query_flag(request, "unread"))
+            rows = selectors.inbox(user_id=uid, unread=unread)
             paginator.unread = selectors.unread_count(user_id=uid)
         page = paginator.paginate_queryset(rows, request, view=self)
         return paginator.get_paginated_response([selectors.inapp_payload(n) for n in page])

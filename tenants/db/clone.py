@@ -37,7 +37,8 @@ TOKEN = "__ati_clone_target__"
 _cache: dict[tuple, list[str] | None] = {}
 _lock = threading.Lock()
 
-# every object kind the batch does not recreate; any of them in the template -> the generic clone
+# every object kind the batch does not recreate; any of them in the template -> the generic clone.
+# NOT NULL constraints ('n', catalogued since PostgreSQL 18) are always copied by LIKE.
 _UNSUPPORTED = """
 SELECT 'relation ' || c.relname || ' of kind ' || c.relkind::text FROM pg_class c
  WHERE c.relnamespace = %(ns)s AND (c.relkind NOT IN ('r', 'i', 'S') OR c.relispartition
@@ -61,7 +62,7 @@ UNION ALL SELECT 'policy ' || p.polname FROM pg_policy p JOIN pg_class c ON c.oi
 UNION ALL SELECT 'trigger ' || t.tgname || ' not plainly enabled' FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
  WHERE c.relnamespace = %(ns)s AND NOT t.tgisinternal AND t.tgenabled <> 'O'
 UNION ALL SELECT 'constraint ' || k.conname || ' of kind ' || k.contype::text FROM pg_constraint k
- WHERE k.connamespace = %(ns)s AND k.contype NOT IN ('p', 'u', 'f', 'c')
+ WHERE k.connamespace = %(ns)s AND k.contype NOT IN ('p', 'u', 'f', 'c', 'n')
 UNION ALL SELECT 'clustered or replica-identity index ' || i.indexrelid::regclass::text FROM pg_index i
  JOIN pg_class c ON c.oid = i.indrelid WHERE c.relnamespace = %(ns)s AND (i.indisclustered OR i.indisreplident)
 UNION ALL SELECT 'collation ' || collname FROM pg_collation WHERE collnamespace = %(ns)s

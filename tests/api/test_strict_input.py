@@ -57,3 +57,9 @@ def test_the_document_says_empty_optional_query_parameters_are_allowed(client):
     optional = [p for p in params if p["in"] == "query" and not p.get("required")]
     assert optional and all(p.get("allowEmptyValue") is True for p in optional)
     assert all("allowEmptyValue" not in p for p in params if p["in"] == "path")
+
+
+def test_max_length_holds_for_what_was_sent_before_trimming(alpha):
+    r = alpha.client(role="admin").post("/api/v1/kill-switch/", {"reason": "\x1d" * 301}, format="json")
+    assert r.status_code == 400 and error_code(r) == "invalid_input"
+    assert not KillSwitch.objects.filter(tenant=alpha.tenant, lifted_at=None).exists()

@@ -365,6 +365,8 @@ def training_data(p: dict):
         mask &= bars.index >= pd.Timestamp(p["start"])
     if p.get("end"):
         mask &= bars.index <= pd.Timestamp(p["end"])
+    # a bar the live feed appended after the features were read has none stored yet: left out
+    mask &= bars.index.isin(feats.index)
     atr = talib.ATR(bars["high"].to_numpy(), bars["low"].to_numpy(), bars["close"].to_numpy(), 14)
     X = feats.loc[bars.index[mask]]
     if len(X) < 200:

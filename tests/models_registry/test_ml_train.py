@@ -70,3 +70,23 @@ def test_recommend_scales_with_data_and_remembers_no_edge():
     assert [r["id"] for r in big["past_runs_without_edge"]] == [1]
     assert any("no edge" in n for n in big["notes"])
     assert recommend(100, 50, "1d", [])["horizons"] == []
+
+
+def test_a_bar_appended_after_the_features_were_read_is_left_out(alpha, monkeypatch):
+    """The live feed appends a bar between the read of the stored features and the read of the bars:
+    training uses the bars that have features, closes and ATR aligned with them (it raised KeyError)."""
+    from django_tenants.utils import schema_context
+
+    from features import selectors as fs_selectors
+    from marketdata.synthetic import generate_bars
+    from models_registry.services import training
+    from tests.riskcore.helpers import import_bars
+
+    import_bars(alpha, "LATE", n=300, seed=4)
+    real = fs_selectors.stored_features
+    monkeypatch.setattr(fs_selectors, "stored_features", lambda **kw: real(**kw).iloc[:-1])
+    with schema_context(alpha.tenant.schema_name):
+        X, close, atr, _, _ = training.training_data({"symbol": "LATE", "timeframe": "1d", "feature_set": "default"})
+    frame = generate_bars(300, seed=4, timeframe="1d")
+    assert len(X) == len(close) == len(atr) == 299
+    assert X.index[-1] == frame.index[-2] and close[-1] == pytest.approx(frame["close"].iloc[-2])

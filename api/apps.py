@@ -20,13 +20,19 @@ def strict_char_fields() -> None:
     if getattr(serializers.CharField, "_strict", False):
         return
     lenient = serializers.CharField.to_internal_value
+    lenient_run = serializers.CharField.run_validation
 
     def to_internal_value(self, data):
         if not isinstance(data, str):
             self.fail("invalid")
-        if self.max_length is not None and len(data) > self.max_length:
-            self.fail("max_length", max_length=self.max_length)
         return lenient(self, data)
 
+    def run_validation(self, data=serializers.empty):
+        # before DRF's own: it returns "" for a whitespace-only value without a length check
+        if isinstance(data, str) and self.max_length is not None and len(data) > self.max_length:
+            self.fail("max_length", max_length=self.max_length)
+        return lenient_run(self, data)
+
     serializers.CharField.to_internal_value = to_internal_value
+    serializers.CharField.run_validation = run_validation
     serializers.CharField._strict = True

@@ -62,4 +62,14 @@ def test_the_document_says_empty_optional_query_parameters_are_allowed(client):
 def test_max_length_holds_for_what_was_sent_before_trimming(alpha):
     r = alpha.client(role="admin").post("/api/v1/kill-switch/", {"reason": "\x1d" * 301}, format="json")
     assert r.status_code == 400 and error_code(r) == "invalid_input"
+    r = alpha.client(role="admin").post("/api/v1/kill-switch/", {"reason": "x" * 301}, format="json")
+    assert r.status_code == 400 and error_code(r) == "invalid_input"
     assert not KillSwitch.objects.filter(tenant=alpha.tenant, lifted_at=None).exists()
+
+
+def test_a_whitespace_only_value_over_max_length_is_refused_where_blank_is_allowed():
+    from orchestration.api.views import DecisionInput
+
+    assert not DecisionInput(data={"comment": "\x1d" * 501}).is_valid()
+    assert DecisionInput(data={"comment": "\x1d" * 500}).is_valid()
+    assert DecisionInput(data={"comment": ""}).is_valid()
